@@ -1,0 +1,271 @@
+"""Start, stop, seed and describe the local sandbox: PostgreSQL, Redis and the AWS API emulator.
+
+    python sandbox/sandbox.py up       # idempotent: starts what is not running, seeds what is missing
+    python sandbox/sandbox.py down     # stops everything; no process is left behind
+    python sandbox/sandbox.py status   # what runs where
+    python sandbox/sandbox.py env      # shell exports for the AWS emulator (eval "$(... env)")
+
+Everything lives under .sandbox/ in the checkout (ignored by git). Ports come from
+inventories/local/group_vars/all/sandbox.yml, the same file the playbooks read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sandbox.pgcluster import PgCluster  # noqa: E402
+
+SANDBOX = Path(os.environ.get("RUNBOOK_SANDBOX_DIR", ROOT / ".sandbox"))
+SETTINGS = yaml.safe_load((ROOT / "inventories/local/group_vars/all/sandbox.yml").read_text())
+DEMO_DATABASE = "chat"
+
+LAMBDA_FUNCTIONS = {
+    # name: reserved concurrency (None = unreserved)
+    "ChatbotLambdaStack-WebSocketHandler": 7,
+    "ChatbotLambdaStack-ConnectHandler": None,
+    "ChatbotLambdaStack-DisconnectHandler": None,
+    "sake-sensei-recommendation": 5,
+}
+DYNAMODB_TABLES = ["chatbot-sessions", "chatbot-connections", "sake-sensei-users"]
+ECS_CLUSTER, ECS_SERVICE = "chat-cluster", "chat-backend"
+
+
+def aws_env() -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{SETTINGS['sandbox_aws_port']}",
+        "AWS_ACCESS_KEY_ID": "sandbox",
+        "AWS_SECRET_ACCESS_KEY": "sandbox",
+        "AWS_DEFAULT_REGION": SETTINGS["sandbox_aws_region"],
+        "AWS_REGION": SETTINGS["sandbox_aws_region"],
+    }
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+
+
+def stop_pid(pidfile: Path, timeout: float = 15) -> bool:
+    pid = read_pid(pidfile)
+    if pid is None:
+        pidfile.unlink(missing_ok=True)
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and read_pid(pidfile) is not None:
+        time.sleep(0.1)
+    if read_pid(pidfile) is not None:
+        os.kill(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+def postgres() -> PgCluster:
+    return PgCluster(SANDBOX / "pg", SETTINGS["sandbox_pg_port"])
+
+
+def seed_postgres(cluster: PgCluster) -> bool:
+    import psycopg
+
+    with psycopg.connect(**cluster.conninfo(), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEMO_DATABASE,)).fetchone():
+            return False
+        conn.execute(f"CREATE DATABASE {DEMO_DATABASE}")
+    with psycopg.connect(**cluster.conninfo(DEMO_DATABASE), autocommit=True) as conn:
+        conn.execute((ROOT / "sandbox/seed_chat.sql").read_text())
+    return True
+
+
+# -- Redis -----------------------------------------------------------------------------------
+def redis_paths() -> tuple[Path, Path, Path]:
+    base = SANDBOX / "redis"
+    return base, base / "redis.conf", base / "redis.pid"
+
+
+def start_redis() -> bool:
+    base, conf, pidfile = redis_paths()
+    if read_pid(pidfile):
+        return False
+    base.mkdir(parents=True, exist_ok=True)
+    if not conf.exists():
+        # A real config file, so CONFIG REWRITE (used by redis_config) has somewhere to write.
+        conf.write_text(
+            f"bind 127.0.0.1\nport {SETTINGS['sandbox_redis_port']}\ndaemonize yes\n"
+            f"pidfile {pidfile}\ndir {base}\nlogfile {base / 'redis.log'}\n"
+            'save ""\nappendonly no\nmaxmemory 64mb\nmaxmemory-policy noeviction\n')
+    subprocess.run(["redis-server", str(conf)], check=True)
+    wait_port(SETTINGS["sandbox_redis_port"])
+    return True
+
+
+# -- AWS emulator ----------------------------------------------------------------------------
+def start_aws() -> bool:
+    pidfile = SANDBOX / "aws" / "moto.pid"
+    if read_pid(pidfile) and port_open(SETTINGS["sandbox_aws_port"]):
+        return False
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    log = open(pidfile.parent / "moto.log", "ab")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sandbox/aws_emulator.py"),
+                             "--port", str(SETTINGS["sandbox_aws_port"])],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    pidfile.write_text(f"{proc.pid}\n")
+    wait_port(SETTINGS["sandbox_aws_port"])
+    return True
+
+
+def _lambda_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return {'statusCode': 200}\n")
+    return buffer.getvalue()
+
+
+def seed_aws() -> bool:
+    """Create the AWS resources later procedures act on. The emulator keeps state in memory, so
+    this runs after every emulator start; it creates only what is missing."""
+    import boto3
+
+    session = boto3.session.Session(region_name=SETTINGS["sandbox_aws_region"])
+    iam, lam = session.client("iam"), session.client("lambda")
+    if any(f["FunctionName"] in LAMBDA_FUNCTIONS for f in lam.list_functions()["Functions"]):
+        return False
+    role = iam.create_role(RoleName="chatbot-lambda-role", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                       "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    code = _lambda_zip()
+    logs = session.client("logs")
+    for name, reserved in LAMBDA_FUNCTIONS.items():
+        lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="index.handler",
+                            Code={"ZipFile": code}, MemorySize=256, Timeout=30,
+                            Tags={"app": "chatbot" if name.startswith("Chatbot") else "sake-sensei"})
+        if reserved is not None:
+            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
+        logs.create_log_group(logGroupName=f"/aws/lambda/{name}")
+    logs.create_log_group(logGroupName="/ecs/chat-backend")
+
+    dynamodb = session.client("dynamodb")
+    for table in DYNAMODB_TABLES:
+        dynamodb.create_table(TableName=table, BillingMode="PROVISIONED",
+                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                              ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5})
+
+    apigw = session.client("apigatewayv2")
+    api = apigw.create_api(Name="chatbot-websocket", ProtocolType="WEBSOCKET",
+                           RouteSelectionExpression="$request.body.action")
+    apigw.create_stage(ApiId=api["ApiId"], StageName="prod", AutoDeploy=True,
+                       DefaultRouteSettings={"ThrottlingBurstLimit": 500, "ThrottlingRateLimit": 1000.0})
+
+    ecs = session.client("ecs")
+    ecs.create_cluster(clusterName=ECS_CLUSTER)
+    ecs.register_task_definition(family=ECS_SERVICE, containerDefinitions=[
+        {"name": "backend", "image": "chat-backend:latest", "memory": 512, "essential": True}])
+    ecs.create_service(cluster=ECS_CLUSTER, serviceName=ECS_SERVICE, taskDefinition=ECS_SERVICE,
+                       desiredCount=2)
+    return True
+
+
+# -- commands --------------------------------------------------------------------------------
+def up() -> None:
+    SANDBOX.mkdir(parents=True, exist_ok=True)
+    os.environ.update(aws_env())
+    cluster = postgres()
+    report = {
+        "postgres started": cluster.start(),
+        "chat database seeded": seed_postgres(cluster),
+        "redis started": start_redis(),
+        "aws emulator started": start_aws(),
+    }
+    report["aws resources seeded"] = seed_aws()
+    (SANDBOX / "backups").mkdir(mode=0o700, exist_ok=True)
+    for what, changed in report.items():
+        print(f"  {what:<24} {'yes' if changed else 'already'}")
+    status()
+
+
+def down() -> None:
+    stopped = {
+        "aws emulator": stop_pid(SANDBOX / "aws" / "moto.pid"),
+        "redis": stop_pid(redis_paths()[2]),
+        "postgres": postgres().stop(),
+    }
+    for what, was_running in stopped.items():
+        print(f"  {what:<14} {'stopped' if was_running else 'was not running'}")
+
+
+def status() -> int:
+    cluster = postgres()
+    rows = [
+        ("postgres", cluster.running(),
+         f"127.0.0.1:{cluster.port} (socket {cluster.socket_dir}, data {cluster.data}, password file "
+         f"{cluster.password_file})"),
+        ("redis", read_pid(redis_paths()[2]) is not None,
+         f"127.0.0.1:{SETTINGS['sandbox_redis_port']} (config {redis_paths()[1]})"),
+        ("aws emulator", port_open(SETTINGS["sandbox_aws_port"]),
+         f"http://127.0.0.1:{SETTINGS['sandbox_aws_port']} (AWS_ENDPOINT_URL; eval \"$(make -s sandbox-env)\")"),
+    ]
+    print(f"{'service':<14} {'state':<8} where")
+    for name, running, where in rows:
+        print(f"{name:<14} {'running' if running else 'stopped':<8} {where}")
+    print(f"backups        {SANDBOX / 'backups'}")
+    return 0 if all(r[1] for r in rows) else 3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    args = parser.parse_args()
+    if args.command == "up":
+        up()
+    elif args.command == "down":
+        down()
+    elif args.command == "env":
+        for key, value in aws_env().items():
+            print(f"export {key}={value}")
+    else:
+        return status()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
