@@ -1,0 +1,227 @@
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Taking a backup: pg_dump directory format in one exported snapshot, exact row counts taken in
+that same snapshot while pg_dump runs, sha256 of every file, manifest last, then retention."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+from ansible_collections.runbook.recovery.plugins.module_utils.backups import (
+    LocalStore, checksum_files, dump_files, retention_plan)
+from ansible_collections.runbook.recovery.plugins.module_utils.common import (
+    RunbookError, human_size, isoformat, utc_now, validate_name)
+from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
+    ConnParams, count_rows, database_properties, pg_tool, user_tables)
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - reported by ConnParams.connect
+    psycopg = None
+
+
+@dataclass
+class BackupOptions:
+    database: str
+    jobs: int = 2
+    compress_level: int = 1
+    min_free_space: int = 0
+    free_space_margin: float = 1.1
+    skip_if_newer_than: float | None = None
+    keep_last: int | None = None
+    max_age_days: float | None = None
+    lock_wait_timeout: float = 60
+
+    def validate(self) -> None:
+        validate_name(self.database)
+        if self.jobs < 1:
+            raise RunbookError(f"jobs={self.jobs} is not allowed: use 1 or more parallel pg_dump workers.")
+        if not 0 <= self.compress_level <= 9:
+            raise RunbookError(f"compress_level={self.compress_level} is out of range: use 0 (none) to 9 (smallest).")
+        if self.keep_last is not None and self.keep_last < 1:
+            raise RunbookError(f"keep_last={self.keep_last} is not allowed: retention keeps at least 1 backup; "
+                               "leave it unset to keep every backup.")
+        if self.max_age_days is not None and self.max_age_days < 0:
+            raise RunbookError(f"max_age_days={self.max_age_days} is negative: give a number of days >= 0, "
+                               "or leave it unset.")
+        if self.free_space_margin < 1:
+            raise RunbookError(f"free_space_margin={self.free_space_margin} is below 1: the estimate is a minimum.")
+
+
+def estimate_dump_bytes(conn) -> int:
+    """Heap and TOAST size of every table: an upper bound for a compressed dump of typical data."""
+    return conn.execute(
+        "SELECT coalesce(sum(pg_table_size(c.oid)), 0)::bigint FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm') "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchone()[0]
+
+
+def free_bytes(path: str) -> int:
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
+
+
+class BackupRun:
+    """One call of pg_backup: decide, dump, publish, apply retention."""
+
+    def __init__(self, conn_params: ConnParams, store: LocalStore, options: BackupOptions, check_mode: bool):
+        self.params, self.store, self.options, self.check_mode = conn_params, store, options, check_mode
+        self.result = {"changed": False, "created": False, "removed": [], "removed_partials": []}
+
+    def run(self) -> dict:
+        self.options.validate()
+        database = self.options.database
+        with self.params.connect() as conn:
+            if database_properties(conn, database) is None:
+                raise RunbookError(f"database {database!r} does not exist on {self.params.where}: check the name "
+                                   "(pg_databases in the inventory).")
+        if self.check_mode:
+            return self._plan()
+        with self.store.locked(database):
+            self._remove_partials()
+            fresh = self._fresh_backup()
+            if fresh is not None:
+                self.result["backup"] = fresh.summary()
+                self.result["msg"] = (f"backup {fresh.backup_id} of {database} is verified and newer than "
+                                      "skip_if_newer_than: nothing to do")
+            else:
+                backup = self._dump()
+                self.result.update(changed=True, created=True, backup=backup.summary(),
+                                   msg=f"backup {backup.backup_id} of {database} written to {backup.path}")
+            self._apply_retention(protect=(self.result["backup"]["id"],))
+        return self.result
+
+    # -- decisions -------------------------------------------------------------------------
+    def _fresh_backup(self):
+        if self.options.skip_if_newer_than is None:
+            return None
+        now = utc_now()
+        for backup in reversed(self.store.list(self.options.database)):
+            if backup.verified and (now - backup.finished_at).total_seconds() <= self.options.skip_if_newer_than:
+                return backup
+        return None
+
+    def _plan(self) -> dict:
+        database = self.options.database
+        fresh = self._fresh_backup()
+        backups = self.store.list(database)
+        doomed = retention_plan(backups, self.options.keep_last, self.options.max_age_days,
+                                protect=(fresh.backup_id,) if fresh else ())
+        with self.params.connect(database) as conn:
+            estimate = estimate_dump_bytes(conn)
+        plan = {"would_create": fresh is None, "estimated_bytes": estimate,
+                "free_bytes": free_bytes(self.store.database_dir(database)),
+                "would_remove": [b.backup_id for b in doomed],
+                "would_remove_partials": self.store.stale_partials(database)}
+        self.result.update(changed=bool(plan["would_create"] or doomed or plan["would_remove_partials"]), plan=plan)
+        if fresh is not None:
+            self.result["backup"] = fresh.summary()
+        self.result["msg"] = (f"would back up {database} (about {human_size(estimate)})" if fresh is None
+                              else f"backup {fresh.backup_id} is fresh and verified: no new backup")
+        return self.result
+
+    # -- work ------------------------------------------------------------------------------
+    def _remove_partials(self) -> None:
+        for path in self.store.stale_partials(self.options.database):
+            self.store.remove(path)
+            self.result["removed_partials"].append(path)
+            self.result["changed"] = True
+
+    def _check_space(self, conn) -> int:
+        estimate = estimate_dump_bytes(conn)
+        needed = int(estimate * self.options.free_space_margin) + self.options.min_free_space
+        available = free_bytes(self.store.database_dir(self.options.database))
+        if available < needed:
+            raise RunbookError(
+                f"not enough free space for a backup of {self.options.database!r} in {self.store.root}: "
+                f"{human_size(available)} free, {human_size(needed)} needed (estimate {human_size(estimate)} x "
+                f"{self.options.free_space_margin} + min_free_space {human_size(self.options.min_free_space)}). "
+                "Nothing was written. Free space there, or lower keep_last so retention removes old backups.",
+                free_bytes=available, needed_bytes=needed)
+        return estimate
+
+    def _dump(self):
+        options, database = self.options, self.options.database
+        started = utc_now()
+        backup_id = self.store.new_backup_id(database, started)
+        partial = self.store.partial_dir(database, backup_id)
+        # REPEATABLE READ keeps one snapshot for the whole transaction: the exported one pg_dump
+        # uses, and the one our row counts read, so the manifest describes exactly what was dumped.
+        with self.params.connect(database, autocommit=False) as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            estimate = self._check_space(conn)
+            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            tables = user_tables(conn)
+            server_version = conn.info.server_version
+            properties = database_properties(conn, database)
+            pg_dump = pg_tool("pg_dump")
+            command = [pg_dump, "--format=directory", f"--jobs={options.jobs}", f"--compress={options.compress_level}",
+                       f"--snapshot={snapshot}", f"--lock-wait-timeout={int(options.lock_wait_timeout * 1000)}",
+                       f"--file={partial}"]
+            with tempfile.TemporaryFile() as stderr:
+                process = subprocess.Popen(command, env=self.params.env(database), stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.DEVNULL, stderr=stderr, umask=0o077)
+                try:
+                    counts = count_rows(conn, tables)
+                finally:
+                    returncode = process.wait()
+                stderr.seek(0)
+                errors = stderr.read().decode(errors="replace").strip()
+            conn.rollback()
+        try:
+            if returncode != 0:
+                raise RunbookError(f"pg_dump of {database!r} failed (exit {returncode}): {errors[-1500:]}. "
+                                   "No backup was recorded.", stderr=errors[-4000:])
+            names = dump_files(partial)
+            files = checksum_files(partial, names, workers=max(2, options.jobs))
+            finished = utc_now()
+            manifest = {
+                "format": 1,
+                "tool": "runbook.recovery.pg_backup",
+                "database": database,
+                "backup_id": backup_id,
+                "started_at": isoformat(started),
+                "finished_at": isoformat(finished),
+                "duration_seconds": round((finished - started).total_seconds(), 3),
+                "server_version_num": server_version,
+                "pg_dump_version": _tool_version(pg_dump),
+                "format_options": {"format": "directory", "jobs": options.jobs,
+                                   "compress_level": options.compress_level},
+                "snapshot": snapshot,
+                "estimated_bytes": estimate,
+                "database_properties": properties,
+                "tables": [{"schema": s, "name": n, "rows": counts[(s, n)]} for s, n in tables],
+                "files": files,
+                "size_bytes": sum(f["size"] for f in files.values()),
+            }
+            return self.store.publish(database, backup_id, manifest)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+
+    def _apply_retention(self, protect: tuple[str, ...]) -> None:
+        doomed = retention_plan(self.store.list(self.options.database), self.options.keep_last,
+                                self.options.max_age_days, protect=protect)
+        for backup in doomed:
+            self.store.remove(backup.path)
+            self.result["removed"].append(backup.backup_id)
+            self.result["changed"] = True
+
+
+def _tool_version(path: str) -> str:
+    result = subprocess.run([path, "--version"], capture_output=True, text=True)
+    return result.stdout.strip()
+
+
+def run_backup(conn_params: ConnParams, store: LocalStore, options: BackupOptions, check_mode: bool) -> dict:
+    started = time.monotonic()
+    result = BackupRun(conn_params, store, options, check_mode).run()
+    result["elapsed_seconds"] = round(time.monotonic() - started, 3)
+    return result

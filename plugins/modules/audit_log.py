@@ -1,0 +1,128 @@
+#!/usr/bin/python
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: audit_log
+short_description: Append one JSON line to the audit log of recovery procedures
+description:
+  - Appends a record (when, who, on which host, which procedure, what, before and after, result) as one
+    JSON line to O(path), under an exclusive lock, creating the file 0600.
+  - The audit log records runs; it is not managed state. Appending is therefore reported as
+    C(changed=false), so that a playbook's second run still shows C(changed=0) for the systems it manages.
+  - In check mode nothing is written.
+version_added: 0.1.0
+author: runbook.recovery contributors
+attributes:
+  check_mode:
+    support: full
+    description: Writes nothing; returns the record that would be appended.
+  diff_mode:
+    support: none
+options:
+  path:
+    description: The audit log file (JSON lines).
+    type: path
+    required: true
+  procedure:
+    description: Name of the procedure, for example V(recover-db).
+    type: str
+    required: true
+  result:
+    description: Outcome, for example V(recovered), V(unchanged), V(refused), V(rolled_back), V(failed).
+    type: str
+    required: true
+  actor:
+    description:
+      - Who ran it. Defaults to C(RUNBOOK_ACTOR) from the environment (Airflow sets the triggering user),
+        then C(SUDO_USER), then the login name.
+    type: str
+  details:
+    description: Anything else worth keeping (database, backup id, before, after, error). Must not contain secrets.
+    type: dict
+    default: {}
+"""
+
+EXAMPLES = r"""
+- name: Record the recovery
+  runbook.recovery.audit_log:
+    path: /var/log/runbook-recovery/audit.jsonl
+    procedure: recover-db
+    result: recovered
+    details:
+      database: chat
+      backup: 20261123T051200Z
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+record:
+  description: The record appended (or that would be, in check mode).
+  returned: always
+  type: dict
+  sample: {"at": "2026-11-23T05:12:03.123456Z", "actor": "alice", "controller": "ops-1", "procedure": "recover-db",
+           "result": "recovered", "database": "chat", "backup": "20261123T051200Z"}
+"""
+
+import fcntl
+import getpass
+import json
+import os
+import socket
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.recovery.plugins.module_utils.common import isoformat, utc_now
+
+
+def actor(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    for variable in ("RUNBOOK_ACTOR", "SUDO_USER"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry for our uid
+        return str(os.getuid())
+
+
+def append(path: str, record: dict) -> None:
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, (json.dumps(record, sort_keys=True, default=str) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            procedure=dict(type="str", required=True),
+            result=dict(type="str", required=True),
+            actor=dict(type="str"),
+            details=dict(type="dict", default={}),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    record = {**params["details"], "at": isoformat(utc_now()), "actor": actor(params["actor"]),
+              "controller": socket.gethostname(), "procedure": params["procedure"], "result": params["result"]}
+    if not module.check_mode:
+        try:
+            append(params["path"], record)
+        except OSError as exc:
+            module.fail_json(msg=f"cannot append to the audit log {params['path']}: {exc}", record=record)
+    module.exit_json(changed=False, record=record)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+#!/usr/bin/python
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pg_backup_info
+short_description: List the backups of a PostgreSQL database and resolve C(latest)
+description:
+  - Lists the complete backups of one database (those with a manifest), newest first, with their
+    time, size, and verification state. Interrupted backups are never listed.
+  - With O(backup), resolves V(latest), V(latest-verified) or an id to one backup, and fails with the
+    list of available ids when it does not exist.
+  - With O(s3_bucket), lists the copies in S3 instead; with O(fetch=true), also copies the backup
+    named by O(backup) from S3 into O(backup_root) so it can be verified and restored.
+version_added: 0.1.0
+author: runbook.recovery contributors
+extends_documentation_fragment:
+  - runbook.recovery.postgres.BACKUP_STORE
+attributes:
+  check_mode:
+    support: full
+    description: Read-only, except O(fetch=true), which downloads nothing in check mode.
+  diff_mode:
+    support: none
+options:
+  database:
+    description: Database whose backups to list.
+    type: str
+    required: true
+  backup:
+    description: V(latest), V(latest-verified) or a backup id (for example V(20261123T051200Z)) to resolve.
+    type: str
+  s3_bucket:
+    description: List (or fetch from) this S3 bucket instead of the local store.
+    type: str
+  s3_prefix:
+    description: Key prefix inside O(s3_bucket).
+    type: str
+    default: runbook-recovery
+  fetch:
+    description: Copy the backup named by O(backup) from O(s3_bucket) into O(backup_root).
+    type: bool
+    default: false
+  region:
+    description: AWS region.
+    type: str
+    aliases: [aws_region]
+  profile:
+    description: AWS profile.
+    type: str
+    aliases: [aws_profile]
+  endpoint_url:
+    description: AWS endpoint URL.
+    type: str
+    aliases: [aws_endpoint_url]
+  access_key:
+    description: AWS access key id.
+    type: str
+    aliases: [aws_access_key_id]
+  secret_key:
+    description: AWS secret access key. Never logged.
+    type: str
+    aliases: [aws_secret_access_key]
+  session_token:
+    description: AWS session token. Never logged.
+    type: str
+    aliases: [aws_session_token]
+seealso:
+  - module: runbook.recovery.pg_backup
+"""
+
+EXAMPLES = r"""
+- name: Which backup would "latest" restore?
+  runbook.recovery.pg_backup_info:
+    database: chat
+    backup_root: /var/backups/postgresql
+    backup: latest
+  register: chat_backups
+
+- name: Show them
+  ansible.builtin.debug:
+    msg: "{{ chat_backups.backups | map(attribute='id') | list }} -> {{ chat_backups.backup.id }}"
+"""
+
+RETURN = r"""
+backups:
+  description: Complete backups, newest first.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"id": "20261123T051200Z", "time": "2026-11-23T05:12:03.123456Z", "size_bytes": 1048576,
+            "size": "1.0 MiB", "verified": true, "level": "restore", "tables": 3, "rows": 10500}]
+backup:
+  description: The backup O(backup) resolved to.
+  returned: when O(backup) is given
+  type: dict
+  sample: {"id": "20261123T051200Z", "verified": true, "level": "checksum"}
+fetched:
+  description: Whether O(fetch=true) copied the backup from S3.
+  returned: when O(fetch=true)
+  type: bool
+  sample: true
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.recovery.plugins.module_utils.aws import aws_argument_spec, client, describe_error
+from ansible_collections.runbook.recovery.plugins.module_utils.backups import BACKUP_ID_RE, LocalStore, S3Store
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, validate_name
+
+
+def from_s3(params: dict, store: LocalStore, check_mode: bool) -> dict:
+    s3 = S3Store(client("s3", params), params["s3_bucket"], params["s3_prefix"])
+    listed = list(reversed(s3.list(params["database"])))
+    result = {"changed": False, "backups": listed}
+    wanted = params["backup"]
+    if not wanted:
+        return result
+    if wanted in ("latest", "latest-verified"):
+        if not listed:
+            raise RunbookError(f"there is no backup of {params['database']!r} in s3://{params['s3_bucket']}.")
+        wanted = listed[0]["id"]
+    match = [b for b in listed if b["id"] == wanted]
+    if not match:
+        raise RunbookError(f"backup {wanted!r} of {params['database']!r} is not in s3://{params['s3_bucket']} "
+                           f"(newest: {', '.join(b['id'] for b in listed[:5]) or 'none'}).")
+    result["backup"] = match[0]
+    if params["fetch"]:
+        local = [b for b in store.list(params["database"]) if b.backup_id == wanted]
+        result["fetched"] = not local
+        if not local and not check_mode:
+            result["backup"] = s3.download(params["database"], wanted, store).summary()
+        result["changed"] = result["fetched"]
+    return result
+
+
+def main():
+    argument_spec = aws_argument_spec()
+    argument_spec.update(
+        database=dict(type="str", required=True),
+        backup_root=dict(type="path", required=True),
+        backup=dict(type="str"),
+        s3_bucket=dict(type="str"),
+        s3_prefix=dict(type="str", default="runbook-recovery"),
+        fetch=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_by={"fetch": ["s3_bucket", "backup"]})
+    params = module.params
+    try:
+        validate_name(params["database"])
+        store = LocalStore(params["backup_root"])
+        if params["s3_bucket"]:
+            if params["backup"] and params["backup"] not in ("latest", "latest-verified") \
+                    and not BACKUP_ID_RE.match(params["backup"]):
+                raise RunbookError(f"backup id {params['backup']!r} is not a backup id (they look like 20261123T051200Z).")
+            try:
+                result = from_s3(params, store, module.check_mode)
+            except RunbookError:
+                raise
+            except Exception as exc:
+                raise RunbookError(describe_error(exc, f"listing s3://{params['s3_bucket']}")) from exc
+        else:
+            result = {"changed": False,
+                      "backups": [b.summary() for b in reversed(store.list(params["database"]))]}
+            if params["backup"]:
+                result["backup"] = store.resolve(params["database"], params["backup"]).summary()
+    except RunbookError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+#!/usr/bin/python
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pg_restore_db
+short_description: Recover a PostgreSQL database from a backup without ever losing the current one
+description:
+  - "O(state=restored): preflight (the backup exists and passes its checksums, the server is reachable,
+    the server has room), restore into a staging database with C(pg_restore -j), compare every table's
+    row count with the manifest, copy the database-level settings, ANALYZE, then close every session and
+    swap by renaming in one transaction: the current database is kept as C(<db>__pre_recovery_<time>).
+    A SQL health probe follows; if it fails, the swap is rolled back at once."
+  - Until the swap, the current database is untouched and keeps serving; a failed or killed restore
+    only loses the staging database.
+  - The recovered database records the backup it holds (setting C(runbook.restored_backup)), so running
+    the same recovery again reports C(changed=false). Use O(force=true) to restore it again.
+  - "O(state=rolled_back): put O(kept_database) back under the original name and drop the restored copy;
+    used by the C(pg_recover) role when a step after the swap (application start, HTTP probe) fails."
+  - In check mode, returns the plan (backup, staging and kept names, sessions to close) and changes nothing.
+version_added: 0.1.0
+author: runbook.recovery contributors
+extends_documentation_fragment:
+  - runbook.recovery.postgres
+  - runbook.recovery.postgres.BACKUP_STORE
+attributes:
+  check_mode:
+    support: full
+    description: Verifies the backup's checksums and reports the plan; restores nothing.
+  diff_mode:
+    support: none
+options:
+  database:
+    description: Database to recover. At most 32 characters, so that the kept copy's name fits.
+    type: str
+    required: true
+  backup:
+    description: V(latest), V(latest-verified) or a backup id.
+    type: str
+    default: latest
+  state:
+    description: V(restored) recovers; V(rolled_back) undoes a recovery by putting O(kept_database) back.
+    type: str
+    choices: [restored, rolled_back]
+    default: restored
+  kept_database:
+    description: For O(state=rolled_back), the database the recovery kept (returned as RV(kept_database)).
+    type: str
+  jobs:
+    description: Parallel C(pg_restore) workers.
+    type: int
+    default: 2
+  keep_previous:
+    description: How many C(<db>__pre_recovery_*) databases to keep; older ones are dropped after a successful recovery.
+    type: int
+    default: 2
+  health_query:
+    description: SQL run on the recovered database after the swap; an error rolls the recovery back.
+    type: str
+    default: SELECT 1
+  no_owner:
+    description: Restore without ownership and privileges (C(--no-owner --no-privileges)), for a server lacking the roles.
+    type: bool
+    default: false
+  force:
+    description: Restore even when the database already holds this backup.
+    type: bool
+    default: false
+seealso:
+  - module: runbook.recovery.pg_backup
+  - module: runbook.recovery.pg_verify_backup
+"""
+
+EXAMPLES = r"""
+- name: Show the plan
+  runbook.recovery.pg_restore_db:
+    database: chat
+    backup_root: /var/backups/postgresql
+    backup: latest
+  check_mode: true
+
+- name: Recover chat from a given backup
+  runbook.recovery.pg_restore_db:
+    database: chat
+    backup_root: /var/backups/postgresql
+    backup: 20261123T051200Z
+    health_query: SELECT count(*) FROM users
+  register: recovery
+
+- name: Roll back if the application does not come up
+  runbook.recovery.pg_restore_db:
+    database: chat
+    backup_root: /var/backups/postgresql
+    state: rolled_back
+    kept_database: "{{ recovery.kept_database }}"
+"""
+
+RETURN = r"""
+backup:
+  description: The backup restored (or planned).
+  returned: state=restored
+  type: dict
+  sample: {"id": "20261123T051200Z", "tables": 3, "rows": 10500}
+plan:
+  description: What the recovery does.
+  returned: state=restored
+  type: dict
+  sample: {"needed": true, "backup": "20261123T051200Z", "database": "chat", "staging_database": "chat__recovery_staging",
+           "keep_current_as": "chat__pre_recovery_20261123T060000Z", "connections_to_terminate": 3, "tables": 3, "rows": 10500}
+before:
+  description: The database before (exists, size, restored backup, row count per table).
+  returned: state=restored
+  type: dict
+  sample: {"exists": true, "size": "9.1 MiB", "restored_backup": null, "tables": {"public.users": 499}}
+after:
+  description: The database after a successful recovery.
+  returned: success with changed
+  type: dict
+  sample: {"exists": true, "size": "9.3 MiB", "restored_backup": "20261123T051200Z", "tables": {"public.users": 500}}
+kept_database:
+  description: Name under which the previous database is kept (null when there was none).
+  returned: after a swap
+  type: str
+  sample: chat__pre_recovery_20261123T060000Z
+swapped:
+  description: Whether the recovered database is now in place.
+  returned: always
+  type: bool
+  sample: true
+rolled_back:
+  description: Whether a rollback put the previous database back.
+  returned: always
+  type: bool
+  sample: false
+removed_previous:
+  description: Older kept databases dropped by O(keep_previous).
+  returned: after a swap
+  type: list
+  elements: str
+  sample: []
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.recovery.plugins.module_utils.backups import LocalStore
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, validate_name
+from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import KEPT_INFIX, Recovery
+from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
+    ConnParams, database_exists, postgres_argument_spec)
+
+
+def roll_back(recovery: Recovery, kept: str | None, check_mode: bool) -> dict:
+    if kept:
+        validate_name(kept, "kept_database")
+        if not kept.startswith(recovery.database + KEPT_INFIX):
+            raise RunbookError(f"kept_database {kept!r} is not a copy kept by a recovery of {recovery.database!r} "
+                               f"(those are named {recovery.database}{KEPT_INFIX}<time>).")
+        with recovery.params.connect() as conn:
+            if not database_exists(conn, kept):
+                return {"changed": False, "rolled_back": False, "swapped": False,
+                        "msg": f"{kept} does not exist: nothing to roll back (already rolled back?)"}
+    if check_mode:
+        return {"changed": True, "rolled_back": False, "swapped": False,
+                "msg": f"would put {kept} back as {recovery.database}"}
+    recovery.rollback(kept)
+    return {**recovery.result, "msg": f"{recovery.database} is back to {kept}"}
+
+
+def main():
+    argument_spec = postgres_argument_spec()
+    argument_spec.update(
+        database=dict(type="str", required=True),
+        backup_root=dict(type="path", required=True),
+        backup=dict(type="str", default="latest"),
+        state=dict(type="str", choices=["restored", "rolled_back"], default="restored"),
+        kept_database=dict(type="str"),
+        jobs=dict(type="int", default=2),
+        keep_previous=dict(type="int", default=2),
+        health_query=dict(type="str", default="SELECT 1"),
+        no_owner=dict(type="bool", default=False),
+        force=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    recovery = Recovery(ConnParams.from_params(params), LocalStore(params["backup_root"]), params["database"],
+                        params["backup"], jobs=params["jobs"], keep_previous=params["keep_previous"],
+                        health_query=params["health_query"], force=params["force"], no_owner=params["no_owner"])
+    try:
+        if params["state"] == "rolled_back":
+            recovery.validate()
+            result = roll_back(recovery, params["kept_database"], module.check_mode)
+        elif module.check_mode:
+            recovery.plan()
+            result = recovery.result
+        else:
+            result = recovery.run()
+    except RunbookError as exc:
+        module.fail_json(msg=str(exc), **{**recovery.result, **exc.details})
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
