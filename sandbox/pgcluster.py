@@ -177,3 +177,42 @@ class PgCluster:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"PostgreSQL on port {self.port} not ready after {timeout}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python sandbox/pgcluster.py start BASE PORT [--database NAME --seed FILE] | destroy BASE PORT"""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="a throwaway PostgreSQL cluster")
+    parser.add_argument("action", choices=["start", "stop", "destroy"])
+    parser.add_argument("base")
+    parser.add_argument("port", type=int)
+    parser.add_argument("--database")
+    parser.add_argument("--seed", help="SQL file run in --database when it is created")
+    args = parser.parse_args(argv)
+    cluster = PgCluster(args.base, args.port)
+    if args.action == "destroy":
+        cluster.destroy()
+        return 0
+    if args.action == "stop":
+        cluster.stop()
+        return 0
+    cluster.start()
+    if args.database:
+        import psycopg
+
+        with psycopg.connect(**cluster.conninfo(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (args.database,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{args.database}"')
+        if not exists and args.seed:
+            with psycopg.connect(**cluster.conninfo(args.database), autocommit=True) as conn:
+                conn.execute(Path(args.seed).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.exit(main())

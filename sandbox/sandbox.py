@@ -32,6 +32,9 @@ from sandbox.pgcluster import PgCluster  # noqa: E402
 
 SANDBOX = Path(os.environ.get("RUNBOOK_SANDBOX_DIR", ROOT / ".sandbox"))
 SETTINGS = yaml.safe_load((ROOT / "inventories/local/group_vars/all/sandbox.yml").read_text())
+# RUNBOOK_SANDBOX_PG_PORT=... and friends override a port, so a second sandbox can run beside the first.
+SETTINGS.update({key: int(os.environ[f"RUNBOOK_{key.upper()}"]) for key in SETTINGS
+                 if key.endswith("_port") and os.environ.get(f"RUNBOOK_{key.upper()}")})
 DEMO_DATABASE = "chat"
 
 LAMBDA_FUNCTIONS = {

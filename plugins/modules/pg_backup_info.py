@@ -146,10 +146,11 @@ def main():
         s3_prefix=dict(type="str", default="runbook-recovery"),
         fetch=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_by={"fetch": ["s3_bucket", "backup"]})
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     try:
+        if params["fetch"] and not (params["s3_bucket"] and params["backup"]):
+            raise RunbookError("fetch=true copies one backup from S3: give s3_bucket and backup too.")
         validate_name(params["database"])
         store = LocalStore(params["backup_root"])
         if params["s3_bucket"]:

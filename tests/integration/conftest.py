@@ -1,0 +1,203 @@
+"""Real components: each test session starts its own PostgreSQL cluster (tests may stop and corrupt
+it), runs real ansible-playbook processes against it, and checks what a person would check."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from sandbox.pgcluster import PgCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED_SQL = (ROOT / "sandbox" / "seed_chat.sql").read_text()
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def new_cluster() -> PgCluster:
+    cluster = PgCluster(tempfile.mkdtemp(prefix="rr-pg-"), free_port(),
+                        settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
+    cluster.start()
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def pg():
+    cluster = new_cluster()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def private_pg():
+    """A cluster of this test's own, for tests that stop it."""
+    cluster = new_cluster()
+    yield cluster
+    cluster.destroy()
+
+
+def connect(cluster: PgCluster, dbname: str = "postgres"):
+    return psycopg.connect(**cluster.conninfo(dbname), autocommit=True)
+
+
+def create_chat_db(cluster: PgCluster, name: str | None = None) -> str:
+    name = name or f"chat_{uuid.uuid4().hex[:8]}"
+    with connect(cluster) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    with connect(cluster, name) as conn:
+        conn.execute(SEED_SQL)
+    return name
+
+
+@pytest.fixture
+def chat_db(pg):
+    return create_chat_db(pg)
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    output: str
+    recap: dict
+
+    @property
+    def changed(self) -> int:
+        return sum(host["changed"] for host in self.recap.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(host["failed"] for host in self.recap.values())
+
+
+_RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)\s+"
+                    r"rescued=(\d+)\s+ignored=(\d+)", re.M)
+
+
+class Workspace:
+    """An inventory pointing at the test cluster, a backup root and an audit log, in a temp dir."""
+
+    def __init__(self, cluster: PgCluster, databases: list[str], base: Path):
+        self.cluster, self.databases, self.base = cluster, databases, base
+        self.backup_root = base / "backups"
+        self.audit_log = base / "audit.jsonl"
+        self.inventory = base / "inventory.yml"
+        self.write_inventory()
+
+    def write_inventory(self, **extra) -> None:
+        host_vars = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "pg_connection": {"login_host": "127.0.0.1", "login_port": self.cluster.port, "login_user": "postgres",
+                              "login_password": self.cluster.password},
+            "pg_databases": self.databases,
+            "pg_backup_root": str(self.backup_root),
+            "runbook_audit_log": str(self.audit_log),
+            **extra,
+        }
+        self.inventory.write_text(yaml.safe_dump({"all": {"children": {"postgres": {"hosts": {"testdb": host_vars}}}}}))
+        self.inventory.chmod(0o600)
+
+    def play(self, playbook: str, *args: str, check: bool = False, **extra_vars) -> PlaybookRun:
+        command = [ANSIBLE_PLAYBOOK, "-i", str(self.inventory), str(ROOT / "playbooks" / playbook), *args]
+        if check:
+            command.append("--check")
+        if extra_vars:
+            varsfile = self.base / f"extra-{uuid.uuid4().hex[:6]}.json"
+            varsfile.write_text(json.dumps(extra_vars))
+            command += ["-e", f"@{varsfile}"]
+        env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
+               "ANSIBLE_LOCAL_TEMP": str(self.base / "ansible-tmp")}
+        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        output = proc.stdout + proc.stderr
+        recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4]),
+                        "skipped": int(m[5]), "rescued": int(m[6])} for m in _RECAP.findall(output)}
+        return PlaybookRun(proc.returncode, output, recap)
+
+    def backups(self, database: str) -> list[str]:
+        directory = self.backup_root / database
+        if not directory.is_dir():
+            return []
+        return sorted(p.name for p in directory.iterdir() if (p / "manifest.json").exists() and p.name[0] != ".")
+
+    def audit(self) -> list[dict]:
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines()]
+
+
+@pytest.fixture
+def workspace(pg, chat_db, tmp_path):
+    return Workspace(pg, [chat_db], tmp_path)
+
+
+# -- what a person checks ----------------------------------------------------------------------
+def table_fingerprints(cluster: PgCluster, dbname: str) -> dict[str, tuple[int, str]]:
+    """Row count and an ordered checksum of every user table."""
+    with connect(cluster, dbname) as conn:
+        tables = conn.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1").fetchall()
+        result = {}
+        for (table,) in tables:
+            count, digest = conn.execute(
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
+            ).fetchone()
+            result[table] = (count, digest)
+        return result
+
+
+def schema_objects(cluster: PgCluster, dbname: str) -> dict[str, list]:
+    """Indexes, constraints and sequence positions: what a restore must bring back besides rows."""
+    with connect(cluster, dbname) as conn:
+        indexes = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+                               "ORDER BY 1").fetchall()
+        constraints = conn.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2").fetchall()
+        sequences = conn.execute("SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public' "
+                                 "ORDER BY 1").fetchall()
+    return {"indexes": indexes, "constraints": constraints, "sequences": sequences}
+
+
+def databases(cluster: PgCluster) -> set[str]:
+    with connect(cluster) as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")}
+
+
+def tree_state(path: Path) -> dict[str, tuple[int, float]]:
+    """Every file under `path` with size and mtime: proof that --check wrote nothing."""
+    if not path.exists():
+        return {}
+    return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime) for p in sorted(path.rglob("*"))}
+
+
+def disaster(cluster: PgCluster, dbname: str) -> None:
+    with connect(cluster, dbname) as conn:
+        conn.execute("DELETE FROM chat_messages WHERE id % 3 = 0")
+        conn.execute("UPDATE users SET email = 'lost@example.com' WHERE id = 1")
+        conn.execute("DROP TABLE chat_sessions CASCADE")
+
+
+def flip_one_byte(backup_dir) -> None:
+    """Change one byte in the middle of the backup's largest data file."""
+    target = max((p for p in backup_dir.iterdir() if p.name.endswith(".dat.gz")), key=lambda p: p.stat().st_size)
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))

@@ -1,0 +1,124 @@
+"""backup-db -> disaster -> recover-db on a real server, idempotency, and check mode."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import connect, databases, disaster, flip_one_byte, schema_objects, table_fingerprints, tree_state
+
+
+def test_round_trip_restores_every_table_exactly(workspace, pg, chat_db):
+    before_rows = table_fingerprints(pg, chat_db)
+    before_schema = schema_objects(pg, chat_db)
+
+    backup = workspace.play("backup-db.yml")
+    assert backup.rc == 0, backup.output
+    [backup_id] = workspace.backups(chat_db)
+    manifest = json.loads((workspace.backup_root / chat_db / backup_id / "manifest.json").read_text())
+    assert {f"{t['schema']}.{t['name']}": t["rows"] for t in manifest["tables"]} == {
+        "public.chat_messages": 8000, "public.chat_sessions": 2000, "public.users": 500}
+
+    disaster(pg, chat_db)
+    assert table_fingerprints(pg, chat_db) != before_rows
+
+    recovery = workspace.play("recover-db.yml", confirm=True, backup="latest")
+    assert recovery.rc == 0, recovery.output
+    assert table_fingerprints(pg, chat_db) == before_rows
+    assert schema_objects(pg, chat_db) == before_schema
+    # The sequences continue where they were: a new row does not collide with a restored one.
+    with connect(pg, chat_db) as conn:
+        new_id = conn.execute("INSERT INTO users (email) VALUES ('new@example.com') RETURNING id").fetchone()[0]
+    assert new_id == 501
+
+    kept = [name for name in databases(pg) if name.startswith(f"{chat_db}__pre_recovery_")]
+    assert len(kept) == 1, "the database as it was before the recovery is kept"
+    assert "public.chat_sessions" not in table_fingerprints(pg, kept[0])  # the disaster, preserved for forensics
+
+    [record] = [r for r in workspace.audit() if r["result"] == "recovered"]
+    assert record["database"] == chat_db and record["backup"] == backup_id
+    assert record["before"]["tables"]["public.chat_messages"] < 8000
+    assert record["after"]["tables"]["public.chat_messages"] == 8000
+    assert record["actor"] and record["at"]
+
+
+def test_recover_database_that_was_dropped(workspace, pg, chat_db):
+    before_rows = table_fingerprints(pg, chat_db)
+    assert workspace.play("backup-db.yml").rc == 0
+    with connect(pg) as conn:
+        conn.execute(f'DROP DATABASE "{chat_db}" WITH (FORCE)')
+    recovery = workspace.play("recover-db.yml", confirm=True)
+    assert recovery.rc == 0, recovery.output
+    assert table_fingerprints(pg, chat_db) == before_rows
+
+
+def test_second_runs_report_no_change(workspace, pg, chat_db):
+    first = workspace.play("backup-db.yml", pg_backup_skip_if_newer_than="1h")
+    assert first.rc == 0 and first.changed > 0, first.output
+    second = workspace.play("backup-db.yml", pg_backup_skip_if_newer_than="1h")
+    assert second.rc == 0 and second.changed == 0, second.output
+    assert len(workspace.backups(chat_db)) == 1
+
+    disaster(pg, chat_db)
+    assert workspace.play("recover-db.yml", confirm=True).changed > 0
+    rows_after_first = table_fingerprints(pg, chat_db)
+    again = workspace.play("recover-db.yml", confirm=True)
+    assert again.rc == 0 and again.changed == 0, again.output
+    assert table_fingerprints(pg, chat_db) == rows_after_first
+    assert len([d for d in databases(pg) if d.startswith(chat_db + "__pre_recovery_")]) == 1
+    assert workspace.audit()[-1]["result"] == "unchanged"
+
+    verify = workspace.play("verify-backups.yml")
+    assert verify.rc == 0 and verify.changed == 0, verify.output
+
+
+def test_check_mode_changes_nothing(workspace, pg, chat_db):
+    def state():
+        return (table_fingerprints(pg, chat_db), databases(pg), tree_state(workspace.backup_root),
+                tree_state(workspace.audit_log.parent / "audit.jsonl"))
+
+    empty = state()
+    check = workspace.play("backup-db.yml", check=True)
+    assert check.rc == 0 and check.changed > 0, check.output  # it says a backup would be taken
+    assert state() == empty and workspace.backups(chat_db) == []
+
+    assert workspace.play("backup-db.yml").rc == 0
+    disaster(pg, chat_db)
+    before = state()
+    for playbook, extra in (("backup-db.yml", {}), ("verify-backups.yml", {"verify_level": "restore"}),
+                            ("recover-db.yml", {}), ("recover-db.yml", {"confirm": True})):
+        run = workspace.play(playbook, check=True, **extra)
+        assert run.rc == 0, run.output
+        assert state() == before, f"{playbook} --check changed something"
+    plan = workspace.play("recover-db.yml", "-v", check=True)
+    assert "would restore backup" in plan.output and f"{chat_db}__pre_recovery_" in plan.output
+
+
+def test_restore_level_verification_records_result(workspace, pg, chat_db):
+    assert workspace.play("backup-db.yml").rc == 0
+    run = workspace.play("verify-backups.yml", verify_level="restore")
+    assert run.rc == 0, run.output
+    [backup_id] = workspace.backups(chat_db)
+    record = json.loads((workspace.backup_root / chat_db / backup_id / "verification.json").read_text())
+    assert set(record["levels"]) == {"checksum", "catalog", "restore"}
+    assert all(level["ok"] for level in record["levels"].values())
+    assert not [d for d in databases(pg) if "__verify_" in d], "the scratch database is dropped"
+
+
+def test_password_never_appears_in_output(workspace, pg):
+    for run in (workspace.play("backup-db.yml", "-vvv"), workspace.play("recover-db.yml", "-vvv", check=True)):
+        assert run.rc == 0, run.output
+        assert pg.password not in run.output
+
+
+def test_retention_keeps_newest_verified(workspace, pg, chat_db):
+    for _ in range(3):
+        assert workspace.play("backup-db.yml", pg_backup_keep_last=2).rc == 0
+    assert len(workspace.backups(chat_db)) == 2
+    newest = workspace.backups(chat_db)[-1]
+    # Corrupt the newest: now the older one is the newest *verified*, and retention must keep it.
+    flip_one_byte(workspace.backup_root / chat_db / newest)
+    assert workspace.play("verify-backups.yml", backup=newest).rc != 0
+    older_verified = workspace.backups(chat_db)[0]
+    assert workspace.play("backup-db.yml", pg_backup_keep_last=1).rc == 0
+    remaining = workspace.backups(chat_db)
+    assert older_verified in remaining and len(remaining) == 2
