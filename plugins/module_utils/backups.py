@@ -22,7 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
-    RunbookError, compact_timestamp, human_size, isoformat, parse_iso, utc_now)
+    RunbookError,
+    compact_timestamp,
+    human_size,
+    isoformat,
+    parse_iso,
+    utc_now,
+)
 
 MANIFEST = "manifest.json"
 VERIFICATION = "verification.json"
@@ -152,7 +158,7 @@ class LocalStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except ValueError as exc:
-            raise RunbookError(f"the manifest of backup {path} is unreadable ({exc}); move that directory aside.")
+            raise RunbookError(f"the manifest of backup {path} is unreadable ({exc}); move that directory aside.") from exc
         verification = {}
         with contextlib.suppress(FileNotFoundError, ValueError):
             with open(os.path.join(path, VERIFICATION)) as handle:

@@ -26,6 +26,15 @@ class RunbookError(Exception):
         self.details = details
 
 
+def failure_details(*sources: dict) -> dict:
+    """Facts to return with a failure: merged, without a 'msg' that would clash with the message."""
+    merged = {}
+    for source in sources:
+        merged.update(source)
+    merged.pop("msg", None)
+    return merged
+
+
 def validate_name(value: str, what: str = "database name", max_length: int = IDENTIFIER_MAX) -> str:
     """Refuse names that could never be intended: quotes, semicolons, spaces, slashes, dots.
 
@@ -84,17 +93,17 @@ def human_size(num_bytes: float) -> str:
 
 
 def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def isoformat(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_iso(text: str) -> datetime.datetime:
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC)
 
 
 def compact_timestamp(moment: datetime.datetime) -> str:
     """20261123T051200Z: sortable, safe in paths and in database names."""
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return moment.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")

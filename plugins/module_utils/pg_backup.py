@@ -13,11 +13,25 @@ import time
 from dataclasses import dataclass
 
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import (
-    LocalStore, checksum_files, dump_files, retention_plan)
+    LocalStore,
+    checksum_files,
+    dump_files,
+    retention_plan,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
-    RunbookError, human_size, isoformat, utc_now, validate_name)
+    RunbookError,
+    human_size,
+    isoformat,
+    utc_now,
+    validate_name,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
-    ConnParams, count_rows, database_properties, pg_tool, user_tables)
+    ConnParams,
+    count_rows,
+    database_properties,
+    pg_tool,
+    user_tables,
+)
 
 try:
     import psycopg
@@ -73,6 +87,7 @@ class BackupRun:
     def __init__(self, conn_params: ConnParams, store: LocalStore, options: BackupOptions, check_mode: bool):
         self.params, self.store, self.options, self.check_mode = conn_params, store, options, check_mode
         self.result = {"changed": False, "created": False, "removed": [], "removed_partials": []}
+        self.estimate = 0
 
     def run(self) -> dict:
         self.options.validate()
@@ -81,6 +96,8 @@ class BackupRun:
             if database_properties(conn, database) is None:
                 raise RunbookError(f"database {database!r} does not exist on {self.params.where}: check the name "
                                    "(pg_databases in the inventory).")
+        with self.params.connect(database) as conn:
+            self.estimate = estimate_dump_bytes(conn)
         if self.check_mode:
             return self._plan()
         with self.store.locked(database):
@@ -91,6 +108,7 @@ class BackupRun:
                 self.result["msg"] = (f"backup {fresh.backup_id} of {database} is verified and newer than "
                                       "skip_if_newer_than: nothing to do")
             else:
+                self._check_space()
                 backup = self._dump()
                 self.result.update(changed=True, created=True, backup=backup.summary(),
                                    msg=f"backup {backup.backup_id} of {database} written to {backup.path}")
@@ -113,8 +131,9 @@ class BackupRun:
         backups = self.store.list(database)
         doomed = retention_plan(backups, self.options.keep_last, self.options.max_age_days,
                                 protect=(fresh.backup_id,) if fresh else ())
-        with self.params.connect(database) as conn:
-            estimate = estimate_dump_bytes(conn)
+        estimate = self.estimate
+        if fresh is None:
+            self._check_space()
         plan = {"would_create": fresh is None, "estimated_bytes": estimate,
                 "free_bytes": free_bytes(self.store.database_dir(database)),
                 "would_remove": [b.backup_id for b in doomed],
@@ -133,8 +152,9 @@ class BackupRun:
             self.result["removed_partials"].append(path)
             self.result["changed"] = True
 
-    def _check_space(self, conn) -> int:
-        estimate = estimate_dump_bytes(conn)
+    def _check_space(self) -> None:
+        """Before anything is written (and in the plan): the dump must fit, with the margin and reserve."""
+        estimate = self.estimate
         needed = int(estimate * self.options.free_space_margin) + self.options.min_free_space
         available = free_bytes(self.store.database_dir(self.options.database))
         if available < needed:
@@ -144,19 +164,28 @@ class BackupRun:
                 f"{self.options.free_space_margin} + min_free_space {human_size(self.options.min_free_space)}). "
                 "Nothing was written. Free space there, or lower keep_last so retention removes old backups.",
                 free_bytes=available, needed_bytes=needed)
-        return estimate
 
     def _dump(self):
-        options, database = self.options, self.options.database
+        database = self.options.database
         started = utc_now()
         backup_id = self.store.new_backup_id(database, started)
         partial = self.store.partial_dir(database, backup_id)
+        try:
+            return self._dump_into(partial, backup_id, started)
+        except psycopg.Error as exc:
+            raise RunbookError(f"the backup of {database!r} failed: {' '.join(str(exc).split()).rstrip('.')}. "
+                               "No backup was recorded.") from exc
+        finally:
+            # Published backups were renamed away; whatever is left here is incomplete.
+            shutil.rmtree(partial, ignore_errors=True)
+
+    def _dump_into(self, partial: str, backup_id: str, started):
+        options, database = self.options, self.options.database
         # REPEATABLE READ keeps one snapshot for the whole transaction: the exported one pg_dump
         # uses, and the one our row counts read, so the manifest describes exactly what was dumped.
         with self.params.connect(database, autocommit=False) as conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
-            estimate = self._check_space(conn)
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
             tables = user_tables(conn)
             server_version = conn.info.server_version
@@ -170,41 +199,39 @@ class BackupRun:
                                            stdout=subprocess.DEVNULL, stderr=stderr, umask=0o077)
                 try:
                     counts = count_rows(conn, tables)
+                except BaseException:
+                    process.kill()
+                    raise
                 finally:
                     returncode = process.wait()
                 stderr.seek(0)
                 errors = stderr.read().decode(errors="replace").strip()
             conn.rollback()
-        try:
-            if returncode != 0:
-                raise RunbookError(f"pg_dump of {database!r} failed (exit {returncode}): {errors[-1500:]}. "
-                                   "No backup was recorded.", stderr=errors[-4000:])
-            names = dump_files(partial)
-            files = checksum_files(partial, names, workers=max(2, options.jobs))
-            finished = utc_now()
-            manifest = {
-                "format": 1,
-                "tool": "runbook.recovery.pg_backup",
-                "database": database,
-                "backup_id": backup_id,
-                "started_at": isoformat(started),
-                "finished_at": isoformat(finished),
-                "duration_seconds": round((finished - started).total_seconds(), 3),
-                "server_version_num": server_version,
-                "pg_dump_version": _tool_version(pg_dump),
-                "format_options": {"format": "directory", "jobs": options.jobs,
-                                   "compress_level": options.compress_level},
-                "snapshot": snapshot,
-                "estimated_bytes": estimate,
-                "database_properties": properties,
-                "tables": [{"schema": s, "name": n, "rows": counts[(s, n)]} for s, n in tables],
-                "files": files,
-                "size_bytes": sum(f["size"] for f in files.values()),
-            }
-            return self.store.publish(database, backup_id, manifest)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
+        if returncode != 0:
+            raise RunbookError(f"pg_dump of {database!r} failed (exit {returncode}): {errors[-1500:]}. "
+                               "No backup was recorded.", stderr=errors[-4000:])
+        names = dump_files(partial)
+        files = checksum_files(partial, names, workers=max(2, options.jobs))
+        finished = utc_now()
+        manifest = {
+            "format": 1,
+            "tool": "runbook.recovery.pg_backup",
+            "database": database,
+            "backup_id": backup_id,
+            "started_at": isoformat(started),
+            "finished_at": isoformat(finished),
+            "duration_seconds": round((finished - started).total_seconds(), 3),
+            "server_version_num": server_version,
+            "pg_dump_version": _tool_version(pg_dump),
+            "format_options": {"format": "directory", "jobs": options.jobs, "compress_level": options.compress_level},
+            "snapshot": snapshot,
+            "estimated_bytes": self.estimate,
+            "database_properties": properties,
+            "tables": [{"schema": s, "name": n, "rows": counts[(s, n)]} for s, n in tables],
+            "files": files,
+            "size_bytes": sum(f["size"] for f in files.values()),
+        }
+        return self.store.publish(database, backup_id, manifest)
 
     def _apply_retention(self, protect: tuple[str, ...]) -> None:
         doomed = retention_plan(self.store.list(self.options.database), self.options.keep_last,

@@ -11,12 +11,30 @@ import tempfile
 import time
 
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import (
-    Backup, LocalStore, checksum_files, dump_files)
+    Backup,
+    LocalStore,
+    checksum_files,
+    dump_files,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
-    RunbookError, compact_timestamp, human_size, utc_now, validate_name)
+    RunbookError,
+    compact_timestamp,
+    human_size,
+    utc_now,
+    validate_name,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
-    ConnParams, count_rows, database_exists, database_properties, drop_database, pg_tool,
-    server_data_directory_free, sql, terminate_connections, user_tables)
+    ConnParams,
+    count_rows,
+    database_exists,
+    database_properties,
+    drop_database,
+    pg_tool,
+    server_data_directory_free,
+    sql,
+    terminate_connections,
+    user_tables,
+)
 
 MARKER = "runbook.restored_backup"
 STAGING_SUFFIX = "__recovery_staging"

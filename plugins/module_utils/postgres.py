@@ -25,6 +25,13 @@ except ImportError as exc:  # pragma: no cover - reported by the module
     PSYCOPG_IMPORT_ERROR = exc
 
 APPLICATION_NAME = "runbook.recovery"
+# What a module catches besides RunbookError: any error the server or libpq reports.
+DatabaseError = psycopg.Error if HAS_PSYCOPG else RuntimeError
+
+
+def describe_database_error(exc: Exception) -> str:
+    return (f"PostgreSQL reported an error: {' '.join(str(exc).split())}. Nothing after this point was done; "
+            "check the server log and the task's inputs.")
 _PG_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGPASSFILE", "PGDATABASE", "PGSERVICE",
            "PGOPTIONS", "PGCONNECT_TIMEOUT", "PGAPPNAME")
 
@@ -52,7 +59,7 @@ class ConnParams:
     maintenance_db: str = "postgres"
 
     @classmethod
-    def from_params(cls, params: dict) -> "ConnParams":
+    def from_params(cls, params: dict) -> ConnParams:
         return cls(host=params.get("login_host") or "", port=int(params.get("login_port") or 5432),
                    user=params.get("login_user") or "postgres", password=params.get("login_password") or "",
                    unix_socket=params.get("login_unix_socket") or "",

@@ -180,9 +180,18 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import aws_argument_spec, client, describe_error
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import LocalStore, S3Store
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
-    RunbookError, parse_duration, parse_size)
+    RunbookError,
+    failure_details,
+    parse_duration,
+    parse_size,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_backup import BackupOptions, run_backup
-from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams, postgres_argument_spec
+from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
+    ConnParams,
+    DatabaseError,
+    describe_database_error,
+    postgres_argument_spec,
+)
 
 
 def options_from(params: dict) -> BackupOptions:
@@ -245,7 +254,9 @@ def main():
                 raise RunbookError(describe_error(exc, f"copying the backup to s3://{module.params['s3_bucket']}")
                                    + " The local backup is complete.", **result) from exc
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        module.fail_json(msg=str(exc), **failure_details(exc.details))
+    except DatabaseError as exc:
+        module.fail_json(msg=describe_database_error(exc))
     module.exit_json(**result)
 
 

@@ -108,7 +108,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import aws_argument_spec, client, describe_error
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import BACKUP_ID_RE, LocalStore, S3Store
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, validate_name
+from ansible_collections.runbook.recovery.plugins.module_utils.common import (
+    RunbookError,
+    failure_details,
+    validate_name,
+)
 
 
 def from_s3(params: dict, store: LocalStore, check_mode: bool) -> dict:
@@ -169,7 +173,7 @@ def main():
             if params["backup"]:
                 result["backup"] = store.resolve(params["database"], params["backup"]).summary()
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        module.fail_json(msg=str(exc), **failure_details(exc.details))
     module.exit_json(**result)
 
 

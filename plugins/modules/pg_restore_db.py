@@ -145,10 +145,19 @@ removed_previous:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import LocalStore
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, validate_name
+from ansible_collections.runbook.recovery.plugins.module_utils.common import (
+    RunbookError,
+    failure_details,
+    validate_name,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import KEPT_INFIX, Recovery
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
-    ConnParams, database_exists, postgres_argument_spec)
+    ConnParams,
+    DatabaseError,
+    database_exists,
+    describe_database_error,
+    postgres_argument_spec,
+)
 
 
 def roll_back(recovery: Recovery, kept: str | None, check_mode: bool) -> dict:
@@ -197,7 +206,9 @@ def main():
         else:
             result = recovery.run()
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **{**recovery.result, **exc.details})
+        module.fail_json(msg=str(exc), **failure_details(recovery.result, exc.details))
+    except DatabaseError as exc:
+        module.fail_json(msg=describe_database_error(exc))
     module.exit_json(**result)
 
 

@@ -85,10 +85,22 @@ levels_run:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import LEVELS, LocalStore
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, validate_name
+from ansible_collections.runbook.recovery.plugins.module_utils.common import (
+    RunbookError,
+    failure_details,
+    validate_name,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import (
-    catalog_problems, checksum_problems, verify_by_restore)
-from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams, postgres_argument_spec
+    catalog_problems,
+    checksum_problems,
+    verify_by_restore,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
+    ConnParams,
+    DatabaseError,
+    describe_database_error,
+    postgres_argument_spec,
+)
 
 
 def verify(params: dict, check_mode: bool) -> dict:
@@ -135,12 +147,14 @@ def main():
     try:
         result = verify(module.params, module.check_mode)
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        module.fail_json(msg=str(exc), **failure_details(exc.details))
+    except DatabaseError as exc:
+        module.fail_json(msg=describe_database_error(exc))
     if not result["ok"]:
         module.fail_json(msg=(f"backup {result['backup']['id']} of {module.params['database']} FAILED "
                               f"{result['levels_run'][-1]} verification: {'; '.join(result['problems'][:5])}. "
                               "Do not restore it; take a new backup and keep this one for investigation."),
-                         **result)
+                         **failure_details(result))
     module.exit_json(**result)
 
 

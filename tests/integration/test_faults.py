@@ -1,0 +1,188 @@
+"""Faults: in each, nothing is lost and the message says what happened."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    ANSIBLE_PLAYBOOK,
+    ROOT,
+    Workspace,
+    connect,
+    create_chat_db,
+    databases,
+    disaster,
+    flip_one_byte,
+    table_fingerprints,
+    tree_state,
+)
+
+
+def test_corrupt_backup_fails_verification_and_recovery_refuses(workspace, pg, chat_db):
+    assert workspace.play("backup-db.yml").rc == 0
+    [backup_id] = workspace.backups(chat_db)
+    flip_one_byte(workspace.backup_root / chat_db / backup_id)
+    disaster(pg, chat_db)
+    damaged = table_fingerprints(pg, chat_db)
+
+    verify = workspace.play("verify-backups.yml")
+    assert verify.rc != 0
+    assert "FAILED checksum verification" in verify.output and "differs from the manifest" in verify.output
+
+    recover = workspace.play("recover-db.yml", confirm=True)
+    assert recover.rc != 0
+    assert "fails its checksum verification" in recover.output
+    assert table_fingerprints(pg, chat_db) == damaged, "the target is untouched"
+    assert not [d for d in databases(pg) if d.startswith(chat_db + "__")]
+
+
+def test_killed_pg_restore_leaves_target_serving(workspace, pg, chat_db):
+    with connect(pg, chat_db) as conn:  # enough data that pg_restore runs for a few seconds
+        conn.execute("CREATE TABLE bulk AS SELECT i, md5(i::text) || repeat(md5((i * 7)::text), 6) AS payload "
+                     "FROM generate_series(1, 600000) AS i")
+        conn.execute("CREATE INDEX bulk_payload ON bulk (payload)")
+    assert workspace.play("backup-db.yml").rc == 0
+    disaster(pg, chat_db)
+    before = table_fingerprints(pg, chat_db)
+
+    varsfile = workspace.base / "confirm.json"
+    varsfile.write_text('{"confirm": true}')
+    recover = subprocess.Popen([ANSIBLE_PLAYBOOK, "-i", str(workspace.inventory), "playbooks/recover-db.yml",
+                                "-e", f"@{varsfile}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, stdin=subprocess.DEVNULL)
+    staging = f"--dbname={chat_db}__recovery_staging"
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline and recover.poll() is None:
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if cmdline and cmdline[0].endswith(b"pg_restore") and staging.encode() in cmdline:
+                    time.sleep(0.5)  # let it get going
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed = int(pid)
+                    break
+        time.sleep(0.05)
+    output, _ = recover.communicate(timeout=300)
+    assert killed, f"pg_restore was never seen running:\n{output}"
+    assert recover.returncode != 0
+    assert "killed by signal 9" in output and "The current database was not replaced" in output, output
+    assert table_fingerprints(pg, chat_db) == before, "the target is untouched"
+    with connect(pg, chat_db) as conn:  # and still serving
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 500
+    assert not [d for d in databases(pg) if d.startswith(chat_db + "__")], "staging dropped, nothing swapped"
+    assert workspace.audit()[-1]["result"] == "failed"
+
+
+def test_backup_refused_when_space_is_short(workspace, pg, chat_db):
+    run = workspace.play("backup-db.yml", pg_backup_min_free_space="100PB")
+    assert run.rc != 0
+    assert "not enough free space" in run.output and "Nothing was written" in run.output
+    assert tree_state(workspace.backup_root) == {}, "nothing written, not even a directory"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_backup_refused_on_a_full_volume(pg, chat_db, tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        workspace = Workspace(pg, [chat_db], tmp_path)
+        workspace.backup_root = mount / "backups"
+        workspace.write_inventory(pg_backup_root=str(workspace.backup_root))
+        run = workspace.play("backup-db.yml")
+        assert run.rc != 0 and "not enough free space" in run.output
+        assert list(mount.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_server_down_gives_clear_error_and_no_backup(private_pg, tmp_path):
+    chat_db = create_chat_db(private_pg)
+    workspace = Workspace(private_pg, [chat_db], tmp_path)
+    private_pg.stop()
+    run = workspace.play("backup-db.yml")
+    assert run.rc != 0
+    assert f"cannot connect to PostgreSQL at 127.0.0.1:{private_pg.port}" in run.output
+    assert workspace.backups(chat_db) == []
+    assert not (workspace.backup_root / chat_db).exists() or not any(
+        p.name.startswith(".partial") for p in (workspace.backup_root / chat_db).iterdir())
+
+
+def test_server_dying_mid_backup_leaves_no_partial_backup(private_pg, tmp_path):
+    chat_db = create_chat_db(private_pg)
+    with connect(private_pg, chat_db) as conn:
+        conn.execute("CREATE TABLE bulk AS SELECT i, repeat(md5(i::text), 8) AS payload "
+                     "FROM generate_series(1, 400000) AS i")
+    workspace = Workspace(private_pg, [chat_db], tmp_path)
+    database_dir = workspace.backup_root / chat_db
+
+    def stop_when_dump_starts():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if database_dir.is_dir() and any(p.name.startswith(".partial") for p in database_dir.iterdir()):
+                private_pg.stop("immediate")
+                return
+            time.sleep(0.01)
+
+    stopper = threading.Thread(target=stop_when_dump_starts)
+    stopper.start()
+    run = workspace.play("backup-db.yml", pg_backup_compress_level=9)
+    stopper.join()
+    if run.rc == 0:
+        pytest.skip("the backup finished before the server stopped")
+    assert f"the backup of '{chat_db}' failed" in run.output or "pg_dump of" in run.output, run.output
+    assert "No backup was recorded" in run.output
+    assert workspace.backups(chat_db) == []
+    assert [p.name for p in database_dir.iterdir() if p.name.startswith(".partial")] == []
+
+
+def test_failed_sql_probe_rolls_back(workspace, pg, chat_db):
+    assert workspace.play("backup-db.yml").rc == 0
+    disaster(pg, chat_db)
+    before = table_fingerprints(pg, chat_db)
+    run = workspace.play("recover-db.yml", confirm=True, pg_recover_health_query="SELECT * FROM app_ready_check")
+    assert run.rc != 0
+    assert "health probe" in run.output and "rolled back" in run.output
+    assert table_fingerprints(pg, chat_db) == before, "back to the database as it was"
+    assert not [d for d in databases(pg) if d.startswith(chat_db + "__")]
+    assert workspace.audit()[-1]["result"] == "rolled_back"
+
+
+class _Unhealthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.send_response(503)
+        self.end_headers()
+        self.wfile.write(b"database schema mismatch")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_failed_http_probe_rolls_back(workspace, pg, chat_db):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Unhealthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert workspace.play("backup-db.yml").rc == 0
+        disaster(pg, chat_db)
+        before = table_fingerprints(pg, chat_db)
+        run = workspace.play("recover-db.yml", confirm=True,
+                             pg_recover_health_url=f"http://127.0.0.1:{server.server_port}/health",
+                             pg_recover_health_retries=1, pg_recover_health_delay=0)
+    finally:
+        server.shutdown()
+    assert run.rc != 0
+    assert "Probe the application over HTTP" in run.output and "It was rolled back" in run.output
+    assert table_fingerprints(pg, chat_db) == before
+    assert not [d for d in databases(pg) if d.startswith(chat_db + "__")]
+    assert workspace.audit()[-1]["result"] == "rolled_back"
