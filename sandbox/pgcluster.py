@@ -37,6 +37,24 @@ def _service_user() -> str | None:
     raise RuntimeError("running as root but neither a 'postgres' nor a 'nobody' user exists for initdb")
 
 
+def process_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def wait_gone(pid: int | None, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid and process_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 class PgCluster:
     """One throwaway or sandbox cluster rooted at `base_dir` and listening on 127.0.0.1:`port`."""
 
@@ -151,9 +169,11 @@ class PgCluster:
     def stop(self, mode: str = "fast") -> bool:
         if not self.running():
             return False
+        postmaster = self.pid()
         subprocess.run(self._as_owner([str(self._bin / "pg_ctl"), "stop", "-D", str(self.data), "-m", mode,
                                        "-w", "-t", "60"]),
                        check=True, capture_output=True, text=True, cwd="/")
+        wait_gone(postmaster)
         return True
 
     def pid(self) -> int | None:

@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sandbox.pgcluster import PgCluster  # noqa: E402
+from sandbox.pgcluster import PgCluster, process_alive, wait_gone  # noqa: E402
 
 SANDBOX = Path(os.environ.get("RUNBOOK_SANDBOX_DIR", ROOT / ".sandbox"))
 SETTINGS = yaml.safe_load((ROOT / "inventories/local/group_vars/all/sandbox.yml").read_text())
@@ -76,10 +76,9 @@ def wait_port(port: int, timeout: float = 30) -> None:
 def read_pid(pidfile: Path) -> int | None:
     try:
         pid = int(pidfile.read_text().strip())
-        os.kill(pid, 0)
-        return pid
-    except (FileNotFoundError, ValueError, ProcessLookupError):
+    except (FileNotFoundError, ValueError):
         return None
+    return pid if process_alive(pid) else None
 
 
 def stop_pid(pidfile: Path, timeout: float = 15) -> bool:
@@ -91,11 +90,9 @@ def stop_pid(pidfile: Path, timeout: float = 15) -> bool:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and read_pid(pidfile) is not None:
-        time.sleep(0.1)
-    if read_pid(pidfile) is not None:
+    if not wait_gone(pid, timeout):
         os.kill(pid, signal.SIGKILL)
+        wait_gone(pid, 5)
     pidfile.unlink(missing_ok=True)
     return True
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,25 @@ from sandbox.pgcluster import PgCluster
 ROOT = Path(__file__).resolve().parents[2]
 SEED_SQL = (ROOT / "sandbox" / "seed_chat.sql").read_text()
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
+
+
+@pytest.fixture(scope="session")
+def aws_emulator():
+    """The project's AWS emulator (moto plus our extensions) on a free loopback port, for boto3 over HTTP."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sandbox" / "aws_emulator.py"), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    yield env
+    proc.terminate()
+    proc.wait(timeout=10)
 
 
 def free_port() -> int:
@@ -98,6 +118,7 @@ class Workspace:
         self.backup_root = base / "backups"
         self.audit_log = base / "audit.jsonl"
         self.inventory = base / "inventory.yml"
+        self.env: dict[str, str] = {}
         self.write_inventory()
 
     def write_inventory(self, **extra) -> None:
@@ -123,7 +144,7 @@ class Workspace:
             varsfile.write_text(json.dumps(extra_vars))
             command += ["-e", f"@{varsfile}"]
         env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
-               "ANSIBLE_LOCAL_TEMP": str(self.base / "ansible-tmp")}
+               "ANSIBLE_LOCAL_TEMP": str(self.base / "ansible-tmp"), **self.env}
         proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         output = proc.stdout + proc.stderr
         recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4]),

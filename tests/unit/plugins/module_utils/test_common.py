@@ -1,0 +1,53 @@
+import pytest
+
+from ansible_collections.runbook.recovery.plugins.module_utils.common import (
+    RunbookError,
+    failure_details,
+    parse_duration,
+    parse_size,
+    validate_name,
+)
+
+
+@pytest.mark.parametrize("value, seconds", [
+    ("90", 90), (90, 90), ("90s", 90), ("10m", 600), ("10min", 600), ("12h", 43200), ("7d", 604800),
+    ("1w", 604800), ("1.5h", 5400), ("250ms", 0.25), (" 3 h ", 10800),
+])
+def test_parse_duration(value, seconds):
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["-5m", "soon", "5 parsecs", "", True, -1])
+def test_parse_duration_refuses(value):
+    with pytest.raises(RunbookError):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize("value, size", [
+    ("0", 0), ("512", 512), ("1k", 1024), ("512MB", 512 * 1024 ** 2), ("2GiB", 2 * 1024 ** 3), ("1.5G", 1610612736),
+    ("100PB", 100 * 1024 ** 5),
+])
+def test_parse_size(value, size):
+    assert parse_size(value) == size
+
+
+@pytest.mark.parametrize("value", ["lots", "-1GB", "1XB"])
+def test_parse_size_refuses(value):
+    with pytest.raises(RunbookError):
+        parse_size(value)
+
+
+@pytest.mark.parametrize("name", ["chat", "chat_dev", "Chat-2", "_x", "a" * 63])
+def test_validate_name_accepts(name):
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "chat'; DROP TABLE x; --", "my db", "a;b", '"q"', "../x", "x.y", "1chat", "a" * 64])
+def test_validate_name_refuses(name):
+    with pytest.raises(RunbookError) as info:
+        validate_name(name)
+    assert repr(name) in str(info.value) or not name
+
+
+def test_failure_details_drops_msg():
+    assert failure_details({"msg": "plan", "a": 1}, {"b": 2}) == {"a": 1, "b": 2}

@@ -1,0 +1,29 @@
+"""The UpdateStage semantics added to the emulator (pure logic; the HTTP path is tested in integration)."""
+from types import SimpleNamespace
+
+from sandbox.aws_emulator import update_stage_model
+
+
+def stage():
+    return SimpleNamespace(default_route_settings={"throttlingBurstLimit": 500, "throttlingRateLimit": 1000.0,
+                                                   "loggingLevel": "OFF"},
+                           route_settings={"$default": {"throttlingBurstLimit": 10}},
+                           stage_variables={"table": "sessions", "mode": "live"}, description="prod",
+                           auto_deploy=True, access_log_settings=None, client_certificate_id=None,
+                           deployment_id=None, updated=None)
+
+
+def test_only_given_members_change_and_route_settings_merge():
+    updated = update_stage_model(stage(), {"defaultRouteSettings": {"throttlingBurstLimit": 0,
+                                                                    "throttlingRateLimit": 0}})
+    assert updated.default_route_settings == {"throttlingBurstLimit": 0, "throttlingRateLimit": 0,
+                                              "loggingLevel": "OFF"}
+    assert updated.description == "prod" and updated.auto_deploy is True
+
+
+def test_route_settings_and_stage_variables():
+    updated = update_stage_model(stage(), {"routeSettings": {"$default": {"throttlingRateLimit": 5}},
+                                           "stageVariables": {"mode": "", "new": "1"}, "description": "x"})
+    assert updated.route_settings == {"$default": {"throttlingBurstLimit": 10, "throttlingRateLimit": 5}}
+    assert updated.stage_variables == {"table": "sessions", "new": "1"}
+    assert updated.description == "x"
