@@ -158,7 +158,8 @@ class LocalStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except ValueError as exc:
-            raise RunbookError(f"the manifest of backup {path} is unreadable ({exc}); move that directory aside.") from exc
+            raise RunbookError(
+                f"the manifest of backup {path} is unreadable ({exc}); move that directory aside.") from exc
         verification = {}
         with contextlib.suppress(FileNotFoundError, ValueError):
             with open(os.path.join(path, VERIFICATION)) as handle:

@@ -14,13 +14,14 @@ description:
     C(changed=false), so that a playbook's second run still shows C(changed=0) for the systems it manages.
   - In check mode nothing is written.
 version_added: 0.1.0
-author: runbook.recovery contributors
+author: runbook.recovery maintainers (@runbook-recovery)
 attributes:
   check_mode:
     support: full
     description: Writes nothing; returns the record that would be appended.
   diff_mode:
     support: none
+    description: There is no file-like state to diff; the result's before and after describe the change.
 options:
   path:
     description: The audit log file (JSON lines).

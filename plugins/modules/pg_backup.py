@@ -17,7 +17,7 @@ description:
   - With O(skip_if_newer_than), a verified backup that recent means nothing to do (C(changed=false)).
   - Optionally copies the backup to S3 with server-side encryption (manifest uploaded last).
 version_added: 0.1.0
-author: runbook.recovery contributors
+author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.postgres
   - runbook.recovery.postgres.BACKUP_STORE
@@ -27,6 +27,7 @@ attributes:
     description: Reports whether a backup would be taken, its estimated size, free space, and what retention would remove.
   diff_mode:
     support: none
+    description: There is no file-like state to diff; the result's before and after describe the change.
 options:
   database:
     description: Database to back up. Letters, digits, C(_) and C(-) only.

@@ -15,7 +15,7 @@ description:
   - With O(s3_bucket), lists the copies in S3 instead; with O(fetch=true), also copies the backup
     named by O(backup) from S3 into O(backup_root) so it can be verified and restored.
 version_added: 0.1.0
-author: runbook.recovery contributors
+author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.postgres.BACKUP_STORE
 attributes:
@@ -24,6 +24,7 @@ attributes:
     description: Read-only, except O(fetch=true), which downloads nothing in check mode.
   diff_mode:
     support: none
+    description: There is no file-like state to diff; the result's before and after describe the change.
 options:
   database:
     description: Database whose backups to list.

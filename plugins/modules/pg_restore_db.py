@@ -21,7 +21,7 @@ description:
     used by the C(pg_recover) role when a step after the swap (application start, HTTP probe) fails."
   - In check mode, returns the plan (backup, staging and kept names, sessions to close) and changes nothing.
 version_added: 0.1.0
-author: runbook.recovery contributors
+author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.postgres
   - runbook.recovery.postgres.BACKUP_STORE
@@ -31,6 +31,7 @@ attributes:
     description: Verifies the backup's checksums and reports the plan; restores nothing.
   diff_mode:
     support: none
+    description: There is no file-like state to diff; the result's before and after describe the change.
 options:
   database:
     description: Database to recover. At most 32 characters, so that the kept copy's name fits.

@@ -16,7 +16,7 @@ description:
   - The result is recorded in the backup's C(verification.json); a failure marks the backup unverified
     and fails the task. C(changed) is true only when the recorded verdict changes.
 version_added: 0.1.0
-author: runbook.recovery contributors
+author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.postgres
   - runbook.recovery.postgres.BACKUP_STORE
@@ -26,6 +26,7 @@ attributes:
     description: Runs V(checksum) and V(catalog) (they only read) without recording; V(restore) is only planned.
   diff_mode:
     support: none
+    description: There is no file-like state to diff; the result's before and after describe the change.
 options:
   database:
     description: Database whose backup to verify.

@@ -42,7 +42,8 @@ def test_validate_name_accepts(name):
     assert validate_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "chat'; DROP TABLE x; --", "my db", "a;b", '"q"', "../x", "x.y", "1chat", "a" * 64])
+@pytest.mark.parametrize("name", ["", "chat'; DROP TABLE x; --", "my db", "a;b", '"q"', "../x", "x.y", "1chat",
+                                  "a" * 64])
 def test_validate_name_refuses(name):
     with pytest.raises(RunbookError) as info:
         validate_name(name)
