@@ -135,7 +135,8 @@ def main() -> int:
             "pg_connection": {"login_host": "127.0.0.1", "login_port": cluster.port, "login_user": "postgres",
                               "login_password": cluster.password},
             "pg_databases": [DB], "pg_backup_root": str(base / "backups"), "pg_backup_keep_last": 10,
-            "pg_backup_compress_level": args.level, "pg_backup_jobs": args.jobs}}}}}}))
+            "pg_backup_skip_if_newer_than": "0", "pg_backup_compress_level": args.level,
+            "pg_backup_jobs": args.jobs}}}}}}))
         results["playbook_backup"] = timed(lambda: subprocess.run(
             [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
              str(ROOT / "playbooks/backup-db.yml")], cwd=ROOT, check=True, stdout=subprocess.DEVNULL))

@@ -56,7 +56,12 @@ def test_second_runs_report_no_change(workspace, pg, chat_db):
     assert first.rc == 0 and first.changed > 0, first.output
     second = workspace.play("backup-db.yml", pg_backup_skip_if_newer_than="1h")
     assert second.rc == 0 and second.changed == 0, second.output
+    assert "is verified and newer than skip_if_newer_than" in second.output
+    default = workspace.play("backup-db.yml")  # the playbook's default (1h) behaves the same
+    assert default.rc == 0 and default.changed == 0, default.output
     assert len(workspace.backups(chat_db)) == 1
+    forced = workspace.play("backup-db.yml", pg_backup_skip_if_newer_than="0")
+    assert forced.rc == 0 and forced.changed > 0 and len(workspace.backups(chat_db)) == 2
 
     disaster(pg, chat_db)
     assert workspace.play("recover-db.yml", confirm=True).changed > 0
@@ -112,13 +117,13 @@ def test_password_never_appears_in_output(workspace, pg):
 
 def test_retention_keeps_newest_verified(workspace, pg, chat_db):
     for _ in range(3):
-        assert workspace.play("backup-db.yml", pg_backup_keep_last=2).rc == 0
+        assert workspace.play("backup-db.yml", pg_backup_keep_last=2, pg_backup_skip_if_newer_than="0").rc == 0
     assert len(workspace.backups(chat_db)) == 2
     newest = workspace.backups(chat_db)[-1]
     # Corrupt the newest: now the older one is the newest *verified*, and retention must keep it.
     flip_one_byte(workspace.backup_root / chat_db / newest)
     assert workspace.play("verify-backups.yml", backup=newest).rc != 0
     older_verified = workspace.backups(chat_db)[0]
-    assert workspace.play("backup-db.yml", pg_backup_keep_last=1).rc == 0
+    assert workspace.play("backup-db.yml", pg_backup_keep_last=1, pg_backup_skip_if_newer_than="0").rc == 0
     remaining = workspace.backups(chat_db)
     assert older_verified in remaining and len(remaining) == 2
