@@ -67,6 +67,64 @@ def checksum_files(directory: str, names: list[str], workers: int = 4) -> dict[s
         return dict(pool.map(one, names))
 
 
+class FollowingHasher:
+    """Hashes a directory's files while another process is still appending to them.
+
+    pg_dump writes each file of a directory-format dump front to back and never rewrites it, so
+    the bytes appended since the last look can be fed to that file's hash as they arrive; hashing
+    then overlaps the dump instead of following it. finish() reads what is left once the writer
+    has exited; a file that shrank (never expected) is hashed again from the start.
+    """
+
+    def __init__(self, directory: str, interval: float = 0.1):
+        import threading
+
+        self.directory, self.interval = directory, interval
+        self._state: dict[str, list] = {}  # name -> [hasher, bytes consumed]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> FollowingHasher:
+        self._thread.start()
+        return self
+
+    def _catch_up(self) -> None:
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if not entry.is_file() or entry.name in _METADATA or entry.name.endswith(".tmp"):
+                continue
+            hasher, consumed = self._state.setdefault(entry.name, [hashlib.sha256(), 0])
+            size = entry.stat().st_size
+            if size < consumed:
+                self._state[entry.name] = [hashlib.sha256(), 0]
+                hasher, consumed = self._state[entry.name]
+            if size == consumed:
+                continue
+            with open(entry.path, "rb") as handle:
+                handle.seek(consumed)
+                while consumed < size:
+                    block = handle.read(min(1 << 20, size - consumed))
+                    if not block:
+                        break
+                    hasher.update(block)
+                    consumed += len(block)
+            self._state[entry.name][1] = consumed
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._catch_up()
+
+    def finish(self) -> dict[str, dict]:
+        self._stop.set()
+        self._thread.join()
+        self._catch_up()
+        return {name: {"size": consumed, "sha256": hasher.hexdigest()}
+                for name, (hasher, consumed) in sorted(self._state.items())}
+
+
 def write_json_atomic(path: str, document: dict) -> None:
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

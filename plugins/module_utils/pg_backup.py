@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import (
+    FollowingHasher,
     LocalStore,
-    checksum_files,
     dump_files,
     retention_plan,
 )
@@ -197,6 +197,8 @@ class BackupRun:
             with tempfile.TemporaryFile() as stderr:
                 process = subprocess.Popen(command, env=self.params.env(database), stdin=subprocess.DEVNULL,
                                            stdout=subprocess.DEVNULL, stderr=stderr, umask=0o077)
+                # While pg_dump runs: row counts in the same snapshot, and the hash of what it has written.
+                hasher = FollowingHasher(partial).start()
                 try:
                     counts = count_rows(conn, tables)
                 except BaseException:
@@ -204,14 +206,16 @@ class BackupRun:
                     raise
                 finally:
                     returncode = process.wait()
+                    files = hasher.finish()
                 stderr.seek(0)
                 errors = stderr.read().decode(errors="replace").strip()
             conn.rollback()
         if returncode != 0:
             raise RunbookError(f"pg_dump of {database!r} failed (exit {returncode}): {errors[-1500:]}. "
                                "No backup was recorded.", stderr=errors[-4000:])
-        names = dump_files(partial)
-        files = checksum_files(partial, names, workers=max(2, options.jobs))
+        if sorted(files) != dump_files(partial):
+            raise RunbookError(f"the files of the dump of {database!r} changed while it was hashed; no backup was "
+                               "recorded. Run it again.")
         finished = utc_now()
         manifest = {
             "format": 1,

@@ -9,6 +9,7 @@ import os
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import (
     Backup,
@@ -58,8 +59,8 @@ def checksum_problems(backup: Backup, workers: int = 2) -> list[str]:
     return problems
 
 
-def require_checksums(backup: Backup) -> None:
-    problems = checksum_problems(backup)
+def require_checksums(backup: Backup, problems: list[str] | None = None) -> None:
+    problems = checksum_problems(backup) if problems is None else problems
     if problems:
         raise RunbookError(
             f"backup {backup.backup_id} of {backup.database!r} fails its checksum verification "
@@ -199,7 +200,7 @@ class Recovery:
             raise RunbookError(f"keep_previous={self.keep_previous} is negative: use 0 or more kept databases.")
 
     # -- plan (check mode and preflight) ---------------------------------------------------
-    def plan(self) -> tuple[Backup, dict]:
+    def plan(self, verify_checksums: bool = True) -> tuple[Backup, dict]:
         self.validate()
         backup = self.store.resolve(self.database, self.wanted)
         self.result["backup"] = backup.summary()
@@ -216,7 +217,8 @@ class Recovery:
                     "tables": len(backup.manifest["tables"]),
                     "rows": sum(t["rows"] for t in backup.manifest["tables"])}
             if needed:
-                require_checksums(backup)
+                if verify_checksums:
+                    require_checksums(backup)
                 self._check_server_space(conn, backup)
         self.result.update(before=before, plan=plan)
         if not needed:
@@ -251,7 +253,7 @@ class Recovery:
 
     # -- apply -----------------------------------------------------------------------------
     def run(self) -> dict:
-        backup, plan = self.plan()
+        backup, plan = self.plan(verify_checksums=False)
         if not plan["needed"]:
             return self.result
         started = time.monotonic()
@@ -263,9 +265,18 @@ class Recovery:
                 owner = current["owner"]
             elif backup.manifest.get("database_properties"):
                 owner = backup.manifest["database_properties"]["owner"]
-        self.result["restore"] = restore_into(self.params, backup, self.staging, self.jobs, owner=owner,
-                                              no_owner=self.no_owner)
+        # The checksums are verified while pg_restore runs (both read the same files); nothing is
+        # swapped unless they pass, and a failed check drops the staging database.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            checked = pool.submit(checksum_problems, backup)
+            try:
+                self.result["restore"] = restore_into(self.params, backup, self.staging, self.jobs, owner=owner,
+                                                      no_owner=self.no_owner)
+            except RunbookError:
+                require_checksums(backup, checked.result())  # a damaged file explains the failure best
+                raise
         try:
+            require_checksums(backup, checked.result())
             self._prepare_staging(current, backup)
             kept = self._swap(plan["keep_current_as"])
         except BaseException:

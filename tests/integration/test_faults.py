@@ -186,3 +186,22 @@ def test_failed_http_probe_rolls_back(workspace, pg, chat_db):
     assert table_fingerprints(pg, chat_db) == before
     assert not [d for d in databases(pg) if d.startswith(chat_db + "__")]
     assert workspace.audit()[-1]["result"] == "rolled_back"
+
+
+def test_recovery_module_refuses_a_corrupt_backup_even_without_the_role_preflight(workspace, pg, chat_db):
+    """pg_restore_db itself checks the checksums (alongside the staging restore) before any swap."""
+    from ansible_collections.runbook.recovery.plugins.module_utils.backups import LocalStore
+    from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+    from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import Recovery
+    from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams
+
+    assert workspace.play("backup-db.yml").rc == 0
+    [backup_id] = workspace.backups(chat_db)
+    flip_one_byte(workspace.backup_root / chat_db / backup_id)
+    disaster(pg, chat_db)
+    before = table_fingerprints(pg, chat_db)
+    params = ConnParams(host="127.0.0.1", port=pg.port, user="postgres", password=pg.password)
+    with pytest.raises(RunbookError, match="fails its checksum verification"):
+        Recovery(params, LocalStore(str(workspace.backup_root)), chat_db, backup_id).run()
+    assert table_fingerprints(pg, chat_db) == before
+    assert not [d for d in databases(pg) if d.startswith(chat_db + "__")]

@@ -1,0 +1,137 @@
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Health findings for PostgreSQL and Redis, each with a severity from configurable thresholds."""
+
+from __future__ import annotations
+
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, human_size
+from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams
+
+SEVERITIES = ("ok", "warning", "critical")
+
+# metric: (direction, warning, critical); "above" means larger is worse. None disables a level.
+DEFAULT_THRESHOLDS = {
+    "connection_ratio": ("above", 0.8, 0.95),
+    "longest_transaction_seconds": ("above", 300, 1800),
+    "blocked_sessions": ("above", 1, 10),
+    "xid_age": ("above", 1_000_000_000, 1_500_000_000),
+    "dead_tuple_ratio": ("above", 0.2, 0.5),
+    "cache_hit_ratio": ("below", 0.95, 0.80),
+    "invalid_indexes": ("above", 1, None),
+    "database_size_bytes": ("above", None, None),
+    "redis_memory_ratio": ("above", 0.8, 0.95),
+    "redis_evicted_keys": ("above", 1, None),
+}
+# Below this many block reads+hits the cache hit ratio says nothing yet.
+MIN_BLOCK_ACCESSES = 1000
+
+
+def merge_thresholds(overrides: dict | None) -> dict:
+    merged = dict(DEFAULT_THRESHOLDS)
+    for metric, levels in (overrides or {}).items():
+        if metric not in merged:
+            raise RunbookError(f"unknown threshold {metric!r}; known: {', '.join(sorted(merged))}.")
+        if not isinstance(levels, dict) or set(levels) - {"warning", "critical"}:
+            raise RunbookError(f"threshold {metric!r} must be a dict with 'warning' and/or 'critical'.")
+        direction, warning, critical = merged[metric]
+        warning = levels.get("warning", warning)
+        critical = levels.get("critical", critical)
+        for name, value in (("warning", warning), ("critical", critical)):
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+                raise RunbookError(f"threshold {metric}.{name}={value!r} must be a number >= 0.")
+        merged[metric] = (direction, warning, critical)
+    return merged
+
+
+def severity(metric: str, value, thresholds: dict) -> str:
+    if value is None:
+        return "ok"
+    direction, warning, critical = thresholds[metric]
+
+    def crossed(limit):
+        return limit is not None and (value >= limit if direction == "above" else value < limit)
+
+    if crossed(critical):
+        return "critical"
+    if crossed(warning):
+        return "warning"
+    return "ok"
+
+
+def finding(target: str, metric: str, value, thresholds: dict, message: str) -> dict:
+    return {"target": target, "check": metric, "value": value, "severity": severity(metric, value, thresholds),
+            "message": message}
+
+
+def worst(findings: list[dict]) -> str:
+    return max((f["severity"] for f in findings), key=SEVERITIES.index, default="ok")
+
+
+def postgres_findings(params: ConnParams, databases: list[str], thresholds: dict) -> list[dict]:
+    where = params.where
+    found = []
+    with params.connect() as conn:
+        max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])
+        in_use = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                              ).fetchone()[0]
+        found.append(finding(where, "connection_ratio", round(in_use / max_connections, 3), thresholds,
+                             f"{in_use} of {max_connections} connections in use"))
+        longest = conn.execute(
+            "SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0)::float, "
+            "(array_agg(pid ORDER BY xact_start))[1] FROM pg_stat_activity "
+            "WHERE xact_start IS NOT NULL AND backend_type = 'client backend' AND pid <> pg_backend_pid()").fetchone()
+        found.append(finding(where, "longest_transaction_seconds", round(longest[0], 1), thresholds,
+                             f"longest open transaction {longest[0]:.0f}s" + (f" (pid {longest[1]})" if longest[1]
+                                                                              else "")))
+        blocked = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE cardinality(pg_blocking_pids(pid)) > 0"
+                               ).fetchone()[0]
+        found.append(finding(where, "blocked_sessions", blocked, thresholds, f"{blocked} session(s) waiting on a lock"))
+        for name, age in conn.execute("SELECT datname, age(datfrozenxid) FROM pg_database WHERE datallowconn "
+                                      "ORDER BY 2 DESC LIMIT 1").fetchall():
+            found.append(finding(where, "xid_age", age, thresholds,
+                                 f"oldest unfrozen transaction id is {age:,} old (database {name}); "
+                                 "wraparound comes at 2^31"))
+    for database in databases:
+        target = f"{where}/{database}"
+        with params.connect(database) as conn:
+            live, dead = conn.execute("SELECT coalesce(sum(n_live_tup), 0), coalesce(sum(n_dead_tup), 0) "
+                                      "FROM pg_stat_user_tables").fetchone()
+            ratio = round(dead / (live + dead), 3) if live + dead else 0.0
+            found.append(finding(target, "dead_tuple_ratio", ratio, thresholds,
+                                 f"{dead:,} dead of {live + dead:,} tuples"))
+            hit, read = conn.execute("SELECT blks_hit, blks_read FROM pg_stat_database "
+                                     "WHERE datname = current_database()").fetchone()
+            hit_ratio = round(hit / (hit + read), 4) if hit + read >= MIN_BLOCK_ACCESSES else None
+            found.append(finding(target, "cache_hit_ratio", hit_ratio, thresholds,
+                                 f"{hit_ratio:.2%} of block reads from cache" if hit_ratio is not None
+                                 else "too few block reads yet to judge the cache"))
+            invalid = [r[0] for r in conn.execute(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid ORDER BY 1").fetchall()]
+            found.append(finding(target, "invalid_indexes", len(invalid), thresholds,
+                                 "invalid indexes: " + ", ".join(invalid) if invalid else "no invalid index"))
+            size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+            found.append(finding(target, "database_size_bytes", size, thresholds, f"size {human_size(size)}"))
+    return found
+
+
+def redis_findings(client, target: str, thresholds: dict) -> list[dict]:
+    try:
+        client.ping()
+    except Exception as exc:  # any connection or auth failure means the same thing at 3 a.m.
+        return [{"target": target, "check": "redis_ping", "value": False, "severity": "critical",
+                 "message": f"Redis does not answer PING: {exc}"}]
+    memory = client.info("memory")
+    stats = client.info("stats")
+    used, limit = memory["used_memory"], memory.get("maxmemory", 0)
+    policy = memory.get("maxmemory_policy", "noeviction")
+    found = [{"target": target, "check": "redis_ping", "value": True, "severity": "ok", "message": "PONG"}]
+    if limit:
+        found.append(finding(target, "redis_memory_ratio", round(used / limit, 3), thresholds,
+                             f"{human_size(used)} used of maxmemory {human_size(limit)} (policy {policy})"))
+    else:
+        found.append({"target": target, "check": "redis_memory_ratio", "value": None, "severity": "warning",
+                      "message": f"{human_size(used)} used and no maxmemory set: Redis can take all the host's memory"})
+    found.append(finding(target, "redis_evicted_keys", stats.get("evicted_keys", 0), thresholds,
+                         f"{stats.get('evicted_keys', 0)} keys evicted since start (policy {policy})"))
+    return found
