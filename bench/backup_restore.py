@@ -7,6 +7,7 @@ Data: a pgbench database plus a table of incompressible random bytes (--mb), so 
   recovery      ours (checksums, staging restore, row counts, ANALYZE, swap, probe)  vs  createdb + pg_restore -j2
   verification  ours (checksum + catalog + scratch restore + row counts)  vs  createdb + pg_restore -j2 + count(*)
 Our numbers are the module logic (what the playbook's module runs); one playbook run is shown for its overhead.
+Each measure runs --repeat times (default 3), interleaved, with a sync before each; medians are compared.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,6 +79,7 @@ def main() -> int:
     parser.add_argument("--scale", type=int, default=10, help="pgbench scale (default 10, about 150 MB)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--level", type=int, default=1, help="compression level for ours and raw -Fd (default 1)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measure; the median is reported")
     parser.add_argument("--keep", action="store_true", help="keep the cluster and files for inspection")
     args = parser.parse_args()
 
@@ -99,34 +102,63 @@ def main() -> int:
         drop = f"{pg_bindir() / 'dropdb'} --if-exists --force"
         createdb = str(pg_bindir() / "createdb")
 
-        # -- backup ------------------------------------------------------------------------
-        results["raw_dump_dir"] = timed(lambda: sh(
-            f"{pg_dump} -Fd -j{args.jobs} -Z{args.level} -f {base}/raw_dir {DB}", env))
-        results["ours_backup"] = timed(lambda: run_backup(params, store, BackupOptions(
-            database=DB, jobs=args.jobs, compress_level=args.level), check_mode=False))
-        results["raw_dump_gzip"] = timed(lambda: sh(f"{pg_dump} {DB} | gzip > {base}/runbook.sql.gz", env))
-        backup = store.resolve(DB, "latest")
+        def raw_dump_dir():
+            shutil.rmtree(base / "raw_dir", ignore_errors=True)
+            sh(f"{pg_dump} -Fd -j{args.jobs} -Z{args.level} -f {base}/raw_dir {DB}", env)
 
-        # -- verification ------------------------------------------------------------------
+        def ours_backup():
+            run_backup(params, store, BackupOptions(database=DB, jobs=args.jobs, compress_level=args.level,
+                                                    keep_last=1), check_mode=False)
+
+        def raw_dump_gzip():
+            sh(f"{pg_dump} {DB} | gzip > {base}/runbook.sql.gz", env)
+
         count_all = ("psql -qAt -d bench_raw_verify -c \"SELECT count(*) FROM pgbench_accounts\" "
                      "-c \"SELECT count(*) FROM pgbench_branches\" -c \"SELECT count(*) FROM pgbench_tellers\" "
                      "-c \"SELECT count(*) FROM pgbench_history\" -c \"SELECT count(*) FROM random_blobs\"")
-        results["raw_verify"] = timed(lambda: sh(
-            f"{createdb} bench_raw_verify && {pg_restore} -j{args.jobs} -d bench_raw_verify {backup.path} && "
-            f"{count_all} && {drop} bench_raw_verify", env))
+
+        def raw_verify():
+            backup = store.resolve(DB, "latest")
+            sh(f"{createdb} bench_raw_verify && {pg_restore} -j{args.jobs} -d bench_raw_verify {backup.path} && "
+               f"{count_all} && {drop} bench_raw_verify", env)
 
         def ours_verify():
+            backup = store.resolve(DB, "latest")
             problems = checksum_problems(backup) + catalog_problems(backup) + verify_by_restore(params, backup,
                                                                                                 args.jobs)
             assert not problems, problems
-        results["ours_verify"] = timed(ours_verify)
 
-        # -- recovery ----------------------------------------------------------------------
-        results["raw_restore"] = timed(lambda: sh(
-            f"{createdb} bench_raw_restore && {pg_restore} -j{args.jobs} -d bench_raw_restore {backup.path}", env))
-        sh(f"{drop} bench_raw_restore", env)
-        results["ours_recover"] = timed(lambda: Recovery(params, store, DB, backup.backup_id, jobs=args.jobs,
-                                                         keep_previous=0).run())
+        def raw_restore():
+            backup = store.resolve(DB, "latest")
+            sh(f"{createdb} bench_raw_restore && {pg_restore} -j{args.jobs} -d bench_raw_restore {backup.path}", env)
+
+        def ours_recover():
+            backup = store.resolve(DB, "latest")
+            Recovery(params, store, DB, backup.backup_id, jobs=args.jobs, keep_previous=5, force=True).run()
+
+        def drop_previous_rounds():
+            """Untimed: a recovery in an incident starts without older kept copies to clean up."""
+            with psycopg.connect(**cluster.conninfo(), autocommit=True) as conn:
+                for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_\\_%' "
+                                            "OR datname = 'bench_raw_restore'").fetchall():
+                    conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            conn.close()
+            subprocess.run(["psql", "-qc", "CHECKPOINT"], env=env, check=True)
+
+        samples: dict[str, list[float]] = {}
+        steps = [("raw_dump_dir", raw_dump_dir), ("ours_backup", ours_backup), ("raw_dump_gzip", raw_dump_gzip),
+                 ("raw_verify", raw_verify), ("ours_verify", ours_verify),
+                 ("raw_restore", raw_restore), ("ours_recover", ours_recover)]
+        for round_number in range(args.repeat):
+            # Alternate which side goes first, so page-cache warmth favours neither.
+            for name, fn in (steps if round_number % 2 == 0 else list(reversed(steps))):
+                if name in ("raw_restore", "ours_recover"):
+                    drop_previous_rounds()
+                os.sync()
+                samples.setdefault(name, []).append(timed(fn))
+            print(f"round {round_number + 1}/{args.repeat}: " + ", ".join(
+                f"{n} {v[-1]:.2f}s" for n, v in samples.items()), flush=True)
+        results.update({name: statistics.median(values) for name, values in samples.items()})
 
         # -- one playbook run, for the overhead a person sees ---------------------------------
         inventory = base / "inventory.yml"
@@ -137,6 +169,7 @@ def main() -> int:
             "pg_databases": [DB], "pg_backup_root": str(base / "backups"), "pg_backup_keep_last": 10,
             "pg_backup_skip_if_newer_than": "0", "pg_backup_compress_level": args.level,
             "pg_backup_jobs": args.jobs}}}}}}))
+        os.sync()
         results["playbook_backup"] = timed(lambda: subprocess.run(
             [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
              str(ROOT / "playbooks/backup-db.yml")], cwd=ROOT, check=True, stdout=subprocess.DEVNULL))
@@ -155,6 +188,7 @@ def main() -> int:
          1.25),
         ("verification: ours / restore + count", results["ours_verify"], results["raw_verify"], "<= 1.20", 1.20),
     ]
+    print(f"\nmedians of {args.repeat} runs")
     print(f"{'measure':<44} {'a (s)':>8} {'b (s)':>8} {'a/b':>6}  target  met")
     for label, a, b, target, limit in rows:
         ratio = a / b
