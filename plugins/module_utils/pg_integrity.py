@@ -1,0 +1,91 @@
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""amcheck over every table (verify_heapam) and B-tree index (bt_index_check), and the repair of
+indexes left INVALID by a failed CREATE INDEX CONCURRENTLY."""
+
+from __future__ import annotations
+
+from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams, psycopg, sql
+
+_TABLES = """
+SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm', 't') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_temp%%' AND c.relpersistence <> 't'
+ORDER BY 1
+"""
+_BTREES = """
+SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_am am ON am.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE am.amname = 'btree' AND i.indisvalid AND i.indisready AND c.relpersistence <> 't'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_temp%%'
+ORDER BY 1
+"""
+_INVALID = """
+SELECT n.nspname, c.relname, t.relname, pg_get_indexdef(c.oid)
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT i.indisvalid ORDER BY 1, 2
+"""
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def check_database(params: ConnParams, database: str, heapallindexed: bool, check_heap: bool,
+                   create_extension: bool, check_mode: bool) -> dict:
+    result = {"changed": False, "database": database, "corrupt": [], "checked": {"tables": 0, "indexes": 0}}
+    with params.connect(database) as conn:
+        installed = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").fetchone()
+        if not installed:
+            if not create_extension:
+                result["msg"] = "the amcheck extension is not installed in this database (create_extension=false)"
+                result["skipped"] = True
+                return result
+            result["changed"] = True
+            if check_mode:
+                result["msg"] = "would create the amcheck extension, then check"
+                result["skipped"] = True
+                return result
+            conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        if check_heap:
+            for (table,) in conn.execute(_TABLES).fetchall():
+                result["checked"]["tables"] += 1
+                try:
+                    rows = conn.execute("SELECT blkno, offnum, msg FROM verify_heapam(%s::regclass) LIMIT 5",
+                                        (table,)).fetchall()
+                except psycopg.Error as exc:
+                    rows = [(None, None, _one_line(exc))]
+                if rows:
+                    result["corrupt"].append({"relation": table, "kind": "table", "messages": [
+                        (f"block {b} offset {o}: {m}" if b is not None else m) for b, o, m in rows]})
+        for (index,) in conn.execute(_BTREES).fetchall():
+            result["checked"]["indexes"] += 1
+            try:
+                conn.execute("SELECT bt_index_check(%s::regclass, %s)", (index, heapallindexed))
+            except psycopg.Error as exc:
+                result["corrupt"].append({"relation": index, "kind": "btree index", "messages": [_one_line(exc)]})
+    return result
+
+
+def invalid_indexes(conn) -> list[dict]:
+    return [{"schema": s, "index": i, "table": t, "definition": d} for s, i, t, d in conn.execute(_INVALID).fetchall()]
+
+
+def repair_invalid_indexes(params: ConnParams, database: str, check_mode: bool) -> dict:
+    """REINDEX CONCURRENTLY each invalid index: the table stays writable while it is rebuilt."""
+    with params.connect(database) as conn:
+        found = invalid_indexes(conn)
+        result = {"changed": bool(found), "database": database, "invalid": found, "rebuilt": [], "failed": []}
+        if check_mode:
+            return result
+        for index in found:
+            statement = sql.SQL("REINDEX INDEX CONCURRENTLY {}.{}").format(sql.Identifier(index["schema"]),
+                                                                         sql.Identifier(index["index"]))
+            try:
+                conn.execute(statement)
+                result["rebuilt"].append(f"{index['schema']}.{index['index']}")
+            except psycopg.Error as exc:
+                result["failed"].append({"index": f"{index['schema']}.{index['index']}", "error": _one_line(exc)})
+        result["changed"] = bool(result["rebuilt"])
+    return result
