@@ -68,6 +68,17 @@ def worst(findings: list[dict]) -> str:
 
 
 def postgres_findings(params: ConnParams, databases: list[str], thresholds: dict) -> list[dict]:
+    """A server that cannot be reached is a critical finding, not a failure: the sweep goes on."""
+    try:
+        with params.connect():
+            pass
+    except RunbookError as exc:
+        return [{"target": params.where, "check": "postgres_connect", "value": False, "severity": "critical",
+                 "message": str(exc)}]
+    return _postgres_findings(params, databases, thresholds)
+
+
+def _postgres_findings(params: ConnParams, databases: list[str], thresholds: dict) -> list[dict]:
     where = params.where
     found = []
     with params.connect() as conn:
@@ -94,8 +105,8 @@ def postgres_findings(params: ConnParams, databases: list[str], thresholds: dict
     for database in databases:
         target = f"{where}/{database}"
         with params.connect(database) as conn:
-            live, dead = conn.execute("SELECT coalesce(sum(n_live_tup), 0), coalesce(sum(n_dead_tup), 0) "
-                                      "FROM pg_stat_user_tables").fetchone()
+            live, dead = conn.execute("SELECT coalesce(sum(n_live_tup), 0)::bigint, "
+                                      "coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables").fetchone()
             ratio = round(dead / (live + dead), 3) if live + dead else 0.0
             found.append(finding(target, "dead_tuple_ratio", ratio, thresholds,
                                  f"{dead:,} dead of {live + dead:,} tuples"))
