@@ -113,8 +113,8 @@ _RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\
 class Workspace:
     """An inventory pointing at the test cluster, a backup root and an audit log, in a temp dir."""
 
-    def __init__(self, cluster: PgCluster, databases: list[str], base: Path):
-        self.cluster, self.databases, self.base = cluster, databases, base
+    def __init__(self, cluster: PgCluster, databases: list[str], base: Path, redis_port: int | None = None):
+        self.cluster, self.databases, self.base, self.redis_port = cluster, databases, base, redis_port
         self.backup_root = base / "backups"
         self.audit_log = base / "audit.jsonl"
         self.inventory = base / "inventory.yml"
@@ -130,10 +130,37 @@ class Workspace:
             "pg_databases": self.databases,
             "pg_backup_root": str(self.backup_root),
             "runbook_audit_log": str(self.audit_log),
+            "runbook_report_dir": str(self.base / "reports"),
             **extra,
         }
-        self.inventory.write_text(yaml.safe_dump({"all": {"children": {"postgres": {"hosts": {"testdb": host_vars}}}}}))
+        groups = {"postgres": {"hosts": {"testdb": host_vars}}}
+        if self.redis_port:
+            groups["redis"] = {"hosts": {"testredis": {
+                "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                "runbook_report_dir": str(self.base / "reports"), "runbook_audit_log": str(self.audit_log),
+                "redis_connection": {"login_host": "127.0.0.1", "login_port": self.redis_port}}}}
+        self.inventory.write_text(yaml.safe_dump({"all": {"children": groups}}))
         self.inventory.chmod(0o600)
+
+    def play_json(self, playbook: str, *args: str, check: bool = False, **extra_vars) -> tuple[PlaybookRun, dict]:
+        """Run with the JSON callback: (the run, {task name: {host: result}}) for exact assertions."""
+        self.env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+        try:
+            run = self.play(playbook, *args, check=check, **extra_vars)
+        finally:
+            self.env.pop("ANSIBLE_STDOUT_CALLBACK")
+        document = json.loads(run.output[run.output.index("{"):])
+        tasks = {}
+        for play in document["plays"]:
+            for task in play["tasks"]:
+                # "role : name" for role tasks: keyed by the task's own name
+                tasks[task["task"]["name"].split(" : ", 1)[-1]] = task["hosts"]
+        stats = document["stats"]
+        run.recap = {host: {k: stats[host].get(k, 0) for k in ("ok", "changed", "unreachable", "failures",
+                                                                "skipped", "rescued")} for host in stats}
+        for host in run.recap.values():
+            host["failed"] = host.pop("failures")
+        return run, tasks
 
     def play(self, playbook: str, *args: str, check: bool = False, **extra_vars) -> PlaybookRun:
         command = [ANSIBLE_PLAYBOOK, "-i", str(self.inventory), str(ROOT / "playbooks" / playbook), *args]
@@ -222,3 +249,42 @@ def flip_one_byte(backup_dir) -> None:
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
+
+
+class RedisServer:
+    """A throwaway redis-server started from a config file of its own (so CONFIG REWRITE has one)."""
+
+    def __init__(self, maxmemory: str = "64mb", policy: str = "noeviction"):
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="rr-redis-"))
+        self.config = self.dir / "redis.conf"
+        self.config.write_text(f"bind 127.0.0.1\nport {self.port}\ndir {self.dir}\nsave \"\"\nappendonly no\n"
+                               f"maxmemory {maxmemory}\nmaxmemory-policy {policy}\n")
+        self.process = subprocess.Popen(["redis-server", str(self.config)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def client(self):
+        import redis
+
+        return redis.Redis(port=self.port, decode_responses=True)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_server():
+    server = RedisServer()
+    yield server
+    server.stop()

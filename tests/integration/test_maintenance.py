@@ -1,0 +1,232 @@
+"""db-maintenance, integrity-check and kill-long-queries on real servers."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+from conftest import Workspace, connect, create_chat_db
+
+
+def many_tables_db(cluster, tables: int = 10) -> str:
+    name = f"maint_{uuid.uuid4().hex[:8]}"
+    with connect(cluster) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    with connect(cluster, name) as conn:
+        for i in range(tables):
+            conn.execute(f"CREATE TABLE t{i} (id int PRIMARY KEY, v text) WITH (autovacuum_enabled = false)")
+            conn.execute(f"INSERT INTO t{i} SELECT g, md5(g::text) FROM generate_series(1, 2000) g")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    with connect(cluster, name) as conn:  # after the inserts are counted, so ANALYZE settles them
+        conn.execute("ANALYZE")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    return name
+
+
+def bloat(cluster, database: str, table: str) -> None:
+    with connect(cluster, database) as conn:
+        conn.execute(f"UPDATE {table} SET v = v || 'x'")
+        conn.execute(f"DELETE FROM {table} WHERE id % 2 = 0")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+
+
+def table_stats(cluster, database: str) -> dict[str, tuple[int, bool]]:
+    time.sleep(0.3)
+    with connect(cluster, database) as conn:
+        return {r[0]: (r[1], r[2]) for r in conn.execute(
+            "SELECT relname, n_dead_tup, last_vacuum IS NOT NULL FROM pg_stat_user_tables").fetchall()}
+
+
+def test_maintenance_vacuums_exactly_the_bloated_table(pg, tmp_path):
+    database = many_tables_db(pg)
+    bloat(pg, database, "t3")
+    before = table_stats(pg, database)
+    assert before["t3"][0] > 1000
+
+    workspace = Workspace(pg, [database], tmp_path)
+    check, tasks = workspace.play_json("db-maintenance.yml", check=True)
+    assert check.rc == 0
+    [planned] = tasks["VACUUM/ANALYZE the tables that need it"]["testdb"]["results"]
+    assert [t["table"] for t in planned["tables"]] == ["t3"]
+    assert table_stats(pg, database) == before, "--check vacuumed nothing"
+
+    run, tasks = workspace.play_json("db-maintenance.yml")
+    assert run.rc == 0 and run.changed > 0
+    [done] = tasks["VACUUM/ANALYZE the tables that need it"]["testdb"]["results"]
+    assert [(t["table"], t["dead_tuples_before"] > 1000, t["dead_tuples_after"]) for t in done["tables"]] == [
+        ("t3", True, 0)]
+    after = table_stats(pg, database)
+    assert after["t3"] == (0, True)
+    assert all(not vacuumed for name, (_dead, vacuumed) in after.items() if name != "t3")
+
+    again = workspace.play("db-maintenance.yml")
+    assert again.rc == 0 and again.changed == 0, again.output
+
+
+def test_locked_table_is_skipped_not_waited_on(pg, tmp_path):
+    database = many_tables_db(pg, tables=3)
+    workspace = Workspace(pg, [database], tmp_path)
+    with connect(pg, database) as holder:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE t1 IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        run, tasks = workspace.play_json("db-maintenance.yml", pg_maintenance_mode="all", pg_maintenance_lock_timeout="1s")
+        elapsed = time.monotonic() - started
+        assert run.rc == 0, run.output
+        [result] = tasks["VACUUM/ANALYZE the tables that need it"]["testdb"]["results"]
+        assert [t["table"] for t in result["skipped"]] == ["t1"]
+        assert "lock_timeout=1s" in result["skipped"][0]["skip_reason"]
+        assert sorted(t["table"] for t in result["tables"]) == ["t0", "t2"]
+        assert holder.execute("SELECT count(*) FROM t1").fetchone()[0] == 2000  # the holder was never disturbed
+        holder.execute("COMMIT")
+    assert elapsed < 60
+
+
+def test_integrity_reports_a_corrupt_index_and_passes_a_clean_database(private_pg, tmp_path):
+    clean = create_chat_db(private_pg)
+    damaged = f"damaged_{uuid.uuid4().hex[:6]}"
+    with connect(private_pg) as conn:
+        conn.execute(f'CREATE DATABASE "{damaged}"')
+    with connect(private_pg, damaged) as conn:
+        conn.execute("CREATE TABLE accounts (id int PRIMARY KEY, email text)")
+        conn.execute("INSERT INTO accounts SELECT g, 'user' || g || '@example.com' FROM generate_series(1, 20000) g")
+        conn.execute("CREATE INDEX accounts_email ON accounts (email)")
+        conn.execute("CHECKPOINT")
+        index_file = conn.execute("SELECT current_setting('data_directory') || '/' || "
+                                  "pg_relation_filepath('accounts_email')").fetchone()[0]
+    workspace = Workspace(private_pg, [clean, damaged], tmp_path)
+    assert workspace.play("integrity-check.yml", database=clean).rc == 0
+
+    private_pg.stop()
+    with open(index_file, "r+b") as handle:  # garbage in the middle of block 2 of the index
+        handle.seek(8192 * 2 + 2000)
+        handle.write(b"\xde\xad\xbe\xef" * 256)
+    private_pg.start()
+
+    run, tasks = workspace.play_json("integrity-check.yml")
+    assert run.rc != 0
+    results = {r["item"]: r for r in tasks["Run amcheck on every table and index"]["testdb"]["results"]}
+    assert results[clean]["corrupt"] == [] and not results[clean].get("failed")
+    corrupt = results[damaged]["corrupt"]
+    assert [c["relation"] for c in corrupt] == ["accounts_email"]
+    assert "CORRUPTION" in results[damaged]["msg"]
+    again = workspace.play("integrity-check.yml", database=clean)
+    assert again.rc == 0 and again.changed == 0
+
+
+def test_invalid_index_is_rebuilt(pg, tmp_path):
+    database = many_tables_db(pg, tables=1)
+    with connect(pg, database) as conn:
+        conn.execute("INSERT INTO t0 SELECT g, repeat(md5(g::text), 4) FROM generate_series(2001, 400000) g")
+        conn.execute("SET statement_timeout = '100ms'")
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("CREATE INDEX CONCURRENTLY t0_v ON t0 (v)")
+        assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 't0_v'::regclass").fetchone() == (
+            False,)
+    workspace = Workspace(pg, [database], tmp_path)
+    run, tasks = workspace.play_json("db-maintenance.yml")
+    assert run.rc == 0
+    [repair] = tasks["Rebuild invalid indexes concurrently"]["testdb"]["results"]
+    assert repair["rebuilt"] == ["public.t0_v"]
+    with connect(pg, database) as conn:
+        assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 't0_v'::regclass").fetchone() == (True,)
+    assert workspace.play("db-maintenance.yml").changed == 0
+
+
+class Sleeper(threading.Thread):
+    """A session running pg_sleep, as an application would run a runaway query."""
+
+    def __init__(self, cluster, application: str, seconds: int = 60):
+        super().__init__(daemon=True)
+        self.conn = psycopg.connect(**cluster.conninfo(), autocommit=True, application_name=application)
+        self.pid = self.conn.info.backend_pid
+        self.seconds, self.error = seconds, None
+
+    def run(self):
+        try:
+            self.conn.execute(f"SELECT pg_sleep({self.seconds})")
+        except psycopg.Error as exc:
+            self.error = exc
+
+
+def active_pids(cluster) -> set[int]:
+    with connect(cluster) as conn:
+        return {r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE state = 'active'").fetchall()}
+
+
+def test_runaway_query_is_cancelled_only_when_confirmed(pg, chat_db, tmp_path):
+    workspace = Workspace(pg, [chat_db], tmp_path)
+    runaway, reporting = Sleeper(pg, "chat-backend"), Sleeper(pg, "nightly-report")
+    runaway.start()
+    reporting.start()
+    time.sleep(1.5)
+    own = psycopg.connect(**pg.conninfo(), autocommit=True)
+    try:
+        check, tasks = workspace.play_json("kill-long-queries.yml", check=True, pg_sessions_max_duration="1s",
+                                           pg_sessions_exclude_applications=["nightly-report"])
+        assert check.rc == 0
+        plan = tasks["Find long queries, idle transactions and blocking chains (changes nothing)"]["testdb"]
+        assert [s["pid"] for s in plan["long_running"]] == [runaway.pid]
+        assert [s["pid"] for s in plan["excluded"]] == [reporting.pid]
+        assert {runaway.pid, reporting.pid} <= active_pids(pg), "--check touched nothing"
+
+        refused = workspace.play("kill-long-queries.yml", pg_sessions_max_duration="1s",
+                                 pg_sessions_exclude_applications=["nightly-report"])
+        assert refused.rc != 0 and "Not confirmed" in refused.output
+        assert runaway.pid in active_pids(pg)
+
+        run = workspace.play("kill-long-queries.yml", pg_sessions_max_duration="1s", confirm=True,
+                             pg_sessions_terminate_after="10m", pg_sessions_exclude_applications=["nightly-report"])
+        assert run.rc == 0 and run.changed > 0, run.output
+        runaway.join(timeout=10)
+        assert isinstance(runaway.error, psycopg.errors.QueryCanceled)
+        assert reporting.pid in active_pids(pg), "the excluded session survives"
+        assert own.execute("SELECT 1").fetchone() == (1,), "the test's own session survives"
+        assert workspace.audit()[-1]["cancelled"] == [runaway.pid]
+        again = workspace.play("kill-long-queries.yml", pg_sessions_max_duration="1s", confirm=True,
+                               pg_sessions_exclude_applications=["nightly-report"])
+        assert again.rc == 0 and again.changed == 0, again.output
+    finally:
+        own.close()
+        with connect(pg) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (reporting.pid,))
+
+
+def test_query_past_terminate_after_is_terminated(pg, chat_db, tmp_path):
+    workspace = Workspace(pg, [chat_db], tmp_path)
+    runaway = Sleeper(pg, "chat-backend")
+    runaway.start()
+    time.sleep(2.5)
+    run = workspace.play("kill-long-queries.yml", confirm=True, pg_sessions_max_duration="1s",
+                         pg_sessions_terminate_after="2s")
+    assert run.rc == 0, run.output
+    runaway.join(timeout=10)
+    assert isinstance(runaway.error, psycopg.errors.AdminShutdown)
+    assert workspace.audit()[-1]["terminated"] == [runaway.pid]
+
+
+def test_blocking_chain_is_reported_blocker_first(pg, chat_db, tmp_path):
+    workspace = Workspace(pg, [chat_db], tmp_path)
+    blocker = psycopg.connect(**pg.conninfo(chat_db), application_name="migration")
+    blocker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # and stays idle in its transaction
+    waiters = []
+    for _ in range(2):
+        conn = psycopg.connect(**pg.conninfo(chat_db), autocommit=True)
+        threading.Thread(target=lambda c=conn: c.execute("SELECT count(*) FROM users"), daemon=True).start()
+        waiters.append(conn)
+    time.sleep(1)
+    try:
+        run, tasks = workspace.play_json("kill-long-queries.yml", check=True)
+        assert run.rc == 0
+        plan = tasks["Find long queries, idle transactions and blocking chains (changes nothing)"]["testdb"]
+        [chain] = plan["blocking_chains"]
+        assert chain["blocker"]["pid"] == blocker.info.backend_pid
+        assert sorted(w["pid"] for w in chain["waiting"]) == sorted(c.info.backend_pid for c in waiters)
+    finally:
+        blocker.rollback()
+        blocker.close()
+        for conn in waiters:
+            conn.close()
