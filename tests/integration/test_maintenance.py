@@ -73,7 +73,8 @@ def test_locked_table_is_skipped_not_waited_on(pg, tmp_path):
         holder.execute("BEGIN")
         holder.execute("LOCK TABLE t1 IN ACCESS EXCLUSIVE MODE")
         started = time.monotonic()
-        run, tasks = workspace.play_json("db-maintenance.yml", pg_maintenance_mode="all", pg_maintenance_lock_timeout="1s")
+        run, tasks = workspace.play_json("db-maintenance.yml", pg_maintenance_mode="all",
+                                         pg_maintenance_lock_timeout="1s")
         elapsed = time.monotonic() - started
         assert run.rc == 0, run.output
         [result] = tasks["VACUUM/ANALYZE the tables that need it"]["testdb"]["results"]

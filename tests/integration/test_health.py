@@ -1,0 +1,118 @@
+"""health-sweep and redis-fix on real servers; bad input and check mode for the issue-3 playbooks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import Workspace, databases, tree_state
+
+
+@pytest.fixture
+def sweep(pg, chat_db, redis_server, tmp_path):
+    return Workspace(pg, [chat_db], tmp_path, redis_port=redis_server.port)
+
+
+def report(workspace) -> dict:
+    return json.loads((workspace.base / "reports" / "health-latest.json").read_text())
+
+
+def by_check(document: dict, check: str) -> list[dict]:
+    return [f for f in document["findings"] if f["check"] == check]
+
+
+def test_healthy_sweep_passes_and_writes_one_report(sweep, chat_db):
+    run = sweep.play("health-sweep.yml")
+    assert run.rc == 0 and run.changed == 0, run.output
+    document = report(sweep)
+    assert document["worst"] == "ok"
+    assert {f["target"].split("/")[-1] for f in by_check(document, "dead_tuple_ratio")} == {chat_db}
+    assert by_check(document, "redis_ping")[0]["value"] is True
+    assert "SEVERITY" in run.output and "redis_memory_ratio" in run.output  # the readable summary
+
+
+def test_warning_passes_and_critical_fails(sweep):
+    warn = sweep.play("health-sweep.yml", health_sweep_thresholds={"connection_ratio": {"warning": 0.0}})
+    assert warn.rc == 0, warn.output
+    assert report(sweep)["worst"] == "warning"
+    assert by_check(report(sweep), "connection_ratio")[0]["severity"] == "warning"
+
+    strict = sweep.play("health-sweep.yml", health_sweep_fail_on="warning",
+                        health_sweep_thresholds={"connection_ratio": {"warning": 0.0}})
+    assert strict.rc != 0 and "worst finding is WARNING" in strict.output
+
+    crit = sweep.play("health-sweep.yml", health_sweep_thresholds={"xid_age": {"critical": 1}})
+    assert crit.rc != 0 and "worst finding is CRITICAL" in crit.output
+    assert by_check(report(sweep), "xid_age")[0]["severity"] == "critical"
+
+
+def test_redis_near_maxmemory_is_reported(sweep, redis_server):
+    client = redis_server.client()
+    client.config_set("maxmemory", "8mb")
+    limit = 8 * 1024 * 1024
+    i = 0
+    while client.info("memory")["used_memory"] < 0.9 * limit:
+        client.set(f"session:{i}", "x" * 4000)
+        i += 1
+    run = sweep.play("health-sweep.yml")
+    [memory] = by_check(report(sweep), "redis_memory_ratio")
+    assert memory["value"] >= 0.9 and memory["severity"] in ("warning", "critical")
+    assert (run.rc != 0) == (memory["severity"] == "critical")
+
+
+def test_unreachable_servers_are_critical_findings(pg, chat_db, tmp_path):
+    from conftest import free_port
+
+    workspace = Workspace(pg, [chat_db], tmp_path, redis_port=free_port())  # nothing listens there
+    run = workspace.play("health-sweep.yml")
+    assert run.rc != 0
+    ping = by_check(report(workspace), "redis_ping")[0]
+    assert ping["severity"] == "critical" and "does not answer" in ping["message"]
+
+
+def test_redis_fix_sets_persists_and_is_idempotent(sweep, redis_server):
+    client = redis_server.client()
+    check = sweep.play("redis-fix.yml", check=True, redis_maxmemory="512mb", redis_maxmemory_policy="allkeys-lru")
+    assert check.rc == 0 and check.changed == 1
+    assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction", "--check set nothing"
+
+    run = sweep.play("redis-fix.yml", redis_maxmemory="512mb", redis_maxmemory_policy="allkeys-lru")
+    assert run.rc == 0 and run.changed == 1, run.output
+    assert client.config_get("maxmemory")["maxmemory"] == str(512 * 1024 * 1024)
+    assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
+    config = redis_server.config.read_text()
+    assert "maxmemory-policy allkeys-lru" in config and "maxmemory 512mb" in config  # survives a restart
+
+    again = sweep.play("redis-fix.yml", redis_maxmemory="512mb", redis_maxmemory_policy="allkeys-lru")
+    assert again.rc == 0 and again.changed == 0
+
+
+@pytest.mark.parametrize("playbook, extra, message", [
+    ("db-maintenance.yml", {"pg_maintenance_vacuum_threshold": -1}, "vacuum_threshold=-1 is negative"),
+    ("db-maintenance.yml", {"database": "chat'; DROP TABLE users; --"}, "is not accepted"),
+    ("db-maintenance.yml", {"database": "no_such_db"}, 'database "no_such_db" does not exist'),
+    ("db-maintenance.yml", {"pg_maintenance_lock_timeout": "soon"}, "is not understood"),
+    ("integrity-check.yml", {"database": "my db"}, "is not accepted"),
+    ("kill-long-queries.yml", {"pg_sessions_max_duration": "-5m", "confirm": True}, "is not understood"),
+    ("kill-long-queries.yml", {"pg_sessions_max_duration": "10m", "pg_sessions_terminate_after": "1m",
+                               "confirm": True}, "is shorter than max_duration"),
+    ("health-sweep.yml", {"health_sweep_thresholds": {"connection_ratio": {"warning": -1}}}, "must be a number >= 0"),
+    ("health-sweep.yml", {"health_sweep_thresholds": {"conection_ratio": {"warning": 1}}}, "unknown threshold"),
+    ("redis-fix.yml", {"redis_maxmemory": "-1"}, "is not understood"),
+    ("redis-fix.yml", {"redis_maxmemory_policy": "lru"}, "redis_config_maxmemory_policy"),
+    ("redis-fix.yml", {}, "Nothing to set"),
+])
+def test_bad_input_is_refused_before_any_change(sweep, pg, redis_server, playbook, extra, message):
+    before = (databases(pg), redis_server.client().config_get("maxmemory"), tree_state(sweep.base / "reports"))
+    run = sweep.play(playbook, **extra)
+    assert run.rc != 0 and message in run.output, run.output
+    assert run.changed == 0
+    assert (databases(pg), redis_server.client().config_get("maxmemory"), tree_state(sweep.base / "reports")) == before
+
+
+@pytest.mark.parametrize("playbook", ["db-maintenance.yml", "integrity-check.yml", "kill-long-queries.yml",
+                                      "health-sweep.yml"])
+def test_check_mode_writes_nothing(sweep, pg, chat_db, playbook):
+    run = sweep.play(playbook, check=True)
+    assert run.rc == 0, run.output
+    assert not (sweep.base / "reports").exists() and not sweep.audit_log.exists()
