@@ -6,11 +6,12 @@ queries the modules share."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, failure_details
 
 try:
     import psycopg
@@ -34,6 +35,18 @@ def describe_database_error(exc: Exception) -> str:
             "check the server log and the task's inputs.")
 _PG_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGPASSFILE", "PGDATABASE", "PGSERVICE",
            "PGOPTIONS", "PGCONNECT_TIMEOUT", "PGAPPNAME")
+
+
+@contextlib.contextmanager
+def failures_reported(module, *context: dict):
+    """The two expected kinds of failure, each mapped to one fail_json with a message for a person;
+    anything else is a bug and keeps its traceback. `context` adds facts to a RunbookError's result."""
+    try:
+        yield
+    except RunbookError as exc:
+        module.fail_json(msg=str(exc), **failure_details(*context, exc.details))
+    except DatabaseError as exc:
+        module.fail_json(msg=describe_database_error(exc))
 
 
 def postgres_argument_spec() -> dict:

@@ -19,6 +19,7 @@ description:
 version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
+  - runbook.recovery.aws
   - runbook.recovery.postgres
   - runbook.recovery.postgres.BACKUP_STORE
 attributes:
@@ -80,30 +81,6 @@ options:
   s3_kms_key_id:
     description: KMS key for O(s3_sse=aws:kms).
     type: str
-  region:
-    description: AWS region for the S3 copy.
-    type: str
-    aliases: [aws_region]
-  profile:
-    description: AWS profile for the S3 copy.
-    type: str
-    aliases: [aws_profile]
-  endpoint_url:
-    description: AWS endpoint URL (the sandbox's emulator). C(AWS_ENDPOINT_URL) in the environment works too.
-    type: str
-    aliases: [aws_endpoint_url]
-  access_key:
-    description: AWS access key id.
-    type: str
-    aliases: [aws_access_key_id]
-  secret_key:
-    description: AWS secret access key. Never logged.
-    type: str
-    aliases: [aws_secret_access_key]
-  session_token:
-    description: AWS session token. Never logged.
-    type: str
-    aliases: [aws_session_token]
 notes:
   - Files are created 0600 and directories 0700.
 seealso:
@@ -182,15 +159,13 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import aws_ar
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import LocalStore, S3Store
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
-    failure_details,
     parse_duration,
     parse_size,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_backup import BackupOptions, run_backup
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
-    DatabaseError,
-    describe_database_error,
+    failures_reported,
     postgres_argument_spec,
 )
 
@@ -243,7 +218,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     store = LocalStore(module.params["backup_root"])
-    try:
+    with failures_reported(module):
         result = run_backup(ConnParams.from_params(module.params), store, options_from(module.params),
                             module.check_mode)
         if module.params["s3_bucket"]:  # empty string (a role default) means no S3 copy
@@ -254,10 +229,6 @@ def main():
             except Exception as exc:
                 raise RunbookError(describe_error(exc, f"copying the backup to s3://{module.params['s3_bucket']}")
                                    + " The local backup is complete.", **result) from exc
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **failure_details(exc.details))
-    except DatabaseError as exc:
-        module.fail_json(msg=describe_database_error(exc))
     module.exit_json(**result)
 
 

@@ -17,6 +17,7 @@ description:
 version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
+  - runbook.recovery.aws
   - runbook.recovery.postgres.BACKUP_STORE
 attributes:
   check_mode:
@@ -44,30 +45,6 @@ options:
     description: Copy the backup named by O(backup) from O(s3_bucket) into O(backup_root).
     type: bool
     default: false
-  region:
-    description: AWS region.
-    type: str
-    aliases: [aws_region]
-  profile:
-    description: AWS profile.
-    type: str
-    aliases: [aws_profile]
-  endpoint_url:
-    description: AWS endpoint URL.
-    type: str
-    aliases: [aws_endpoint_url]
-  access_key:
-    description: AWS access key id.
-    type: str
-    aliases: [aws_access_key_id]
-  secret_key:
-    description: AWS secret access key. Never logged.
-    type: str
-    aliases: [aws_secret_access_key]
-  session_token:
-    description: AWS session token. Never logged.
-    type: str
-    aliases: [aws_session_token]
 seealso:
   - module: runbook.recovery.pg_backup
 """
@@ -111,9 +88,9 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import aws_ar
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import BACKUP_ID_RE, LocalStore, S3Store
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
-    failure_details,
     validate_name,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.postgres import failures_reported
 
 
 def from_s3(params: dict, store: LocalStore, check_mode: bool) -> dict:
@@ -153,7 +130,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    try:
+    with failures_reported(module):
         if params["fetch"] and not (params["s3_bucket"] and params["backup"]):
             raise RunbookError("fetch=true copies one backup from S3: give s3_bucket and backup too.")
         validate_name(params["database"])
@@ -173,8 +150,6 @@ def main():
                       "backups": [b.summary() for b in reversed(store.list(params["database"]))]}
             if params["backup"]:
                 result["backup"] = store.resolve(params["database"], params["backup"]).summary()
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **failure_details(exc.details))
     module.exit_json(**result)
 
 

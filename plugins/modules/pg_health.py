@@ -65,15 +65,12 @@ worst:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
-    RunbookError,
-    failure_details,
     validate_name,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.health import merge_thresholds, postgres_findings, worst
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
-    DatabaseError,
-    describe_database_error,
+    failures_reported,
     postgres_argument_spec,
 )
 
@@ -86,15 +83,11 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    try:
+    with failures_reported(module):
         for database in p["databases"]:
             validate_name(database)
         thresholds = merge_thresholds(p["thresholds"])
         findings = postgres_findings(ConnParams.from_params(p), p["databases"], thresholds)
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **failure_details(exc.details))
-    except DatabaseError as exc:
-        module.fail_json(msg=describe_database_error(exc))
     module.exit_json(changed=False, findings=findings, worst=worst(findings))
 
 

@@ -55,15 +55,13 @@ rebuilt:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
-    RunbookError,
     failure_details,
     validate_name,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_integrity import repair_invalid_indexes
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
-    DatabaseError,
-    describe_database_error,
+    failures_reported,
     postgres_argument_spec,
 )
 
@@ -73,13 +71,9 @@ def main():
     argument_spec.update(database=dict(type="str", required=True))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    try:
+    with failures_reported(module):
         validate_name(p["database"])
         result = repair_invalid_indexes(ConnParams.from_params(p), p["database"], module.check_mode)
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **failure_details(exc.details))
-    except DatabaseError as exc:
-        module.fail_json(msg=describe_database_error(exc))
     if result["failed"]:
         module.fail_json(msg=f"could not rebuild {len(result['failed'])} index(es): {result['failed']}",
                          **failure_details(result))

@@ -68,15 +68,13 @@ checked:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
-    RunbookError,
     failure_details,
     validate_name,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_integrity import check_database
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
-    DatabaseError,
-    describe_database_error,
+    failures_reported,
     postgres_argument_spec,
 )
 
@@ -91,14 +89,10 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    try:
+    with failures_reported(module):
         validate_name(p["database"])
         result = check_database(ConnParams.from_params(p), p["database"], p["heapallindexed"], p["check_heap"],
                                 p["create_extension"], module.check_mode)
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **failure_details(exc.details))
-    except DatabaseError as exc:
-        module.fail_json(msg=describe_database_error(exc))
     if result["corrupt"]:
         names = ", ".join(c["relation"] for c in result["corrupt"])
         module.fail_json(msg=(f"CORRUPTION in {p['database']}: {names}. Stop writes to them; rebuild a corrupt index "

@@ -92,15 +92,12 @@ skipped:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
-    RunbookError,
-    failure_details,
     validate_name,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_maintenance import Thresholds, maintain
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
-    DatabaseError,
-    describe_database_error,
+    failures_reported,
     postgres_argument_spec,
 )
 
@@ -120,16 +117,12 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    try:
+    with failures_reported(module):
         validate_name(p["database"])
         limits = Thresholds(p["vacuum_threshold"], p["vacuum_scale_factor"], p["analyze_threshold"],
                             p["analyze_scale_factor"], p["freeze_age"])
         result = maintain(ConnParams.from_params(p), p["database"], p["mode"], limits, p["lock_timeout"],
                           p["parallel"], module.check_mode)
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **failure_details(exc.details))
-    except DatabaseError as exc:
-        module.fail_json(msg=describe_database_error(exc))
     names = ", ".join(f"{t['schema']}.{t['table']}" for t in result["tables"]) or "no table"
     result["msg"] = (f"{'would maintain' if module.check_mode else 'maintained'} {names} in {p['database']}"
                      + (f"; skipped (locked): {len(result['skipped'])}" if result["skipped"] else ""))

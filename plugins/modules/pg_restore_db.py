@@ -148,15 +148,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import LocalStore
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
-    failure_details,
     validate_name,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import KEPT_INFIX, Recovery
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
-    DatabaseError,
     database_exists,
-    describe_database_error,
+    failures_reported,
     postgres_argument_spec,
 )
 
@@ -197,7 +195,7 @@ def main():
     recovery = Recovery(ConnParams.from_params(params), LocalStore(params["backup_root"]), params["database"],
                         params["backup"], jobs=params["jobs"], keep_previous=params["keep_previous"],
                         health_query=params["health_query"], force=params["force"], no_owner=params["no_owner"])
-    try:
+    with failures_reported(module, recovery.result):
         if params["state"] == "rolled_back":
             recovery.validate()
             result = roll_back(recovery, params["kept_database"], module.check_mode)
@@ -206,10 +204,6 @@ def main():
             result = recovery.result
         else:
             result = recovery.run()
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **failure_details(recovery.result, exc.details))
-    except DatabaseError as exc:
-        module.fail_json(msg=describe_database_error(exc))
     module.exit_json(**result)
 
 

@@ -126,14 +126,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
-    failure_details,
     validate_name,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_sessions import control
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
-    DatabaseError,
-    describe_database_error,
+    failures_reported,
     postgres_argument_spec,
 )
 
@@ -152,7 +150,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    try:
+    with failures_reported(module):
         for database in p["databases"]:
             validate_name(database)
         if p["grace"] < 0:
@@ -160,10 +158,6 @@ def main():
         result = control(ConnParams.from_params(p), p["max_duration"], p["idle_in_transaction"], p["terminate_after"],
                          p["exclude_users"], p["exclude_applications"], p["databases"], p["confirm"],
                          module.check_mode, grace=p["grace"])
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **failure_details(exc.details))
-    except DatabaseError as exc:
-        module.fail_json(msg=describe_database_error(exc))
     targets = len(result["long_running"]) + len(result["idle_in_transaction"])
     if module.check_mode or not p["confirm"]:
         result["msg"] = f"{targets} session(s) past the limits would be cancelled or terminated"

@@ -98,8 +98,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
-    DatabaseError,
-    describe_database_error,
+    failures_reported,
     postgres_argument_spec,
 )
 
@@ -145,12 +144,8 @@ def main():
         jobs=dict(type="int", default=2),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
+    with failures_reported(module):
         result = verify(module.params, module.check_mode)
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **failure_details(exc.details))
-    except DatabaseError as exc:
-        module.fail_json(msg=describe_database_error(exc))
     if not result["ok"]:
         module.fail_json(msg=(f"backup {result['backup']['id']} of {module.params['database']} FAILED "
                               f"{result['levels_run'][-1]} verification: {'; '.join(result['problems'][:5])}. "

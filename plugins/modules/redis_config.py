@@ -15,6 +15,8 @@ description:
     restart loses the fix; this module does both.
 version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)
+extends_documentation_fragment:
+  - runbook.recovery.redis
 attributes:
   check_mode:
     support: full
@@ -23,28 +25,6 @@ attributes:
     support: full
     description: Shows the values before and after.
 options:
-  login_host:
-    description: Redis host.
-    type: str
-    default: 127.0.0.1
-  login_port:
-    description: Redis port.
-    type: int
-    default: 6379
-  login_user:
-    description: ACL user name.
-    type: str
-  login_password:
-    description: Password. Never logged.
-    type: str
-  tls:
-    description: Connect with TLS.
-    type: bool
-    default: false
-  connect_timeout:
-    description: Seconds to wait for the server.
-    type: float
-    default: 5.0
   maxmemory:
     description: Memory limit in bytes or Redis units (V(512mb), V(2gb); kb/mb/gb are powers of 1024, k/m/g of 1000).
     type: str
@@ -86,7 +66,7 @@ rewritten:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, failure_details
+from ansible_collections.runbook.recovery.plugins.module_utils.postgres import failures_reported
 from ansible_collections.runbook.recovery.plugins.module_utils.redis_ops import (
     POLICIES,
     configure,
@@ -105,12 +85,8 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_one_of=[("maxmemory", "maxmemory_policy")])
     p = module.params
-    try:
+    with failures_reported(module):
         result = configure(connect(p), p["maxmemory"], p["maxmemory_policy"], p["rewrite"], module.check_mode)
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **failure_details(exc.details))
-    except Exception as exc:  # connection refused, auth: one clear message
-        module.fail_json(msg=f"cannot reach Redis at {p['login_host']}:{p['login_port']}: {exc}")
     if not module._diff:
         result.pop("diff")
     module.exit_json(**result)

@@ -12,6 +12,8 @@ description:
     eviction policy. A server that does not answer is a V(critical) finding, not a module failure.
 version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)
+extends_documentation_fragment:
+  - runbook.recovery.redis
 attributes:
   check_mode:
     support: full
@@ -20,28 +22,6 @@ attributes:
     support: none
     description: Nothing to diff.
 options:
-  login_host:
-    description: Redis host.
-    type: str
-    default: 127.0.0.1
-  login_port:
-    description: Redis port.
-    type: int
-    default: 6379
-  login_user:
-    description: ACL user name.
-    type: str
-  login_password:
-    description: Password. Never logged.
-    type: str
-  tls:
-    description: Connect with TLS.
-    type: bool
-    default: false
-  connect_timeout:
-    description: Seconds to wait for the server.
-    type: float
-    default: 5.0
   thresholds:
     description: "Overrides for redis_memory_ratio and redis_evicted_keys, as C({metric: {warning: x, critical: y}})."
     type: dict
@@ -73,8 +53,8 @@ worst:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, failure_details
 from ansible_collections.runbook.recovery.plugins.module_utils.health import merge_thresholds, redis_findings, worst
+from ansible_collections.runbook.recovery.plugins.module_utils.postgres import failures_reported
 from ansible_collections.runbook.recovery.plugins.module_utils.redis_ops import connect, redis_argument_spec
 
 
@@ -83,11 +63,9 @@ def main():
     argument_spec.update(thresholds=dict(type="dict", default={}))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    try:
+    with failures_reported(module):
         thresholds = merge_thresholds(p["thresholds"])
         findings = redis_findings(connect(p), f"redis://{p['login_host']}:{p['login_port']}", thresholds)
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **failure_details(exc.details))
     module.exit_json(changed=False, findings=findings, worst=worst(findings))
 
 

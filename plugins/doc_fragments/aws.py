@@ -1,0 +1,36 @@
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  region:
+    description: AWS region.
+    type: str
+    aliases: [aws_region]
+  profile:
+    description: AWS profile.
+    type: str
+    aliases: [aws_profile]
+  endpoint_url:
+    description: AWS endpoint URL (the sandbox's emulator). C(AWS_ENDPOINT_URL) in the environment works too.
+    type: str
+    aliases: [aws_endpoint_url]
+  access_key:
+    description: AWS access key id.
+    type: str
+    aliases: [aws_access_key_id]
+  secret_key:
+    description: AWS secret access key. Never logged.
+    type: str
+    aliases: [aws_secret_access_key]
+  session_token:
+    description: AWS session token. Never logged.
+    type: str
+    aliases: [aws_session_token]
+requirements:
+  - boto3 on the managed host, for the AWS options
+"""
