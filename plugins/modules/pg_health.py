@@ -64,9 +64,7 @@ worst:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import (
-    validate_name,
-)
+from ansible_collections.runbook.recovery.plugins.module_utils.common import validate_name
 from ansible_collections.runbook.recovery.plugins.module_utils.health import merge_thresholds, postgres_findings, worst
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,

@@ -91,9 +91,7 @@ skipped:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import (
-    validate_name,
-)
+from ansible_collections.runbook.recovery.plugins.module_utils.common import validate_name
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_maintenance import Thresholds, maintain
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
