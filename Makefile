@@ -71,7 +71,12 @@ integration: venv
 	$(BIN)/pytest tests/integration -q -n $(PYTEST_WORKERS)
 
 molecule: venv
-	cd roles/pg_backup && $(BIN)/molecule test
+	@set -e; for scenario in roles/*/molecule/default; do \
+		role=$${scenario%/molecule/default}; echo "== molecule: $$role"; \
+		(cd $$role && $(BIN)/molecule test) > .ansible/molecule-$${role#roles/}.log 2>&1 \
+			|| { tail -n 80 .ansible/molecule-$${role#roles/}.log; echo "molecule failed for $$role"; exit 1; }; \
+		grep -E "successful|failed=" .ansible/molecule-$${role#roles/}.log | tail -n 1; \
+	done
 
 test: lint sanity unit integration molecule
 
