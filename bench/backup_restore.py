@@ -7,7 +7,7 @@ Data: a pgbench database plus a table of incompressible random bytes (--mb), so 
   recovery      ours (checksums, staging restore, row counts, ANALYZE, swap, probe)  vs  createdb + pg_restore -j2
   verification  ours (checksum + catalog + scratch restore + row counts)  vs  createdb + pg_restore -j2 + count(*)
 Our numbers are the module logic (what the playbook's module runs); one playbook run is shown for its overhead.
-Each measure runs --repeat times (default 3), interleaved, with a sync before each; medians are compared.
+Each measure runs --repeat times (default 5), interleaved, with a sync before each; medians are compared.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main() -> int:
     parser.add_argument("--scale", type=int, default=10, help="pgbench scale (default 10, about 150 MB)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--level", type=int, default=1, help="compression level for ours and raw -Fd (default 1)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each measure; the median is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each measure; the median is reported")
     parser.add_argument("--keep", action="store_true", help="keep the cluster and files for inspection")
     args = parser.parse_args()
 
