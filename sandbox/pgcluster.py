@@ -188,16 +188,6 @@ class PgCluster:
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready = subprocess.run([str(self._bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                                   capture_output=True)
-            if ready.returncode == 0:
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"PostgreSQL on port {self.port} not ready after {timeout}s")
-
 
 def main(argv: list[str] | None = None) -> int:
     """python sandbox/pgcluster.py start BASE PORT [--database NAME --seed FILE] | destroy BASE PORT"""

@@ -156,11 +156,6 @@ def verify_by_restore(params: ConnParams, backup: Backup, jobs: int) -> list[str
 
 
 # -- recovery of a live database -------------------------------------------------------------
-def database_marker(conn, database: str) -> str | None:
-    props = database_properties(conn, database)
-    return props["settings"].get(MARKER) if props else None
-
-
 def _snapshot(params: ConnParams, conn, database: str) -> dict:
     """What a person would check before and after: does it exist, its size, its tables' row counts."""
     props = database_properties(conn, database)
