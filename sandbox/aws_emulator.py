@@ -5,6 +5,16 @@ Added here (the modules keep calling the real AWS API; only the emulator learns 
 - API Gateway v2 ``UpdateStage`` (PATCH /v2/apis/{apiId}/stages/{stageName}), with AWS's
   documented semantics: only the members present in the request change; ``DefaultRouteSettings``
   and each ``RouteSettings`` entry are merged field by field; the response is the full stage.
+- Lambda ``GetFunction`` reports ``Concurrency`` when the reserved concurrency is 0 (moto drops a
+  falsy value; AWS returns ``{"ReservedConcurrentExecutions": 0}``, the state of a stopped function).
+- API Gateway v2 ``TagResource``/``GetTags``/``UntagResource`` on a stage's ARN
+  (arn:aws:apigateway:REGION::/apis/ID/stages/NAME), which AWS supports and moto's routes lack.
+
+Fault injection, for tests of partial failure and throttling: when RUNBOOK_EMULATOR_FAULTS names a
+JSON file, every request is checked against its rules (re-read when the file changes) before moto
+answers it. A rule: {"operation": "PutFunctionConcurrency", "match": "text in the path or body",
+"code": "ThrottlingException", "status": 429, "every": 2, "times": 10}: the matching calls (every
+`every`-th of them, at most `times` in all; both optional) are answered with that AWS error.
 
 Run: python sandbox/aws_emulator.py --port 55555   (binds 127.0.0.1 only)
 """
@@ -13,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import threading
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
@@ -52,6 +64,69 @@ def update_stage_model(stage: Any, changes: dict[str, Any]) -> Any:
     return stage
 
 
+class Faults:
+    """The fault rules of RUNBOOK_EMULATOR_FAULTS, with a count of matching calls per rule."""
+
+    def __init__(self, path: str | None):
+        self.path, self.lock = path, threading.Lock()
+        self.stamp, self.rules, self.seen, self.injected = None, [], [], []
+
+    def _reload(self) -> None:
+        try:
+            stamp = os.stat(self.path).st_mtime_ns
+        except (FileNotFoundError, TypeError):
+            stamp = None
+        if stamp != self.stamp:
+            self.stamp = stamp
+            self.rules = json.loads(open(self.path).read() or "[]") if stamp else []
+            self.seen, self.injected = [0] * len(self.rules), [0] * len(self.rules)
+
+    def check(self, operation: str, text: str) -> dict | None:
+        if not self.path:
+            return None
+        with self.lock:
+            self._reload()
+            for index, rule in enumerate(self.rules):
+                if rule.get("operation") not in (None, operation) or rule.get("match", "") not in text:
+                    continue
+                self.seen[index] += 1
+                if self.seen[index] % int(rule.get("every", 1)):
+                    continue
+                if rule.get("times") is not None and self.injected[index] >= int(rule["times"]):
+                    continue
+                self.injected[index] += 1
+                return rule
+        return None
+
+
+def error_response(rule: dict) -> tuple[int, dict, str]:
+    code = rule.get("code", "InternalFailure")
+    message = rule.get("message", f"injected by the emulator's fault rules: {code}")
+    headers = {"x-amzn-ErrorType": code, "Content-Type": "application/x-amz-json-1.1"}
+    return int(rule.get("status", 400)), headers, json.dumps({"__type": code, "message": message, "Message": message})
+
+
+def install_fault_injection(faults: Faults) -> None:
+    from moto.core.responses import BaseResponse
+
+    if getattr(BaseResponse, "_runbook_faults", None) is not None:
+        BaseResponse._runbook_faults = faults
+        return
+    original = BaseResponse.call_action
+
+    def call_action(self: Any) -> Any:
+        active = BaseResponse._runbook_faults
+        if active.path:
+            body = self.body.decode(errors="replace") if isinstance(self.body, bytes) else str(self.body or "")
+            rule = active.check(self._get_action(), f"{unquote(self.path)} {body}")
+            if rule:
+                return error_response(rule)
+        return original(self)
+
+    BaseResponse._runbook_faults = faults
+    BaseResponse.call_action = call_action
+
+
 def install_extensions() -> None:
     from moto.apigatewayv2.models import Stage
     from moto.apigatewayv2.responses import ApiGatewayV2Response
@@ -71,6 +146,21 @@ def install_extensions() -> None:
 
     if getattr(Stage, "_runbook_extended", False):
         return
+    from moto.awslambda.models import LambdaFunction
+
+    original_get_code = LambdaFunction.get_code
+
+    def get_code_with_zero_concurrency(self: Any) -> dict[str, Any]:
+        document = original_get_code(self)
+        if self.reserved_concurrency is not None:
+            document["Concurrency"] = {"ReservedConcurrentExecutions": int(self.reserved_concurrency)}
+        return document
+
+    LambdaFunction.get_code = get_code_with_zero_concurrency
+    from moto.apigatewayv2 import urls
+
+    urls.url_paths["{0}/v2/tags/(?P<resource_arn_pt1>[^/]+)/apis/(?P<resource_arn_pt2>[^/]+)/stages/"
+                   "(?P<resource_arn_pt3>[^/]+)$"] = ApiGatewayV2Response.dispatch
     _original_to_json = Stage.to_json
     Stage.to_json = to_json_with_deployment
     Stage._runbook_extended = True
@@ -83,6 +173,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=55555)
     args = parser.parse_args()
     install_extensions()
+    install_fault_injection(Faults(os.environ.get("RUNBOOK_EMULATOR_FAULTS")))
     from moto.server import main as moto_main
 
     moto_main(["-H", "127.0.0.1", "-p", str(args.port)])

@@ -46,6 +46,7 @@ LAMBDA_FUNCTIONS = {
 }
 DYNAMODB_TABLES = ["chatbot-sessions", "chatbot-connections", "sake-sensei-users"]
 ECS_CLUSTER, ECS_SERVICE = "chat-cluster", "chat-backend"
+REST_API = "chatbot-admin"
 
 
 def aws_env() -> dict[str, str]:
@@ -159,6 +160,16 @@ def _lambda_zip() -> bytes:
     return buffer.getvalue()
 
 
+def create_rest_api(apigateway, name: str, stage: str) -> str:
+    """A REST API with one mock GET method deployed to `stage` (no stage throttling set)."""
+    api_id = apigateway.create_rest_api(name=name)["id"]
+    root = apigateway.get_resources(restApiId=api_id)["items"][0]["id"]
+    apigateway.put_method(restApiId=api_id, resourceId=root, httpMethod="GET", authorizationType="NONE")
+    apigateway.put_integration(restApiId=api_id, resourceId=root, httpMethod="GET", type="MOCK")
+    apigateway.create_deployment(restApiId=api_id, stageName=stage)
+    return api_id
+
+
 def seed_aws() -> bool:
     """Create the AWS resources later procedures act on. The emulator keeps state in memory, so
     this runs after every emulator start; it creates only what is missing."""
@@ -195,6 +206,7 @@ def seed_aws() -> bool:
                            RouteSelectionExpression="$request.body.action")
     apigw.create_stage(ApiId=api["ApiId"], StageName="prod", AutoDeploy=True,
                        DefaultRouteSettings={"ThrottlingBurstLimit": 500, "ThrottlingRateLimit": 1000.0})
+    create_rest_api(session.client("apigateway"), REST_API, "prod")
 
     ecs = session.client("ecs")
     ecs.create_cluster(clusterName=ECS_CLUSTER)

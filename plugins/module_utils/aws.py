@@ -1,9 +1,16 @@
 # Copyright: runbook.recovery contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One way to build AWS clients: region, profile, endpoint (AWS_ENDPOINT_URL is honoured by botocore
-itself), adaptive retries, and one clear message for a ClientError."""
+itself), adaptive retries, and one clear message for a ClientError. Also the pieces every AWS module
+shares: paginated listing, naming an error code, and a bounded thread pool that acts on many
+resources at once and keeps going when one of them fails."""
 
 from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
 
@@ -15,6 +22,11 @@ try:
     HAS_BOTO3 = True
 except ImportError:  # pragma: no cover - reported by the module
     HAS_BOTO3 = False
+
+# Adaptive mode adds client-side rate limiting on top of exponential backoff, so a pool of workers
+# slows down together when AWS answers ThrottlingException instead of hammering it.
+MAX_ATTEMPTS = 10
+DEFAULT_WORKERS = 16
 
 
 def aws_argument_spec() -> dict:
@@ -28,15 +40,40 @@ def aws_argument_spec() -> dict:
     )
 
 
-def client(service: str, params: dict):
+def client(service: str, params: dict, pool_size: int = 10):
     if not HAS_BOTO3:
         raise RunbookError("boto3 is required on the managed host for AWS operations: pip install boto3")
     session = boto3.session.Session(
         profile_name=params.get("profile"), region_name=params.get("region"),
         aws_access_key_id=params.get("access_key"), aws_secret_access_key=params.get("secret_key"),
         aws_session_token=params.get("session_token"))
-    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, connect_timeout=10, read_timeout=60)
+    config = Config(retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS}, connect_timeout=10, read_timeout=60,
+                    max_pool_connections=max(10, pool_size))
     return session.client(service, endpoint_url=params.get("endpoint_url") or None, config=config)
+
+
+class Clients:
+    """One client per service for a module run, shared by every worker thread (boto3 clients are
+    thread-safe once built; building them is not, hence the lock)."""
+
+    def __init__(self, params: dict, workers: int = DEFAULT_WORKERS):
+        if workers < 1:
+            raise RunbookError(f"workers={workers}: give 1 or more.")
+        self.params, self.workers = params, workers
+        self._clients: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, service: str):
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = client(service, self.params, pool_size=self.workers)
+            return self._clients[service]
+
+
+def error_code(exc: BaseException) -> str | None:
+    if HAS_BOTO3 and isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return None
 
 
 def describe_error(exc: Exception, action: str) -> str:
@@ -46,3 +83,45 @@ def describe_error(exc: Exception, action: str) -> str:
     if HAS_BOTO3 and isinstance(exc, BotoCoreError):
         return f"{action} failed: {exc}"
     return f"{action} failed: {exc}"
+
+
+def is_aws_error(exc: BaseException) -> bool:
+    return HAS_BOTO3 and isinstance(exc, (ClientError, BotoCoreError))
+
+
+@contextlib.contextmanager
+def aws_failures_reported(module, action: str):
+    """A RunbookError or an AWS error becomes one fail_json with a message for a person; anything else
+    is a bug and keeps its traceback."""
+    try:
+        yield
+    except RunbookError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    except Exception as exc:
+        if not is_aws_error(exc):
+            raise
+        module.fail_json(msg=describe_error(exc, action) + ". Nothing was changed.")
+
+
+def paginate(aws_client, operation: str, key: str, **kwargs) -> list:
+    """Every item of a list call, through botocore's paginator (never only the first page)."""
+    items = []
+    for page in aws_client.get_paginator(operation).paginate(**kwargs):
+        items.extend(page.get(key, []))
+    return items
+
+
+def for_each(items: Iterable, action: Callable, workers: int = DEFAULT_WORKERS) -> list:
+    """Run `action(item)` for every item on a bounded pool; return, in the items' order, either the
+    action's result or the exception it raised. One failing item never stops the others."""
+    def guarded(item):
+        try:
+            return action(item)
+        except Exception as exc:  # reported per item by the caller
+            return exc
+
+    items = list(items)
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
+        return list(pool.map(guarded, items))

@@ -1,0 +1,261 @@
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The AWS resources an emergency shutdown acts on: how each is found from a scope, read, changed
+and tagged. Finding (`resolve_*`) happens before anything changes and fails on any selector that
+matches nothing, so a typo in a scope is an error, never a silent success."""
+
+from __future__ import annotations
+
+from ansible_collections.runbook.recovery.plugins.module_utils.aws import error_code, for_each, is_aws_error, paginate
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import Current, Kind, Resource
+
+
+def _region(aws_client) -> str:
+    return aws_client.meta.region_name
+
+
+# -- Lambda ---------------------------------------------------------------------------------------
+class LambdaConcurrency(Kind):
+    noun = "Lambda function"
+    settings = {"reserved_concurrency": ("reserved-concurrency", int)}
+    stopped = {"reserved_concurrency": 0}
+
+    def read(self, resource: Resource) -> Current:
+        try:
+            found = self.clients("lambda").get_function(FunctionName=resource.arn)
+        except Exception as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise RunbookError("the function no longer exists (deleted during the run?)") from None
+            raise
+        reserved = found.get("Concurrency", {}).get("ReservedConcurrentExecutions")
+        return Current({"reserved_concurrency": reserved}, found.get("Tags") or {})
+
+    def write(self, resource: Resource, current: Current, values: dict) -> None:
+        reserved = values["reserved_concurrency"]
+        if reserved is None:
+            self.clients("lambda").delete_function_concurrency(FunctionName=resource.arn)
+        else:
+            self.clients("lambda").put_function_concurrency(FunctionName=resource.arn,
+                                                            ReservedConcurrentExecutions=reserved)
+
+    def tag(self, resource: Resource, tags: dict) -> None:
+        self.clients("lambda").tag_resource(Resource=resource.arn, Tags=tags)
+
+    def untag(self, resource: Resource, keys: list) -> None:
+        self.clients("lambda").untag_resource(Resource=resource.arn, TagKeys=keys)
+
+
+def resolve_functions(clients, names: list, prefixes: list, tags: dict) -> list[Resource]:
+    if not (names or prefixes or tags):
+        raise RunbookError("no Lambda functions selected: give names, prefixes or tags.")
+    functions = {f["FunctionName"]: f["FunctionArn"]
+                 for f in paginate(clients("lambda"), "list_functions", "Functions")}
+    region = _region(clients("lambda"))
+    chosen: dict[str, str] = {}
+    problems = []
+    for name in names:
+        if name in functions:
+            chosen[name] = functions[name]
+        else:
+            problems.append(f"function {name!r} does not exist in {region}")
+    for prefix in prefixes:
+        matches = {n: arn for n, arn in functions.items() if n.startswith(prefix)}
+        if not matches:
+            problems.append(f"prefix {prefix!r} matches no Lambda function in {region}")
+        chosen.update(matches)
+    if tags:
+        mappings = paginate(clients("resourcegroupstaggingapi"), "get_resources", "ResourceTagMappingList",
+                            ResourceTypeFilters=["lambda:function"],
+                            TagFilters=[{"Key": k, "Values": [str(v)]} for k, v in tags.items()])
+        by_arn = {arn: n for n, arn in functions.items()}
+        matches = {by_arn[m["ResourceARN"]]: m["ResourceARN"] for m in mappings if m["ResourceARN"] in by_arn}
+        if not matches:
+            problems.append(f"no Lambda function in {region} carries the tags {tags}")
+        chosen.update(matches)
+    if problems:
+        raise RunbookError("; ".join(problems) + ". Nothing was changed: check the names in the scope "
+                           f"(the region's functions: {len(functions)}).")
+    return [Resource(name, arn) for name, arn in sorted(chosen.items())]
+
+
+# -- API Gateway stages ---------------------------------------------------------------------------
+class StageThrottle(Kind):
+    """Default route throttling of an API Gateway v2 (WebSocket, HTTP) stage, or the `*/*` method
+    throttling of a REST API stage."""
+
+    noun = "API stage"
+    settings = {"burst_limit": ("throttling-burst-limit", int), "rate_limit": ("throttling-rate-limit", float)}
+    stopped = {"burst_limit": 0, "rate_limit": 0.0}
+
+    def __init__(self, clients):
+        super().__init__(clients)
+        self._account_limits = None
+
+    def read(self, resource: Resource) -> Current:
+        api_id, stage = resource.ref["api_id"], resource.ref["stage"]
+        if resource.ref["type"] == "rest":
+            v1 = self.clients("apigateway")
+            found = v1.get_stage(restApiId=api_id, stageName=stage)
+            settings = (found.get("methodSettings") or {}).get("*/*", {})
+            values = {"burst_limit": settings.get("throttlingBurstLimit"),
+                      "rate_limit": settings.get("throttlingRateLimit")}
+            return Current(values, v1.get_tags(resourceArn=resource.arn).get("tags") or {}, found)
+        v2 = self.clients("apigatewayv2")
+        found = v2.get_stage(ApiId=api_id, StageName=stage)
+        settings = found.get("DefaultRouteSettings") or {}
+        values = {"burst_limit": settings.get("ThrottlingBurstLimit"), "rate_limit": settings.get("ThrottlingRateLimit")}
+        return Current(values, v2.get_tags(ResourceArn=resource.arn).get("Tags") or {}, found)
+
+    def write(self, resource: Resource, current: Current, values: dict) -> None:
+        api_id, stage = resource.ref["api_id"], resource.ref["stage"]
+        if resource.ref["type"] == "rest":
+            self.clients("apigateway").update_stage(restApiId=api_id, stageName=stage, patchOperations=[
+                {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": str(values["burst_limit"])},
+                {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(float(values["rate_limit"]))}])
+            return
+        # The whole DefaultRouteSettings goes back with only the throttling members changed, so logging
+        # and metrics settings survive whether AWS merges or replaces the member.
+        settings = {**(current.raw.get("DefaultRouteSettings") or {}),
+                    "ThrottlingBurstLimit": int(values["burst_limit"]),
+                    "ThrottlingRateLimit": float(values["rate_limit"])}
+        self.clients("apigatewayv2").update_stage(ApiId=api_id, StageName=stage, DefaultRouteSettings=settings)
+
+    def tag(self, resource: Resource, tags: dict) -> None:
+        if resource.ref["type"] == "rest":
+            self.clients("apigateway").tag_resource(resourceArn=resource.arn, tags=tags)
+        else:
+            self.clients("apigatewayv2").tag_resource(ResourceArn=resource.arn, Tags=tags)
+
+    def untag(self, resource: Resource, keys: list) -> None:
+        if resource.ref["type"] == "rest":
+            self.clients("apigateway").untag_resource(resourceArn=resource.arn, tagKeys=keys)
+        else:
+            self.clients("apigatewayv2").untag_resource(ResourceArn=resource.arn, TagKeys=keys)
+
+    def restore_values(self, recorded: dict) -> tuple[dict, str]:
+        if recorded["burst_limit"] is not None and recorded["rate_limit"] is not None:
+            return recorded, ""
+        # AWS has no call that removes default route throttling from a stage once set: "not set" means the
+        # account-level limits apply, so those are what a resume writes for an unset member.
+        if self._account_limits is None:
+            limits = self.clients("apigateway").get_account().get("throttleSettings", {})
+            self._account_limits = {"burst_limit": limits.get("burstLimit"), "rate_limit": limits.get("rateLimit")}
+        target = {key: self._account_limits[key] if value is None else value for key, value in recorded.items()}
+        return target, (f"was not set before the shutdown; AWS cannot unset stage throttling, so the account-level "
+                        f"limits that applied then are written: burst {target['burst_limit']}, "
+                        f"rate {target['rate_limit']}")
+
+
+def resolve_stages(clients, stages: list[dict]) -> list[Resource]:
+    """Each entry: {api: name or id, stage: name, type: v2 (default; WebSocket and HTTP APIs) or rest}."""
+    if not stages:
+        raise RunbookError("no API stages selected: give stages as [{api: NAME_OR_ID, stage: NAME}].")
+    region = _region(clients("apigatewayv2"))
+    apis = {"v2": None, "rest": None}
+    problems, chosen = [], []
+    for entry in stages:
+        kind = entry.get("type") or "v2"
+        if kind not in apis:
+            problems.append(f"stage entry {entry} has type {kind!r}: use v2 (WebSocket/HTTP APIs) or rest")
+            continue
+        if not entry.get("api") or not entry.get("stage"):
+            problems.append(f"stage entry {entry} needs both 'api' (name or id) and 'stage'")
+            continue
+        if apis[kind] is None:
+            apis[kind] = ([(a["ApiId"], a["Name"]) for a in paginate(clients("apigatewayv2"), "get_apis", "Items")]
+                          if kind == "v2" else
+                          [(a["id"], a["name"]) for a in paginate(clients("apigateway"), "get_rest_apis", "items")])
+        ids = [api_id for api_id, name in apis[kind] if entry["api"] in (api_id, name)]
+        label = "REST API" if kind == "rest" else "API Gateway v2 API"
+        if not ids:
+            problems.append(f"no {label} named or with id {entry['api']!r} in {region}")
+        elif len(ids) > 1:
+            problems.append(f"{len(ids)} {label}s are named {entry['api']!r} ({', '.join(ids)}): give the id instead")
+        else:
+            chosen.append((kind, ids[0], entry["api"], entry["stage"]))
+
+    def stage_names(item):
+        kind, api_id = item
+        if kind == "rest":
+            return {s["stageName"] for s in clients("apigateway").get_stages(restApiId=api_id).get("item", [])}
+        return {s["StageName"] for s in paginate(clients("apigatewayv2"), "get_stages", "Items", ApiId=api_id)}
+
+    pairs = sorted({(kind, api_id) for kind, api_id, _, _ in chosen})
+    existing = dict(zip(pairs, for_each(pairs, stage_names)))
+    resources = []
+    for kind, api_id, label, stage in chosen:
+        names = existing[(kind, api_id)]
+        if isinstance(names, Exception):
+            if not is_aws_error(names):
+                raise names
+            problems.append(f"cannot list the stages of {label}: {names}")
+        elif stage not in names:
+            problems.append(f"{label} has no stage {stage!r} (it has: {', '.join(sorted(names)) or 'none'})")
+        else:
+            path = f"/restapis/{api_id}" if kind == "rest" else f"/apis/{api_id}"
+            resources.append(Resource(f"{label}/{stage}", f"arn:aws:apigateway:{region}::{path}/stages/{stage}",
+                                      {"type": kind, "api_id": api_id, "stage": stage}))
+    if problems:
+        raise RunbookError("; ".join(problems) + ". Nothing was changed: check the scope's API stages.")
+    return resources
+
+
+# -- ECS services ---------------------------------------------------------------------------------
+class EcsDesiredCount(Kind):
+    noun = "ECS service"
+    settings = {"desired_count": ("desired-count", int)}
+    stopped = {"desired_count": 0}
+
+    def read(self, resource: Resource) -> Current:
+        found = self.clients("ecs").describe_services(cluster=resource.ref["cluster"], services=[resource.arn],
+                                                      include=["TAGS"])
+        services = [s for s in found.get("services", []) if s.get("status") != "INACTIVE"]
+        if not services:
+            raise RunbookError("the service no longer exists (deleted during the run?)")
+        service = services[0]
+        return Current({"desired_count": service["desiredCount"]},
+                       {t["key"]: t["value"] for t in service.get("tags") or []})
+
+    def write(self, resource: Resource, current: Current, values: dict) -> None:
+        self.clients("ecs").update_service(cluster=resource.ref["cluster"], service=resource.arn,
+                                           desiredCount=int(values["desired_count"]))
+
+    def tag(self, resource: Resource, tags: dict) -> None:
+        self.clients("ecs").tag_resource(resourceArn=resource.arn, tags=[{"key": k, "value": v} for k, v in tags.items()])
+
+    def untag(self, resource: Resource, keys: list) -> None:
+        self.clients("ecs").untag_resource(resourceArn=resource.arn, tagKeys=keys)
+
+
+def resolve_services(clients, services: list[dict]) -> list[Resource]:
+    """Each entry: {cluster: name, name: service name}."""
+    if not services:
+        raise RunbookError("no ECS services selected: give services as [{cluster: NAME, name: SERVICE}].")
+    problems, resources = [], []
+    by_cluster: dict[str, list[str]] = {}
+    for entry in services:
+        if not entry.get("cluster") or not entry.get("name"):
+            problems.append(f"service entry {entry} needs both 'cluster' and 'name'")
+        else:
+            by_cluster.setdefault(entry["cluster"], []).append(entry["name"])
+    for cluster, names in sorted(by_cluster.items()):
+        for start in range(0, len(names), 10):  # DescribeServices takes at most 10 names
+            batch = names[start:start + 10]
+            try:
+                found = clients("ecs").describe_services(cluster=cluster, services=batch)
+            except Exception as exc:
+                if error_code(exc) == "ClusterNotFoundException":
+                    problems.append(f"ECS cluster {cluster!r} does not exist")
+                    break
+                raise
+            active = {s["serviceName"]: s["serviceArn"] for s in found.get("services", [])
+                      if s.get("status") != "INACTIVE"}
+            for name in batch:
+                if name in active:
+                    resources.append(Resource(f"{cluster}/{name}", active[name], {"cluster": cluster}))
+                else:
+                    problems.append(f"ECS service {name!r} does not exist in cluster {cluster!r}")
+    if problems:
+        raise RunbookError("; ".join(problems) + ". Nothing was changed: check the scope's ECS services.")
+    return resources

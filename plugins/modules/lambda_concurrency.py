@@ -1,0 +1,145 @@
+#!/usr/bin/python
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: lambda_concurrency
+short_description: Stop Lambda functions (reserved concurrency 0) and resume them to their exact previous value
+description:
+  - Acts on every function selected by O(names), O(prefixes) and O(tags) (their union) in one call, concurrently
+    on a bounded thread pool with botocore's adaptive retries, and reports each function with its value before
+    and after.
+  - O(state=stopped) records the function's reserved concurrency (a number, or V(none) when unreserved) in the
+    tag C(runbook:previous-reserved-concurrency) on the function itself, with C(runbook:stopped-at), and then sets
+    the reserved concurrency to 0. A function already stopped by an earlier run keeps its first record: a second
+    shutdown never overwrites the recorded value with 0. A function at 0 with no record was stopped by someone
+    else; it is left alone and a resume leaves it too.
+  - O(state=resumed) restores the recorded value (deleting the reservation when it was V(none)) and then removes
+    the tags. A function changed by someone since the shutdown keeps its new value; only the record is removed.
+  - O(state=present) sets the reserved concurrency to O(reserved) (scaling); a function stopped by a shutdown is
+    refused until it is resumed.
+  - Every selector must match: an unknown name, a prefix or tag that matches nothing fails before any change.
+    When some functions fail during the run, the others are still acted on, the failures are listed, and the
+    task fails.
+version_added: 0.1.0
+author: runbook.recovery maintainers (@runbook-recovery)
+extends_documentation_fragment:
+  - runbook.recovery.aws
+attributes:
+  check_mode:
+    support: full
+    description: Reads every function and reports what would change; writes nothing.
+  diff_mode:
+    support: full
+    description: Each function's reserved concurrency before and after.
+options:
+  names:
+    description: Function names.
+    type: list
+    elements: str
+    default: []
+  prefixes:
+    description: Every function whose name starts with one of these.
+    type: list
+    elements: str
+    default: []
+  tags:
+    description: Every function carrying all of these tags.
+    type: dict
+    default: {}
+  state:
+    description: V(stopped), V(resumed), or V(present) (with O(reserved)).
+    type: str
+    choices: [stopped, resumed, present]
+    required: true
+  reserved:
+    description: Reserved concurrency for O(state=present).
+    type: int
+  workers:
+    description: Functions acted on at the same time.
+    type: int
+    default: 16
+"""
+
+EXAMPLES = r"""
+- name: Stop every function of the chatbot (plan first with --check)
+  runbook.recovery.lambda_concurrency:
+    prefixes: [ChatbotLambdaStack-]
+    state: stopped
+
+- name: Bring them back exactly as they were
+  runbook.recovery.lambda_concurrency:
+    prefixes: [ChatbotLambdaStack-]
+    state: resumed
+
+- name: Reserve 50 for the recommendation function
+  runbook.recovery.lambda_concurrency:
+    names: [sake-sensei-recommendation]
+    state: present
+    reserved: 50
+"""
+
+RETURN = r"""
+resources:
+  description: One entry per function, in name order.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"resource": "ChatbotLambdaStack-WebSocketHandler", "arn": "arn:aws:lambda:us-east-1:123456789012:function:ChatbotLambdaStack-WebSocketHandler",
+            "action": "stop", "changed": true, "before": {"reserved_concurrency": 7}, "after": {"reserved_concurrency": 0},
+            "note": "previous value recorded: reserved_concurrency=7"}]
+counts:
+  description: Functions per action (stop, already_stopped, resume, not_stopped, set, unchanged, failed).
+  returned: always
+  type: dict
+  sample: {"stop": 3, "already_stopped": 1}
+failed_resources:
+  description: Names of the functions that failed.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
+    Clients,
+    aws_argument_spec,
+    aws_failures_reported,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import (
+    LambdaConcurrency,
+    resolve_functions,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
+
+
+def main():
+    argument_spec = aws_argument_spec()
+    argument_spec.update(
+        names=dict(type="list", elements="str", default=[]),
+        prefixes=dict(type="list", elements="str", default=[]),
+        tags=dict(type="dict", default={}),
+        state=dict(type="str", choices=["stopped", "resumed", "present"], required=True),
+        reserved=dict(type="int"),
+        workers=dict(type="int", default=16),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_if=[("state", "present", ["reserved"])])
+    p = module.params
+    with aws_failures_reported(module, "finding the Lambda functions"):
+        if p["reserved"] is not None and p["reserved"] < 0:
+            raise RunbookError(f"reserved={p['reserved']} is negative: give 0 or more.")
+        clients = Clients(p, p["workers"])
+        functions = resolve_functions(clients, p["names"], p["prefixes"], p["tags"])
+    result = run(LambdaConcurrency(clients), functions, p["state"], module.check_mode,
+                 wanted={"reserved_concurrency": p["reserved"]}, workers=p["workers"])
+    finish(module, result)
+
+
+if __name__ == "__main__":
+    main()
