@@ -14,7 +14,8 @@ Fault injection, for tests of partial failure and throttling: when RUNBOOK_EMULA
 JSON file, every request is checked against its rules (re-read when the file changes) before moto
 answers it. A rule: {"operation": "PutFunctionConcurrency", "match": "text in the path or body",
 "code": "ThrottlingException", "status": 429, "every": 2, "times": 10}: the matching calls (every
-`every`-th of them, at most `times` in all; both optional) are answered with that AWS error.
+`every`-th of them, at most `times` in all; both optional) are answered with that AWS error, and
+each injection is appended to <file>.log.
 
 Run: python sandbox/aws_emulator.py --port 55555   (binds 127.0.0.1 only)
 """
@@ -95,6 +96,8 @@ class Faults:
                 if rule.get("times") is not None and self.injected[index] >= int(rule["times"]):
                     continue
                 self.injected[index] += 1
+                with open(f"{self.path}.log", "a") as log:  # what was injected, for a test to prove it happened
+                    log.write(json.dumps({"operation": operation, "code": rule.get("code")}) + "\n")
                 return rule
         return None
 

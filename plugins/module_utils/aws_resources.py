@@ -104,7 +104,8 @@ class StageThrottle(Kind):
         v2 = self.clients("apigatewayv2")
         found = v2.get_stage(ApiId=api_id, StageName=stage)
         settings = found.get("DefaultRouteSettings") or {}
-        values = {"burst_limit": settings.get("ThrottlingBurstLimit"), "rate_limit": settings.get("ThrottlingRateLimit")}
+        values = {"burst_limit": settings.get("ThrottlingBurstLimit"),
+                  "rate_limit": settings.get("ThrottlingRateLimit")}
         return Current(values, v2.get_tags(ResourceArn=resource.arn).get("Tags") or {}, found)
 
     def write(self, resource: Resource, current: Current, values: dict) -> None:
@@ -182,7 +183,7 @@ def resolve_stages(clients, stages: list[dict]) -> list[Resource]:
         return {s["StageName"] for s in paginate(clients("apigatewayv2"), "get_stages", "Items", ApiId=api_id)}
 
     pairs = sorted({(kind, api_id) for kind, api_id, _, _ in chosen})
-    existing = dict(zip(pairs, for_each(pairs, stage_names)))
+    existing = dict(zip(pairs, for_each(pairs, stage_names), strict=True))
     resources = []
     for kind, api_id, label, stage in chosen:
         names = existing[(kind, api_id)]
@@ -222,7 +223,8 @@ class EcsDesiredCount(Kind):
                                            desiredCount=int(values["desired_count"]))
 
     def tag(self, resource: Resource, tags: dict) -> None:
-        self.clients("ecs").tag_resource(resourceArn=resource.arn, tags=[{"key": k, "value": v} for k, v in tags.items()])
+        self.clients("ecs").tag_resource(resourceArn=resource.arn,
+                                         tags=[{"key": k, "value": v} for k, v in tags.items()])
 
     def untag(self, resource: Resource, keys: list) -> None:
         self.clients("ecs").untag_resource(resourceArn=resource.arn, tagKeys=keys)

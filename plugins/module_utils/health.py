@@ -21,6 +21,8 @@ DEFAULT_THRESHOLDS = {
     "database_size_bytes": ("above", None, None),
     "redis_memory_ratio": ("above", 0.8, 0.95),
     "redis_evicted_keys": ("above", 1, None),
+    # An emergency shutdown still in force: a warning at once (so nobody forgets the resume), critical after a day.
+    "shutdown_age_hours": ("above", 0, 24),
 }
 # Below this many block reads+hits the cache hit ratio says nothing yet.
 MIN_BLOCK_ACCESSES = 1000

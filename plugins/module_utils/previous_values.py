@@ -204,11 +204,12 @@ def apply(kind: Kind, resources: list[Resource], decide: Callable[[Current], Pla
         try:
             execute(kind, resource, current, plan)
         except Exception as exc:
-            return {**row, "action": "failed", "after": None, "changed": True, "error": describe_error(exc, plan.action)}
+            return {**row, "action": "failed", "after": None, "changed": True,
+                    "error": describe_error(exc, plan.action)}
         return row
 
     rows = []
-    for resource, outcome in zip(resources, for_each(resources, one, workers)):
+    for resource, outcome in zip(resources, for_each(resources, one, workers), strict=True):
         if isinstance(outcome, Exception):
             outcome = {"resource": resource.name, "arn": resource.arn, "action": "failed", "changed": False,
                        "error": describe_error(outcome, f"reading this {kind.noun}")}

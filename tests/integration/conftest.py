@@ -26,21 +26,43 @@ SEED_SQL = (ROOT / "sandbox" / "seed_chat.sql").read_text()
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 
 
+class Emulator(dict):
+    """The environment that points boto3, the AWS CLI and the modules at the emulator, plus its fault rules."""
+
+    def __init__(self, env: dict, faults: Path):
+        super().__init__(env)
+        self.faults = faults
+
+    def inject(self, *rules: dict) -> None:
+        self.faults.write_text(json.dumps(list(rules)))
+
+    def clear_faults(self) -> None:
+        self.faults.write_text("[]")
+        Path(f"{self.faults}.log").unlink(missing_ok=True)
+
+    def injected(self) -> list[dict]:
+        log = Path(f"{self.faults}.log")
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
 @pytest.fixture(scope="session")
-def aws_emulator():
+def aws_emulator(tmp_path_factory):
     """The project's AWS emulator (moto plus our extensions) on a free loopback port, for boto3 over HTTP."""
     port = free_port()
+    faults = tmp_path_factory.mktemp("aws-faults") / "faults.json"
+    faults.write_text("[]")
     proc = subprocess.Popen([sys.executable, str(ROOT / "sandbox" / "aws_emulator.py"), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "RUNBOOK_EMULATOR_FAULTS": str(faults)})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.1)
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    yield env
+    emulator = Emulator({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+                         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}, faults)
+    yield emulator
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -105,42 +127,23 @@ class PlaybookRun:
     def failed(self) -> int:
         return sum(host["failed"] for host in self.recap.values())
 
+    def says(self, text: str) -> bool:
+        """Whether the output holds `text`, however the YAML result callback wrapped and quoted it."""
+        return " ".join(text.split()) in " ".join(self.output.split()).replace("''", "'")
+
 
 _RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)\s+"
                     r"rescued=(\d+)\s+ignored=(\d+)", re.M)
 
 
-class Workspace:
-    """An inventory pointing at the test cluster, a backup root and an audit log, in a temp dir."""
+class PlaybookWorkspace:
+    """A temp dir with an inventory and an audit log, and real ansible-playbook runs against them."""
 
-    def __init__(self, cluster: PgCluster, databases: list[str], base: Path, redis_port: int | None = None):
-        self.cluster, self.databases, self.base, self.redis_port = cluster, databases, base, redis_port
-        self.backup_root = base / "backups"
+    def __init__(self, base: Path):
+        self.base = base
         self.audit_log = base / "audit.jsonl"
         self.inventory = base / "inventory.yml"
         self.env: dict[str, str] = {}
-        self.write_inventory()
-
-    def write_inventory(self, **extra) -> None:
-        host_vars = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
-            "pg_connection": {"login_host": "127.0.0.1", "login_port": self.cluster.port, "login_user": "postgres",
-                              "login_password": self.cluster.password},
-            "pg_databases": self.databases,
-            "pg_backup_root": str(self.backup_root),
-            "runbook_audit_log": str(self.audit_log),
-            "runbook_report_dir": str(self.base / "reports"),
-            **extra,
-        }
-        groups = {"postgres": {"hosts": {"testdb": host_vars}}}
-        if self.redis_port:
-            groups["redis"] = {"hosts": {"testredis": {
-                "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                "runbook_report_dir": str(self.base / "reports"), "runbook_audit_log": str(self.audit_log),
-                "redis_connection": {"login_host": "127.0.0.1", "login_port": self.redis_port}}}}
-        self.inventory.write_text(yaml.safe_dump({"all": {"children": groups}}))
-        self.inventory.chmod(0o600)
 
     def play_json(self, playbook: str, *args: str, check: bool = False, **extra_vars) -> tuple[PlaybookRun, dict]:
         """Run with the JSON callback: (the run, {task name: {host: result}}) for exact assertions."""
@@ -178,16 +181,48 @@ class Workspace:
                         "skipped": int(m[5]), "rescued": int(m[6])} for m in _RECAP.findall(output)}
         return PlaybookRun(proc.returncode, output, recap)
 
+    def audit(self) -> list[dict]:
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines()]
+
+
+
+class Workspace(PlaybookWorkspace):
+    """An inventory pointing at the test cluster, a backup root and an audit log, in a temp dir."""
+
+    def __init__(self, cluster: PgCluster, databases: list[str], base: Path, redis_port: int | None = None):
+        super().__init__(base)
+        self.cluster, self.databases, self.redis_port = cluster, databases, redis_port
+        self.backup_root = base / "backups"
+        self.write_inventory()
+
+    def write_inventory(self, **extra) -> None:
+        host_vars = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "pg_connection": {"login_host": "127.0.0.1", "login_port": self.cluster.port, "login_user": "postgres",
+                              "login_password": self.cluster.password},
+            "pg_databases": self.databases,
+            "pg_backup_root": str(self.backup_root),
+            "runbook_audit_log": str(self.audit_log),
+            "runbook_report_dir": str(self.base / "reports"),
+            **extra,
+        }
+        groups = {"postgres": {"hosts": {"testdb": host_vars}}}
+        if self.redis_port:
+            groups["redis"] = {"hosts": {"testredis": {
+                "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                "runbook_report_dir": str(self.base / "reports"), "runbook_audit_log": str(self.audit_log),
+                "redis_connection": {"login_host": "127.0.0.1", "login_port": self.redis_port}}}}
+        self.inventory.write_text(yaml.safe_dump({"all": {"children": groups}}))
+        self.inventory.chmod(0o600)
+
     def backups(self, database: str) -> list[str]:
         directory = self.backup_root / database
         if not directory.is_dir():
             return []
         return sorted(p.name for p in directory.iterdir() if (p / "manifest.json").exists() and p.name[0] != ".")
-
-    def audit(self) -> list[dict]:
-        if not self.audit_log.exists():
-            return []
-        return [json.loads(line) for line in self.audit_log.read_text().splitlines()]
 
 
 @pytest.fixture

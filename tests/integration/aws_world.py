@@ -1,0 +1,196 @@
+"""AWS resources shaped like the runbooks' systems, built in the emulator over HTTP with boto3, and read
+back with the AWS CLI (installed from PyPI) as a reader independent of the code under test."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import yaml
+from botocore import xform_name
+from conftest import PlaybookWorkspace
+
+MOTO_ACCOUNT = "123456789012"  # the emulator's account id
+AWS_CLI = str(Path(sys.executable).with_name("aws"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from sandbox.sandbox import create_rest_api  # noqa: E402
+
+
+def session(env: dict):
+    return boto3.session.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                 aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                                 region_name=env["AWS_DEFAULT_REGION"])
+
+
+def clients(env: dict, *services: str):
+    made = session(env)
+    return [made.client(s, endpoint_url=env["AWS_ENDPOINT_URL"]) for s in services]
+
+
+def lambda_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return {}\n")
+    return buffer.getvalue()
+
+
+def create_functions(env: dict, reserved_by_name: dict[str, int | None], tags: dict | None = None) -> None:
+    iam, lam = clients(env, "iam", "lambda")
+    role_name = f"role-{uuid.uuid4().hex[:8]}"
+    role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = lambda_zip()
+
+    def create(item):
+        name, reserved = item
+        lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="index.handler",
+                            Code={"ZipFile": code}, Tags=tags or {})
+        if reserved is not None:
+            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, reserved_by_name.items()))
+
+
+def aws(env: dict, *args: str, cli: bool = True) -> dict:
+    """One AWS CLI call and its JSON output; with cli=False the same call through boto3 (a tenth of the time,
+    for the intermediate checks of a test), its arguments mapped to the API's members as the CLI maps them."""
+    if cli:
+        proc = subprocess.run([AWS_CLI, *args, "--output", "json"], env={**os.environ, **env}, capture_output=True,
+                              text=True, check=True)
+        return json.loads(proc.stdout or "{}")
+    service, command, *options = args
+    [client] = clients(env, service)
+    operation = client.meta.service_model.operation_model(
+        next(name for name in client.meta.service_model.operation_names if xform_name(name, "-") == command))
+    members = {xform_name(name, "-"): (name, shape) for name, shape in operation.input_shape.members.items()}
+    params = {}
+    for flag, value in zip(options[::2], options[1::2], strict=True):
+        name, shape = members[flag[2:]]
+        params[name] = [value] if shape.type_name == "list" else value
+    return getattr(client, xform_name(operation.name))(**params)
+
+
+@dataclass
+class World:
+    """One test's own functions, stages and ECS service, named with a unique tag."""
+
+    env: dict
+    tag: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
+    functions: dict = field(default_factory=dict)
+    v2_stages: dict = field(default_factory=dict)  # name -> api id
+    rest_stages: dict = field(default_factory=dict)
+    services: list = field(default_factory=list)
+
+    def build(self, reserved=(7, None, 0), throttled_stage=True, unthrottled_stage=True, rest_stage=True,
+              ecs_desired=3):
+        self.functions = {f"{self.tag}-fn-{i}": value for i, value in enumerate(reserved)}
+        create_functions(self.env, self.functions)
+        apigw, apigateway, ecs = clients(self.env, "apigatewayv2", "apigateway", "ecs")
+        if throttled_stage:
+            api = apigw.create_api(Name=f"{self.tag}-ws", ProtocolType="WEBSOCKET",
+                                   RouteSelectionExpression="$request.body.action")["ApiId"]
+            apigw.create_stage(ApiId=api, StageName="prod", DefaultRouteSettings={
+                "ThrottlingBurstLimit": 500, "ThrottlingRateLimit": 1000.0, "LoggingLevel": "ERROR"})
+            self.v2_stages[f"{self.tag}-ws"] = api
+        if unthrottled_stage:
+            api = apigw.create_api(Name=f"{self.tag}-http", ProtocolType="HTTP")["ApiId"]
+            apigw.create_stage(ApiId=api, StageName="prod")
+            self.v2_stages[f"{self.tag}-http"] = api
+        if rest_stage:
+            self.rest_stages[f"{self.tag}-rest"] = create_rest_api(apigateway, f"{self.tag}-rest", "prod")
+        if ecs_desired is not None:
+            cluster = f"{self.tag}-cluster"
+            ecs.create_cluster(clusterName=cluster)
+            ecs.register_task_definition(family=f"{self.tag}-task", containerDefinitions=[
+                {"name": "app", "image": "app:1", "memory": 256}])
+            ecs.create_service(cluster=cluster, serviceName="backend", taskDefinition=f"{self.tag}-task",
+                               desiredCount=ecs_desired)
+            self.services = [{"cluster": cluster, "name": "backend"}]
+        return self
+
+    def scope(self) -> dict:
+        return {
+            "lambda": {"prefixes": [f"{self.tag}-fn-"]},
+            "api_stages": [{"api": name, "stage": "prod"} for name in self.v2_stages]
+            + [{"api": name, "stage": "prod", "type": "rest"} for name in self.rest_stages],
+            "ecs_services": self.services,
+        }
+
+    # -- what a person checks, through the AWS CLI -------------------------------------------------
+    def observe(self, cli: bool = True) -> dict:
+        """Every value and every runbook:* tag of the world, as the AWS CLI reports them."""
+        account = MOTO_ACCOUNT
+        region = self.env["AWS_DEFAULT_REGION"]
+        reads = []
+        for name in self.functions:
+            arn = f"arn:aws:lambda:{region}:{account}:function:{name}"
+            reads.append((f"lambda:{name}", ("lambda", "get-function-concurrency", "--function-name", name),
+                          lambda out: out.get("ReservedConcurrentExecutions")))
+            reads.append((f"lambda:{name}:tags", ("lambda", "list-tags", "--resource", arn),
+                          lambda out: runbook_tags(out.get("Tags", {}))))
+        for name, api in self.v2_stages.items():
+            reads.append((f"stage:{name}", ("apigatewayv2", "get-stage", "--api-id", api, "--stage-name", "prod"),
+                          lambda out: throttling(out.get("DefaultRouteSettings", {}), "Throttling")))
+            reads.append((f"stage:{name}:tags", ("apigatewayv2", "get-tags", "--resource-arn",
+                                                 f"arn:aws:apigateway:{region}::/apis/{api}/stages/prod"),
+                          lambda out: runbook_tags(out.get("Tags", {}))))
+        for name, api in self.rest_stages.items():
+            reads.append((f"stage:{name}", ("apigateway", "get-stage", "--rest-api-id", api, "--stage-name", "prod"),
+                          lambda out: throttling(out.get("methodSettings", {}).get("*/*", {}), "throttling")))
+            reads.append((f"stage:{name}:tags", ("apigateway", "get-tags", "--resource-arn",
+                                                 f"arn:aws:apigateway:{region}::/restapis/{api}/stages/prod"),
+                          lambda out: runbook_tags(out.get("tags", {}))))
+        for service in self.services:
+            reads.append((f"ecs:{service['name']}", ("ecs", "describe-services", "--cluster", service["cluster"],
+                                                     "--services", service["name"], "--include", "TAGS"),
+                          lambda out: (out["services"][0]["desiredCount"],
+                                       runbook_tags({t["key"]: t["value"] for t in out["services"][0].get("tags", [])})
+                                       )))
+        with ThreadPoolExecutor(4) as pool:
+            outputs = list(pool.map(lambda read: read[2](aws(self.env, *read[1], cli=cli)), reads))
+        return {read[0]: output for read, output in zip(reads, outputs, strict=True)}
+
+
+def runbook_tags(tags: dict) -> dict:
+    return {k: v for k, v in tags.items() if k.startswith("runbook:")}
+
+
+def throttling(settings: dict, prefix: str) -> tuple:
+    burst = settings.get(f"{prefix}BurstLimit")
+    rate = settings.get(f"{prefix}RateLimit")
+    return burst, None if rate is None else float(rate)
+
+
+class AwsWorkspace(PlaybookWorkspace):
+    """An inventory with one `aws` host pointed at the emulator, and the scopes given."""
+
+    def __init__(self, base: Path, env: dict, scopes: dict):
+        super().__init__(base)
+        self.aws_env = env
+        self.write_inventory(scopes)
+
+    def write_inventory(self, scopes: dict) -> None:
+        host = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "aws_connection": {"endpoint_url": self.aws_env["AWS_ENDPOINT_URL"],
+                               "region": self.aws_env["AWS_DEFAULT_REGION"],
+                               "access_key": self.aws_env["AWS_ACCESS_KEY_ID"],
+                               "secret_key": self.aws_env["AWS_SECRET_ACCESS_KEY"]},
+            "emergency_scopes": scopes,
+            "runbook_audit_log": str(self.audit_log),
+            "runbook_report_dir": str(self.base / "reports"),
+        }
+        self.inventory.write_text(yaml.safe_dump({"all": {"children": {"aws": {"hosts": {"testaws": host}}}}}))
+        self.inventory.chmod(0o600)

@@ -1,0 +1,224 @@
+"""Emergency shutdown and resume against the AWS emulator over HTTP: real boto3 in the modules, real
+ansible-playbook runs, and the AWS CLI as the independent reader of what AWS holds."""
+
+from __future__ import annotations
+
+import pytest
+from aws_world import AwsWorkspace, World, clients, create_functions
+
+SHUTDOWN, RESUME = "emergency-shutdown.yml", "emergency-resume.yml"
+STOPPED_STAGE = (0, 0.0)
+
+
+@pytest.fixture
+def world(aws_emulator):
+    aws_emulator.clear_faults()
+    return World(dict(aws_emulator))
+
+
+def workspace_for(tmp_path, world: World, **scopes) -> AwsWorkspace:
+    return AwsWorkspace(tmp_path, world.env, scopes or {"incident": world.scope()})
+
+
+def account_limits(world: World) -> tuple:
+    [apigateway] = clients(world.env, "apigateway")
+    limits = apigateway.get_account()["throttleSettings"]
+    return limits["burstLimit"], float(limits["rateLimit"])
+
+
+def test_round_trip_restores_every_value_exactly(tmp_path, world):
+    world.build(reserved=(7, None, 0))
+    ws = workspace_for(tmp_path, world)
+    before = world.observe()
+    t = world.tag
+    assert before[f"lambda:{t}-fn-0"] == 7 and before[f"lambda:{t}-fn-1"] is None and before[f"lambda:{t}-fn-2"] == 0
+    assert before[f"stage:{t}-ws"] == (500, 1000.0) and before[f"stage:{t}-http"] == (None, None)
+    assert before["ecs:backend"] == (3, {})
+
+    # The plan shows every resource and its current value, and changes nothing.
+    plan = ws.play(SHUTDOWN, check=True, shutdown_scope="incident")
+    assert plan.rc == 0, plan.output
+    for name in (f"{t}-fn-0", f"{t}-fn-1", f"{t}-ws/prod", f"{t}-http/prod", f"{t}-rest/prod", "backend"):
+        assert name in plan.output
+    assert plan.says("reserved_concurrency=7 -> reserved_concurrency=0")
+    assert world.observe(cli=False) == before
+
+    shutdown = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
+    assert shutdown.rc == 0 and shutdown.changed > 0, shutdown.output
+    stopped = world.observe()
+    for i in range(3):
+        assert stopped[f"lambda:{t}-fn-{i}"] == 0
+    for stage in (f"{t}-ws", f"{t}-http", f"{t}-rest"):
+        assert stopped[f"stage:{stage}"] == STOPPED_STAGE
+    assert stopped["ecs:backend"][0] == 0
+    # The previous values live on the resources themselves.
+    assert stopped[f"lambda:{t}-fn-0:tags"]["runbook:previous-reserved-concurrency"] == "7"
+    assert stopped[f"lambda:{t}-fn-1:tags"]["runbook:previous-reserved-concurrency"] == "none"
+    assert stopped[f"lambda:{t}-fn-2:tags"] == {}  # at 0 before the shutdown: not ours, nothing recorded
+    assert stopped[f"stage:{t}-ws:tags"]["runbook:previous-throttling-burst-limit"] == "500"
+    assert stopped[f"stage:{t}-http:tags"]["runbook:previous-throttling-rate-limit"] == "none"
+    assert stopped["ecs:backend"][1]["runbook:previous-desired-count"] == "3"
+
+    # A second shutdown changes nothing and keeps the first record (never overwrites 7 with 0).
+    again = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
+    assert again.rc == 0 and again.changed == 0, again.output
+    assert world.observe(cli=False) == stopped
+
+    # The resume plan changes nothing either.
+    assert ws.play(RESUME, check=True, shutdown_scope="incident").rc == 0
+    assert world.observe(cli=False) == stopped
+
+    resume = ws.play(RESUME, confirm=True, shutdown_scope="incident")
+    assert resume.rc == 0 and resume.changed > 0, resume.output
+    after = world.observe()
+    # AWS cannot unset stage throttling: a stage that had none gets the account-level limits, which is what
+    # applied to it before; everything else is exactly as before, and no runbook tag is left.
+    expected = dict(before)
+    expected[f"stage:{t}-http"] = expected[f"stage:{t}-rest"] = account_limits(world)
+    assert after == expected
+    assert resume.says("account-level limits")
+
+    second = ws.play(RESUME, confirm=True, shutdown_scope="incident")
+    assert second.rc == 0 and second.changed == 0, second.output
+    assert world.observe(cli=False) == expected
+
+    records = [r for r in ws.audit() if r["procedure"] in ("emergency-shutdown", "emergency-resume")]
+    assert [(r["procedure"], r["result"]) for r in records] == [
+        ("emergency-shutdown", "acted"), ("emergency-shutdown", "unchanged"),
+        ("emergency-resume", "acted"), ("emergency-resume", "unchanged")]
+    first = {row["resource"]: row for row in records[0]["resources"]}
+    assert first[f"{t}-fn-0"]["before"] == {"reserved_concurrency": 7}
+    assert first[f"{t}-fn-0"]["after"] == {"reserved_concurrency": 0}
+
+
+def test_value_changed_during_the_incident_is_stopped_again_and_the_first_record_wins(tmp_path, world):
+    world.build(reserved=(7,), throttled_stage=False, unthrottled_stage=False, rest_stage=False, ecs_desired=None)
+    ws = workspace_for(tmp_path, world)
+    name = f"{world.tag}-fn-0"
+    assert ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident").rc == 0
+    [lam] = clients(world.env, "lambda")
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=3)  # someone "helps"
+
+    again = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
+    assert again.rc == 0 and again.changed == 1, again.output
+    assert world.observe()[f"lambda:{name}"] == 0
+    assert ws.play(RESUME, confirm=True, shutdown_scope="incident").rc == 0
+    assert world.observe()[f"lambda:{name}"] == 7
+
+
+def test_partial_failure_stops_the_others_reports_the_failure_and_resume_restores_all(tmp_path, world, aws_emulator):
+    world.build(reserved=(7, 8, 9, None, 4, 5), rest_stage=False, unthrottled_stage=False)
+    ws = workspace_for(tmp_path, world)
+    before = world.observe()
+    t = world.tag
+    aws_emulator.inject({"operation": "PutFunctionConcurrency", "match": f"{t}-fn-2", "code": "AccessDeniedException",
+                         "status": 403, "message": "not allowed on this function"})
+
+    shutdown = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
+    assert shutdown.rc != 0
+    assert shutdown.says(f"{t}-fn-2") and "AccessDeniedException" in shutdown.output
+    assert shutdown.says("emergency-resume.yml restores every resource that was stopped")
+    stopped = world.observe()
+    assert stopped[f"lambda:{t}-fn-2"] == 9  # the one that failed
+    for i in (0, 1, 3, 4, 5):
+        assert stopped[f"lambda:{t}-fn-{i}"] == 0
+    assert stopped[f"stage:{t}-ws"] == STOPPED_STAGE and stopped["ecs:backend"][0] == 0
+    [record] = [r for r in ws.audit() if r["procedure"] == "emergency-shutdown"]
+    assert record["result"] == "failed" and record["failed"] == [f"{t}-fn-2"]
+
+    aws_emulator.clear_faults()
+    resume = ws.play(RESUME, confirm=True, shutdown_scope="incident")
+    assert resume.rc == 0, resume.output
+    assert world.observe() == before
+
+
+def test_throttled_api_calls_are_retried_until_the_run_completes(tmp_path, world, aws_emulator):
+    world.build(reserved=tuple(range(1, 21)), throttled_stage=False, unthrottled_stage=False, rest_stage=False,
+                ecs_desired=None)
+    ws = workspace_for(tmp_path, world)
+    # Every other Lambda call is refused with a throttling error, as AWS does under load (12 of them: under
+    # sustained throttling, adaptive retries slow the whole run down on purpose).
+    aws_emulator.inject({"match": f"{world.tag}-fn-", "code": "ThrottlingException", "status": 429, "every": 2,
+                         "times": 12, "message": "Rate exceeded"})
+    shutdown = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
+    assert shutdown.rc == 0, shutdown.output
+    assert len(aws_emulator.injected()) == 12
+    [lam] = clients(world.env, "lambda")
+    for name in world.functions:
+        assert lam.get_function_concurrency(FunctionName=name)["ReservedConcurrentExecutions"] == 0
+    resume = ws.play(RESUME, confirm=True, shutdown_scope="incident")
+    assert resume.rc == 0, resume.output
+    for name, reserved in world.functions.items():
+        assert lam.get_function_concurrency(FunctionName=name)["ReservedConcurrentExecutions"] == reserved
+
+
+def test_functions_selected_by_tags(tmp_path, world):
+    create_functions(world.env, {f"{world.tag}-a": 2, f"{world.tag}-b": None}, tags={"team": world.tag})
+    create_functions(world.env, {f"{world.tag}-other": 6})
+    ws = workspace_for(tmp_path, world, incident={"lambda": {"tags": {"team": world.tag}}})
+    assert ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident").rc == 0
+    [lam] = clients(world.env, "lambda")
+    reserved = {name: lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+                for name in (f"{world.tag}-a", f"{world.tag}-b", f"{world.tag}-other")}
+    assert reserved == {f"{world.tag}-a": 0, f"{world.tag}-b": 0, f"{world.tag}-other": 6}
+
+
+# -- bad input: refused before anything changes -----------------------------------------------------
+def test_missing_confirm_shows_the_plan_and_changes_nothing(tmp_path, world):
+    world.build(reserved=(7,), unthrottled_stage=False, rest_stage=False)
+    ws = workspace_for(tmp_path, world)
+    before = world.observe()
+    run = ws.play(SHUTDOWN, shutdown_scope="incident")
+    assert run.rc != 0
+    assert run.says("Not confirmed: nothing was changed") and "-e confirm=true" in run.output
+    assert run.says("reserved_concurrency=7 -> reserved_concurrency=0")
+    assert world.observe() == before
+
+
+def test_unknown_scope_is_refused_with_the_scopes_that_exist(tmp_path, world):
+    ws = workspace_for(tmp_path, world, chatbot={"lambda": {"names": ["x"]}}, billing={"lambda": {"names": ["y"]}})
+    run = ws.play(SHUTDOWN, confirm=True, shutdown_scope="chatbto")
+    assert run.rc != 0
+    assert run.says('Unknown scope "chatbto": nothing was changed') and run.says("defines billing, chatbot")
+    missing = ws.play(SHUTDOWN, confirm=True)
+    assert missing.rc != 0 and missing.says("No scope given") and missing.says("-e shutdown_scope=NAME")
+
+
+def test_selector_matching_nothing_fails_before_any_change(tmp_path, world):
+    world.build(reserved=(7,), unthrottled_stage=False, rest_stage=False)
+    scope = world.scope()
+    scope["lambda"]["prefixes"].append(f"{world.tag}-typo-")
+    ws = workspace_for(tmp_path, world, incident=scope)
+    before = world.observe()
+    run = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
+    assert run.rc != 0
+    assert run.says(f"prefix '{world.tag}-typo-' matches no Lambda function")
+    assert world.observe() == before  # the stage, listed before the functions, was not throttled either
+
+    bad_stage = world.scope()
+    bad_stage["api_stages"] = [{"api": f"{world.tag}-ws", "stage": "prdo"}]
+    ws.write_inventory({"incident": bad_stage})
+    run = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
+    assert run.rc != 0 and run.says("has no stage 'prdo' (it has: prod)")
+    assert world.observe() == before
+
+
+def test_health_sweep_reports_a_shutdown_left_in_force(tmp_path, world):
+    world.build(reserved=(7,), unthrottled_stage=False, rest_stage=False)
+    ws = workspace_for(tmp_path, world)
+    t = world.tag
+    ours = (f"lambda:{t}-fn-0", f"apigateway:{t}-ws/prod", f"ecs:{t}-cluster/backend")
+    clean = ws.play("health-sweep.yml")
+    assert clean.rc == 0, clean.output
+    assert clean.says("shutdown_age_hours") and not any(clean.says(target) for target in ours)
+
+    assert ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident").rc == 0
+    sweep = ws.play("health-sweep.yml")
+    assert sweep.rc == 0, sweep.output  # a warning, not critical, while the incident is young
+    assert all(sweep.says(target) for target in ours)
+    assert sweep.says("run emergency-resume.yml")
+    assert ws.play("health-sweep.yml", health_sweep_fail_on="warning").rc != 0
+
+    assert ws.play(RESUME, confirm=True, shutdown_scope="incident").rc == 0
+    after = ws.play("health-sweep.yml")
+    assert after.rc == 0 and not any(after.says(target) for target in ours), after.output
