@@ -4,6 +4,8 @@
     python sandbox/sandbox.py down     # stops everything; no process is left behind
     python sandbox/sandbox.py status   # what runs where
     python sandbox/sandbox.py env      # shell exports for the AWS emulator (eval "$(... env)")
+    python sandbox/sandbox.py aws-up   # only the AWS emulator, seeded (molecule's prepare uses it)
+    python sandbox/sandbox.py aws-down
 
 Everything lives under .sandbox/ in the checkout (ignored by git). Ports come from
 inventories/local/group_vars/all/sandbox.yml, the same file the playbooks read.
@@ -265,12 +267,18 @@ def status() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "aws-up", "aws-down"])
     args = parser.parse_args()
     if args.command == "up":
         up()
     elif args.command == "down":
         down()
+    elif args.command == "aws-up":
+        os.environ.update(aws_env())
+        print(f"  aws emulator started     {'yes' if start_aws() else 'already'}")
+        print(f"  aws resources seeded     {'yes' if seed_aws() else 'already'}")
+    elif args.command == "aws-down":
+        print(f"  aws emulator {'stopped' if stop_pid(SANDBOX / 'aws' / 'moto.pid') else 'was not running'}")
     elif args.command == "env":
         for key, value in aws_env().items():
             print(f"export {key}={value}")

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: apigateway_stage_throttle
 short_description: Throttle API Gateway stages to zero and restore their previous throttling
 description:
-  - Acts on API Gateway v2 stages (WebSocket and HTTP APIs: the stage's default route throttling) and REST API
+  - Acts on API Gateway v2 stages (WebSocket and HTTP APIs; the stage's default route throttling) and REST API
     stages (the C(*/*) method throttling) in one call, concurrently, and reports each stage before and after.
   - O(state=stopped) records the stage's burst and rate limits (V(none) when not set) in the tags
     C(runbook:previous-throttling-burst-limit) and C(runbook:previous-throttling-rate-limit) on the stage itself,

@@ -13,7 +13,7 @@ description:
     (the inventory's emergency scopes).
   - A resource stopped by a shutdown is a finding C(shutdown_age_hours) (a warning at once, critical after a day
     by default), so nobody forgets the resume. A named stage or service at zero with no record is a warning
-    C(stopped_without_record): it was stopped by hand and a resume cannot restore it.
+    C(stopped_without_record); it was stopped by hand and a resume cannot restore it.
   - Never changes anything; an unreachable API is a critical finding, not a failure.
 version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)
@@ -38,7 +38,7 @@ options:
     elements: dict
     default: []
   thresholds:
-    description: Override for C(shutdown_age_hours), as C({shutdown_age_hours: {warning: 0, critical: 24}}).
+    description: "Override for C(shutdown_age_hours), as C({shutdown_age_hours: {warning: 0, critical: 24}})."
     type: dict
     default: {}
 """

@@ -13,14 +13,14 @@ description:
     and after.
   - O(state=stopped) records the function's reserved concurrency (a number, or V(none) when unreserved) in the
     tag C(runbook:previous-reserved-concurrency) on the function itself, with C(runbook:stopped-at), and then sets
-    the reserved concurrency to 0. A function already stopped by an earlier run keeps its first record: a second
+    the reserved concurrency to 0. A function already stopped by an earlier run keeps its first record; a second
     shutdown never overwrites the recorded value with 0. A function at 0 with no record was stopped by someone
     else; it is left alone and a resume leaves it too.
   - O(state=resumed) restores the recorded value (deleting the reservation when it was V(none)) and then removes
     the tags. A function changed by someone since the shutdown keeps its new value; only the record is removed.
   - O(state=present) sets the reserved concurrency to O(reserved) (scaling); a function stopped by a shutdown is
     refused until it is resumed.
-  - Every selector must match: an unknown name, a prefix or tag that matches nothing fails before any change.
+  - Every selector must match; an unknown name, a prefix or tag that matches nothing fails before any change.
     When some functions fail during the run, the others are still acted on, the failures are listed, and the
     task fails.
 version_added: 0.1.0

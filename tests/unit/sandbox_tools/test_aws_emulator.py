@@ -27,3 +27,19 @@ def test_route_settings_and_stage_variables():
     assert updated.route_settings == {"$default": {"throttlingBurstLimit": 10, "throttlingRateLimit": 5}}
     assert updated.stage_variables == {"table": "sessions", "new": "1"}
     assert updated.description == "x"
+
+
+def test_fault_rules_every_and_times(tmp_path):
+    import json
+
+    from sandbox.aws_emulator import Faults
+
+    rules = tmp_path / "faults.json"
+    rules.write_text(json.dumps([{"operation": "PutFunctionConcurrency", "match": "fn-2", "every": 2, "times": 2,
+                                  "code": "ThrottlingException"}]))
+    faults = Faults(str(rules))
+    hits = [bool(faults.check("PutFunctionConcurrency", "/functions/fn-2/concurrency")) for _ in range(6)]
+    assert hits == [False, True, False, True, False, False]
+    assert faults.check("PutFunctionConcurrency", "/functions/fn-3/concurrency") is None
+    assert faults.check("GetFunction", "/functions/fn-2") is None
+    assert len((tmp_path / "faults.json.log").read_text().splitlines()) == 2

@@ -1,0 +1,127 @@
+"""The decisions of stop, resume and scale, and the record they keep (pure logic, a fake resource type)."""
+
+import pytest
+
+from ansible_collections.runbook.recovery.plugins.module_utils.aws import Clients
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import (
+    STOPPED_AT,
+    Current,
+    Kind,
+    Resource,
+    plan_resume,
+    plan_set,
+    plan_stop,
+    run,
+)
+
+NOW = "2026-11-23T03:00:00.000000Z"
+KEY = "runbook:previous-count"
+
+
+class Counter(Kind):
+    """A resource type held in a dict: {name: {"count": n, "tags": {...}}}."""
+
+    noun = "counter"
+    settings = {"count": ("count", int)}
+    stopped = {"count": 0}
+
+    def __init__(self, store, fail_write=()):
+        super().__init__(clients=None)
+        self.store, self.fail_write = store, fail_write
+
+    def read(self, resource):
+        item = self.store[resource.name]
+        return Current({"count": item["count"]}, dict(item["tags"]))
+
+    def write(self, resource, current, values):
+        if resource.name in self.fail_write:
+            raise RuntimeError("write refused")
+        self.store[resource.name]["count"] = values["count"]
+
+    def tag(self, resource, tags):
+        self.store[resource.name]["tags"].update(tags)
+
+    def untag(self, resource, keys):
+        for key in keys:
+            self.store[resource.name]["tags"].pop(key, None)
+
+
+def current(count, **tags):
+    return Current({"count": count}, {k.replace("_", "-"): v for k, v in tags.items()})
+
+
+def recorded(count, value):
+    return Current({"count": count}, {KEY: value, STOPPED_AT: NOW})
+
+
+def test_stop_records_the_value_before_changing_it():
+    plan = plan_stop(Counter({}), current(7), NOW)
+    assert plan.action == "stop" and plan.write == {"count": 0}
+    assert plan.add_tags == {KEY: "7", STOPPED_AT: NOW}
+
+
+def test_stop_records_not_set_as_none():
+    assert plan_stop(Counter({}), current(None), NOW).add_tags[KEY] == "none"
+
+
+def test_already_zero_without_record_is_left_alone():
+    plan = plan_stop(Counter({}), current(0), NOW)
+    assert plan.action == "already_stopped" and not plan.changes
+
+
+def test_second_stop_keeps_the_first_record():
+    plan = plan_stop(Counter({}), recorded(0, "7"), NOW)
+    assert plan.action == "already_stopped" and not plan.changes
+    again = plan_stop(Counter({}), recorded(3, "7"), NOW)  # someone raised it during the incident
+    assert again.write == {"count": 0} and again.add_tags == {}
+
+
+def test_resume_restores_then_forgets():
+    plan = plan_resume(Counter({}), recorded(0, "7"))
+    assert plan.write == {"count": 7} and sorted(plan.remove_tags) == sorted([KEY, STOPPED_AT])
+    assert plan_resume(Counter({}), recorded(0, "none")).write == {"count": None}
+
+
+def test_resume_without_record_does_nothing_and_a_changed_value_is_kept():
+    assert not plan_resume(Counter({}), current(5)).changes
+    kept = plan_resume(Counter({}), recorded(4, "7"))
+    assert kept.write is None and kept.remove_tags and "changed by someone else" in kept.note
+
+
+@pytest.mark.parametrize("tags", [{KEY: "seven"}, {KEY: ""}])
+def test_an_unreadable_record_is_an_error_not_a_guess(tags):
+    with pytest.raises(RunbookError, match="set the value by hand"):
+        plan_resume(Counter({}), Current({"count": 0}, tags))
+
+
+def test_scaling_a_stopped_resource_is_refused():
+    assert plan_set(Counter({}), recorded(0, "7"), {"count": 3}).action == "refused"
+    assert plan_set(Counter({}), current(3), {"count": 3}).action == "unchanged"
+    assert plan_set(Counter({}), current(3), {"count": 5}).write == {"count": 5}
+
+
+def test_one_failing_resource_does_not_stop_the_others_and_its_record_stays_true():
+    store = {name: {"count": n, "tags": {}} for name, n in (("a", 1), ("b", 2), ("c", 3))}
+    kind = Counter(store, fail_write={"b"})
+    result = run(kind, [Resource(n, n) for n in store], "stopped", check_mode=False)
+    assert result["failed_resources"] == ["b"] and result["counts"] == {"stop": 2, "failed": 1}
+    assert [store[n]["count"] for n in "abc"] == [0, 2, 0]
+    # b kept its value and a record of it; the resume after the incident brings every one back.
+    assert store["b"]["tags"][KEY] == "2"
+    kind.fail_write = ()
+    resumed = run(kind, [Resource(n, n) for n in store], "resumed", check_mode=False)
+    assert resumed["failed_resources"] == [] and [store[n]["count"] for n in "abc"] == [1, 2, 3]
+    assert all(store[n]["tags"] == {} for n in "abc")
+
+
+def test_check_mode_writes_nothing():
+    store = {"a": {"count": 4, "tags": {}}}
+    result = run(Counter(store), [Resource("a", "a")], "stopped", check_mode=True)
+    assert result["changed"] and result["resources"][0]["after"] == {"count": 0}
+    assert store == {"a": {"count": 4, "tags": {}}}
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(RunbookError, match="workers=0"):
+        Clients({}, workers=0)
