@@ -43,8 +43,22 @@ echo "kept for investigation: $(psql -d postgres -Atc "SELECT string_agg(datname
 step "6. The same recovery again is a no-op"
 ansible-playbook playbooks/recover-db.yml -e confirm=true -e backup=latest | recap
 
+eval "$(python sandbox/sandbox.py env)"
+handler() { aws lambda get-function-concurrency --function-name ChatbotLambdaStack-WebSocketHandler \
+  --query ReservedConcurrentExecutions --output text; }
+step "7. Emergency: stop the chatbot (WebSocket handler reserved concurrency now $(handler))"
+ansible-playbook playbooks/emergency-shutdown.yml -e confirm=true -e shutdown_scope=chatbot | recap
+echo "handler reserved concurrency: $(handler); its tags: $(aws lambda list-tags --resource \
+  "$(aws lambda get-function --function-name ChatbotLambdaStack-WebSocketHandler --query Configuration.FunctionArn \
+  --output text)" --query Tags --output json | tr -d '\n ')"
+
+step "8. Resume: every function, stage and service back to exactly what it had"
+ansible-playbook playbooks/emergency-resume.yml -e confirm=true -e shutdown_scope=chatbot | recap
+echo "handler reserved concurrency: $(handler)"
+
 step "Audit log (.sandbox/audit.jsonl), last entries"
-tail -n 2 .sandbox/audit.jsonl | python -c 'import json, sys
+tail -n 4 .sandbox/audit.jsonl | python -c 'import json, sys
 for line in sys.stdin:
-    r = json.loads(line); print(r["at"], r["actor"], r["procedure"], r["database"], r["backup"], r["result"])'
+    r = json.loads(line)
+    print(r["at"], r["actor"], r["procedure"], r.get("database") or r.get("scope"), r.get("backup", ""), r["result"])'
 printf '\nThe sandbox keeps running: make sandbox-status, make sandbox-down.\n'
