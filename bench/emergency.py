@@ -135,6 +135,7 @@ def main() -> int:
     env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
            "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_HOME": str(ROOT / ".ansible"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".ansible/collections")}
+    os.environ.update(env)  # boto3 here, the CLI loops and the playbooks all read the same environment
     emulator = start_emulator(port)
     try:
         reserved, apis = build(env, args.functions, args.stages)

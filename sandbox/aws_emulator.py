@@ -7,6 +7,8 @@ Added here (the modules keep calling the real AWS API; only the emulator learns 
   and each ``RouteSettings`` entry are merged field by field; the response is the full stage.
 - Lambda ``GetFunction`` reports ``Concurrency`` when the reserved concurrency is 0 (moto drops a
   falsy value; AWS returns ``{"ReservedConcurrentExecutions": 0}``, the state of a stopped function).
+- DynamoDB ``DescribeTable`` reports ``BillingModeSummary.LastUpdateToPayPerRequestDateTime`` after a
+  switch to on-demand, as AWS does (moto keeps no such time).
 - API Gateway v2 ``TagResource``/``GetTags``/``UntagResource`` on a stage's ARN
   (arn:aws:apigateway:REGION::/apis/ID/stages/NAME), which AWS supports and moto's routes lack.
 
@@ -160,6 +162,29 @@ def install_extensions() -> None:
         return document
 
     LambdaFunction.get_code = get_code_with_zero_concurrency
+
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    original_update_table, original_describe = DynamoDBBackend.update_table, Table.describe
+
+    def update_table_with_switch_time(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        before = self.get_table(name).billing_mode
+        table = original_update_table(self, name, *args, **kwargs)
+        if before != "PAY_PER_REQUEST" and table.billing_mode == "PAY_PER_REQUEST":
+            table.last_switch_to_pay_per_request = datetime.now().timestamp()
+        return table
+
+    def describe_with_switch_time(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        document = original_describe(self, *args, **kwargs)
+        switched = getattr(self, "last_switch_to_pay_per_request", None)
+        if switched is not None:
+            for body in document.values():
+                body["BillingModeSummary"]["LastUpdateToPayPerRequestDateTime"] = switched
+        return document
+
+    DynamoDBBackend.update_table = update_table_with_switch_time
+    Table.describe = describe_with_switch_time
     from moto.apigatewayv2 import urls
 
     urls.url_paths["{0}/v2/tags/(?P<resource_arn_pt1>[^/]+)/apis/(?P<resource_arn_pt2>[^/]+)/stages/"

@@ -34,3 +34,13 @@ options:
 requirements:
   - boto3 on the managed host, for the AWS options
 """
+
+    # For the modules that act on many resources at once (lambda_concurrency, apigateway_stage_throttle, ...).
+    RESOURCES = r"""
+options:
+  workers:
+    description: Resources acted on at the same time (a bounded thread pool; botocore's adaptive retries slow it down
+      together when AWS throttles).
+    type: int
+    default: 16
+"""

@@ -40,6 +40,14 @@ def aws_argument_spec() -> dict:
     )
 
 
+def resources_argument_spec(states=("stopped", "resumed", "present", "undone"), **options) -> dict:
+    """The options of every module that stops, resumes, scales or un-scales many resources of one type."""
+    spec = aws_argument_spec()
+    spec.update(state=dict(type="str", choices=list(states), required=True),
+                workers=dict(type="int", default=DEFAULT_WORKERS), **options)
+    return spec
+
+
 def client(service: str, params: dict, pool_size: int = 10):
     if not HAS_BOTO3:
         raise RunbookError("boto3 is required on the managed host for AWS operations: pip install boto3")

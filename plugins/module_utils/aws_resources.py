@@ -6,6 +6,8 @@ matches nothing, so a typo in a scope is an error, never a silent success."""
 
 from __future__ import annotations
 
+import time
+
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import error_code, for_each, is_aws_error, paginate
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import Current, Kind, Resource
@@ -29,7 +31,7 @@ class LambdaConcurrency(Kind):
                 raise RunbookError("the function no longer exists (deleted during the run?)") from None
             raise
         reserved = found.get("Concurrency", {}).get("ReservedConcurrentExecutions")
-        return Current({"reserved_concurrency": reserved}, found.get("Tags") or {})
+        return Current({"reserved_concurrency": reserved}, found.get("Tags") or {}, found.get("Configuration") or {})
 
     def write(self, resource: Resource, current: Current, values: dict) -> None:
         reserved = values["reserved_concurrency"]
@@ -109,17 +111,19 @@ class StageThrottle(Kind):
         return Current(values, v2.get_tags(ResourceArn=resource.arn).get("Tags") or {}, found)
 
     def write(self, resource: Resource, current: Current, values: dict) -> None:
+        """Only the limits in `values` are sent; a limit that is to be "not set" gets the account-level one."""
         api_id, stage = resource.ref["api_id"], resource.ref["stage"]
+        values = {key: self.account_limits()[key] if value is None else value for key, value in values.items()}
         if resource.ref["type"] == "rest":
+            paths = {"burst_limit": "/*/*/throttling/burstLimit", "rate_limit": "/*/*/throttling/rateLimit"}
             self.clients("apigateway").update_stage(restApiId=api_id, stageName=stage, patchOperations=[
-                {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": str(values["burst_limit"])},
-                {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(float(values["rate_limit"]))}])
+                {"op": "replace", "path": paths[key], "value": str(value)} for key, value in values.items()])
             return
         # The whole DefaultRouteSettings goes back with only the throttling members changed, so logging
         # and metrics settings survive whether AWS merges or replaces the member.
-        settings = {**(current.raw.get("DefaultRouteSettings") or {}),
-                    "ThrottlingBurstLimit": int(values["burst_limit"]),
-                    "ThrottlingRateLimit": float(values["rate_limit"])}
+        members = {"burst_limit": ("ThrottlingBurstLimit", int), "rate_limit": ("ThrottlingRateLimit", float)}
+        settings = dict(current.raw.get("DefaultRouteSettings") or {})
+        settings.update({members[key][0]: members[key][1](value) for key, value in values.items()})
         self.clients("apigatewayv2").update_stage(ApiId=api_id, StageName=stage, DefaultRouteSettings=settings)
 
     def tag(self, resource: Resource, tags: dict) -> None:
@@ -134,15 +138,19 @@ class StageThrottle(Kind):
         else:
             self.clients("apigatewayv2").untag_resource(ResourceArn=resource.arn, TagKeys=keys)
 
-    def restore_values(self, recorded: dict) -> tuple[dict, str]:
-        if recorded["burst_limit"] is not None and recorded["rate_limit"] is not None:
-            return recorded, ""
-        # AWS has no call that removes default route throttling from a stage once set: "not set" means the
-        # account-level limits apply, so those are what a resume writes for an unset member.
+    def account_limits(self) -> dict:
+        """What "not set" means for a stage: the account-level limits (read once per run)."""
         if self._account_limits is None:
             limits = self.clients("apigateway").get_account().get("throttleSettings", {})
             self._account_limits = {"burst_limit": limits.get("burstLimit"), "rate_limit": limits.get("rateLimit")}
-        target = {key: self._account_limits[key] if value is None else value for key, value in recorded.items()}
+        return self._account_limits
+
+    def restore_values(self, recorded: dict) -> tuple[dict, str]:
+        if None not in recorded.values():
+            return recorded, ""
+        # AWS has no call that removes default route throttling from a stage once set: "not set" means the
+        # account-level limits apply, so those are what a resume writes for an unset member.
+        target = {key: self.account_limits()[key] if value is None else value for key, value in recorded.items()}
         return target, (f"was not set before the shutdown; AWS cannot unset stage throttling, so the account-level "
                         f"limits that applied then are written: burst {target['burst_limit']}, "
                         f"rate {target['rate_limit']}")
@@ -261,3 +269,209 @@ def resolve_services(clients, services: list[dict]) -> list[Resource]:
     if problems:
         raise RunbookError("; ".join(problems) + ". Nothing was changed: check the scope's ECS services.")
     return resources
+
+
+# -- Lambda capacity (scaling) --------------------------------------------------------------------
+# The limits AWS documents; a value outside them is refused before any call.
+LAMBDA_LIMITS = {"memory_mb": (128, 10240), "timeout_s": (1, 900), "ephemeral_storage_mb": (512, 10240),
+                 "reserved_concurrency": (0, None)}
+_CONFIG_MEMBERS = {"memory_mb": "MemorySize", "timeout_s": "Timeout"}
+
+
+def check_lambda_limits(wanted: dict) -> None:
+    for setting, value in wanted.items():
+        if value is None:
+            continue
+        low, high = LAMBDA_LIMITS[setting]
+        if value < low or (high is not None and value > high):
+            span = f"{low}-{high}" if high is not None else f"{low} or more"
+            raise RunbookError(f"{setting}={value} is outside what Lambda accepts ({span}); nothing was changed.")
+
+
+class LambdaCapacity(LambdaConcurrency):
+    """Memory, timeout, ephemeral storage and reserved concurrency. Only the settings named are sent to
+    UpdateFunctionConfiguration, so VPC, environment, role and layers are never touched."""
+
+    settings = {"memory_mb": ("memory-mb", int), "timeout_s": ("timeout-s", int),
+                "ephemeral_storage_mb": ("ephemeral-storage-mb", int),
+                "reserved_concurrency": ("reserved-concurrency", int)}
+    conflict_retries, poll_seconds, wait_seconds = 8, 0.5, 300
+
+    def read(self, resource: Resource) -> Current:
+        current = super().read(resource)
+        config = current.raw
+        current.values.update(memory_mb=config.get("MemorySize"), timeout_s=config.get("Timeout"),
+                              ephemeral_storage_mb=(config.get("EphemeralStorage") or {}).get("Size"))
+        return current
+
+    def write(self, resource: Resource, current: Current, values: dict) -> None:
+        update = {member: values[setting] for setting, member in _CONFIG_MEMBERS.items() if setting in values}
+        if "ephemeral_storage_mb" in values:
+            update["EphemeralStorage"] = {"Size": values["ephemeral_storage_mb"]}
+        if update:
+            self._update_configuration(resource, update)
+        if "reserved_concurrency" in values:
+            super().write(resource, current, {"reserved_concurrency": values["reserved_concurrency"]})
+
+    def _update_configuration(self, resource: Resource, update: dict) -> None:
+        lam = self.clients("lambda")
+        for attempt in range(self.conflict_retries):
+            try:
+                lam.update_function_configuration(FunctionName=resource.arn, **update)
+                break
+            except Exception as exc:
+                # "The operation cannot be performed at this time. An update is in progress": wait and retry,
+                # as the runbook says; every other error is the caller's to report.
+                if error_code(exc) != "ResourceConflictException" or attempt == self.conflict_retries - 1:
+                    raise
+                time.sleep(min(2 ** attempt * self.poll_seconds, 10))
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            config = lam.get_function_configuration(FunctionName=resource.arn)
+            status = config.get("LastUpdateStatus", "Successful")
+            if status == "Successful":
+                return
+            if status == "Failed":
+                raise RunbookError(f"the update failed: {config.get('LastUpdateStatusReason', 'no reason given')}")
+            if time.monotonic() > deadline:
+                raise RunbookError(f"the update is still {status} after {self.wait_seconds}s")
+            time.sleep(self.poll_seconds)
+
+
+# -- DynamoDB capacity (scaling) ------------------------------------------------------------------
+CAPACITY_LIMITS = (1, 40000)  # AWS's default per-table quota for read and write capacity units
+SWITCH_WINDOW_HOURS = 24
+
+
+class DynamoCapacity(Kind):
+    """Billing mode and provisioned capacity of a table and its global secondary indexes. GSI settings are
+    named `gsi/<index>/read_capacity`; their tag suffixes `gsi/<index>/read-capacity`."""
+
+    noun = "DynamoDB table"
+    settings = {"billing_mode": ("billing-mode", str), "read_capacity": ("read-capacity", int),
+                "write_capacity": ("write-capacity", int)}
+    poll_seconds, wait_seconds = 0.5, 600
+
+    def suffix(self, setting: str) -> str:
+        if setting.startswith("gsi/"):
+            return setting.replace("_", "-")
+        return super().suffix(setting)
+
+    def setting(self, suffix: str) -> tuple[str, type] | None:
+        if suffix.startswith("gsi/") and suffix.rsplit("/", 1)[-1] in ("read-capacity", "write-capacity"):
+            return suffix[:suffix.rindex("/") + 1] + suffix.rsplit("/", 1)[-1].replace("-", "_"), int
+        return super().setting(suffix)
+
+    def read(self, resource: Resource) -> Current:
+        ddb = self.clients("dynamodb")
+        try:
+            table = ddb.describe_table(TableName=resource.name)["Table"]
+        except Exception as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise RunbookError("the table no longer exists") from None
+            raise
+        mode = (table.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
+        on_demand = mode == "PAY_PER_REQUEST"
+
+        def capacity(throughput, member):
+            return None if on_demand else (throughput or {}).get(member)
+
+        values = {"billing_mode": mode,
+                  "read_capacity": capacity(table.get("ProvisionedThroughput"), "ReadCapacityUnits"),
+                  "write_capacity": capacity(table.get("ProvisionedThroughput"), "WriteCapacityUnits")}
+        for index in table.get("GlobalSecondaryIndexes") or []:
+            for member, setting in (("ReadCapacityUnits", "read_capacity"), ("WriteCapacityUnits", "write_capacity")):
+                values[f"gsi/{index['IndexName']}/{setting}"] = capacity(index.get("ProvisionedThroughput"), member)
+        tags = paginate(ddb, "list_tags_of_resource", "Tags", ResourceArn=resource.arn)
+        return Current(values, {t["Key"]: t["Value"] for t in tags}, table)
+
+    def related(self, changing: dict, current: Current) -> dict:
+        """Leaving provisioned mode loses the capacities: record them too, or an undo could not set them back."""
+        if changing.get("billing_mode") == "PAY_PER_REQUEST":
+            return {key: value for key, value in current.values.items() if key.endswith("_capacity")}
+        return {}
+
+    def check(self, current: Current, changing: dict) -> None:
+        """AWS's rules, as clear errors before any change."""
+        switching = "billing_mode" in changing and changing["billing_mode"] != current.values["billing_mode"]
+        if switching:
+            summary = current.raw.get("BillingModeSummary") or {}
+            last = summary.get("LastUpdateToPayPerRequestDateTime")
+            if last is not None:
+                last = last.timestamp() if hasattr(last, "timestamp") else float(last)
+                hours = (time.time() - last) / 3600
+                if hours < SWITCH_WINDOW_HOURS:
+                    raise RunbookError(
+                        f"the table switched to PAY_PER_REQUEST {hours:.1f}h ago; AWS allows one billing mode switch "
+                        f"per {SWITCH_WINDOW_HOURS}h, so a switch is possible in {SWITCH_WINDOW_HOURS - hours:.1f}h. "
+                        "Nothing was changed; raise the on-demand table's limits another way meanwhile.")
+        mode = changing.get("billing_mode", current.values["billing_mode"])
+        capacities = {k: v for k, v in changing.items() if k.endswith("_capacity") and v is not None}
+        if capacities and mode == "PAY_PER_REQUEST":
+            raise RunbookError("the table is (or is becoming) PAY_PER_REQUEST: capacities apply only to PROVISIONED "
+                               "tables; give dynamodb_billing_mode=PROVISIONED with them. Nothing was changed.")
+        low, high = CAPACITY_LIMITS
+        for key, value in capacities.items():
+            if not low <= value <= high:
+                raise RunbookError(f"{key}={value} is outside {low}-{high} capacity units (AWS's default table "
+                                   "quota; ask AWS to raise it first). Nothing was changed.")
+        unknown = sorted(set(changing) - set(current.values))
+        if unknown:
+            indexes = sorted({key.split("/")[1] for key in current.values if key.startswith("gsi/")})
+            raise RunbookError(f"the table has no {', '.join(unknown)} (its indexes: {', '.join(indexes) or 'none'}). "
+                               "Nothing was changed.")
+
+    def write(self, resource: Resource, current: Current, values: dict) -> None:
+        target = {**current.values, **values}
+        provisioned = target["billing_mode"] == "PROVISIONED"
+        update: dict = {}
+        if values.get("billing_mode", current.values["billing_mode"]) != current.values["billing_mode"]:
+            update["BillingMode"] = target["billing_mode"]
+        if provisioned and ("BillingMode" in update or {"read_capacity", "write_capacity"} & set(values)):
+            update["ProvisionedThroughput"] = {"ReadCapacityUnits": target["read_capacity"],
+                                              "WriteCapacityUnits": target["write_capacity"]}
+        indexes = sorted({key.split("/")[1] for key in target if key.startswith("gsi/")})
+        gsi_updates = []
+        for index in indexes:
+            keys = (f"gsi/{index}/read_capacity", f"gsi/{index}/write_capacity")
+            if provisioned and ("BillingMode" in update or set(keys) & set(values)):
+                gsi_updates.append({"Update": {"IndexName": index, "ProvisionedThroughput": {
+                    "ReadCapacityUnits": target[keys[0]], "WriteCapacityUnits": target[keys[1]]}}})
+        if gsi_updates:
+            update["GlobalSecondaryIndexUpdates"] = gsi_updates
+        if not update:
+            return
+        self.clients("dynamodb").update_table(TableName=resource.name, **update)
+        self.wait_active(resource.name)
+
+    def wait_active(self, name: str) -> None:
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            table = self.clients("dynamodb").describe_table(TableName=name)["Table"]
+            busy = [table["TableStatus"]] if table["TableStatus"] != "ACTIVE" else []
+            busy += [f"{i['IndexName']} {i['IndexStatus']}" for i in table.get("GlobalSecondaryIndexes") or []
+                     if i.get("IndexStatus", "ACTIVE") != "ACTIVE"]
+            if not busy:
+                return
+            if time.monotonic() > deadline:
+                raise RunbookError(f"still {', '.join(busy)} after {self.wait_seconds}s")
+            time.sleep(self.poll_seconds)
+
+    def tag(self, resource: Resource, tags: dict) -> None:
+        self.clients("dynamodb").tag_resource(ResourceArn=resource.arn,
+                                              Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    def untag(self, resource: Resource, keys: list) -> None:
+        self.clients("dynamodb").untag_resource(ResourceArn=resource.arn, TagKeys=keys)
+
+
+def resolve_tables(clients, names: list[str]) -> list[Resource]:
+    if not names:
+        raise RunbookError("no DynamoDB tables selected: give table names.")
+    existing = set(paginate(clients("dynamodb"), "list_tables", "TableNames"))
+    missing = [name for name in names if name not in existing]
+    if missing:
+        raise RunbookError(f"no DynamoDB table {', '.join(map(repr, missing))} in {_region(clients('dynamodb'))} "
+                           f"(tables: {', '.join(sorted(existing)) or 'none'}). Nothing was changed.")
+    ddb = clients("dynamodb")
+    return [Resource(name, ddb.describe_table(TableName=name)["Table"]["TableArn"]) for name in names]

@@ -7,7 +7,10 @@ The record is a set of tags, `runbook:previous-<setting>` (`none` when the setti
 so a resume from any machine (or from Airflow) restores the exact prior state, and a crash between
 the two steps leaves a record that still tells the truth.
 
-The decisions are pure functions (`plan_stop`, `plan_resume`, `plan_set`) over what a resource holds
+Scaling keeps a record of its own (`runbook:scale-previous-<setting>`, `runbook:scaled-at`) holding only the
+settings it changed, so `state: undone` puts back exactly those.
+
+The decisions are pure functions (`plan_stop`, `plan_resume`, `plan_set`, `plan_undo`) over what a resource holds
 now; `Kind` subclasses (Lambda, API Gateway stages, ECS services) read and write one resource each;
 `apply` runs the plans over many resources on a bounded thread pool and reports every one.
 """
@@ -20,9 +23,22 @@ from dataclasses import dataclass, field
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import DEFAULT_WORKERS, describe_error, for_each
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, utc_now
 
-TAG_PREFIX = "runbook:previous-"
-STOPPED_AT = "runbook:stopped-at"
 NOT_SET = "none"
+
+
+@dataclass(frozen=True)
+class Record:
+    """A kind of record kept in tags: what a shutdown stopped, or what a scaling changed."""
+
+    prefix: str
+    stamp: str
+    what: str
+    complete: bool  # every setting of the resource type is recorded (a shutdown), or only those changed (scaling)
+
+
+SHUTDOWN = Record("runbook:previous-", "runbook:stopped-at", "shutdown", complete=True)
+SCALE = Record("runbook:scale-previous-", "runbook:scaled-at", "scaling", complete=False)
+TAG_PREFIX, STOPPED_AT = SHUTDOWN.prefix, SHUTDOWN.stamp
 
 
 @dataclass
@@ -43,7 +59,7 @@ class Current:
 
 @dataclass
 class Plan:
-    action: str  # stop, already_stopped, resume, not_stopped, set, unchanged, refused
+    action: str  # stop, already_stopped, resume, not_stopped, set, unchanged, undo, not_scaled, refused
     write: dict | None = None
     add_tags: dict = field(default_factory=dict)
     remove_tags: list = field(default_factory=list)
@@ -78,42 +94,62 @@ class Kind:
     def untag(self, resource: Resource, keys: list) -> None:
         raise NotImplementedError
 
+    def related(self, changing: dict, current: Current) -> dict:
+        """Settings a change to `changing` loses besides its own, which a scaling must record too."""
+        return {}
+
+    def check(self, current: Current, changing: dict) -> None:
+        """Refuse (RunbookError) a change the service would refuse, before anything is written."""
+
     def restore_values(self, recorded: dict) -> tuple[dict, str]:
         """The values a resume writes for a record, and a note when they cannot be the record itself."""
         return recorded, ""
 
     # -- the record ------------------------------------------------------------------------------
-    def tag_keys(self) -> dict[str, str]:
-        return {setting: TAG_PREFIX + suffix for setting, (suffix, _type) in self.settings.items()}
+    def suffix(self, setting: str) -> str:
+        return self.settings[setting][0]
 
-    def encode(self, values: dict) -> dict[str, str]:
-        keys = self.tag_keys()
-        return {keys[s]: NOT_SET if values[s] is None else format_number(values[s]) for s in self.settings}
+    def setting(self, suffix: str) -> tuple[str, type] | None:
+        """The setting a tag suffix names, and its type; None for a suffix this type does not know."""
+        for setting, (known, kind) in self.settings.items():
+            if known == suffix:
+                return setting, kind
+        return None
 
-    def recorded(self, tags: dict) -> dict | None:
-        """The values recorded by a shutdown, None when there is no record; an unreadable or partial
-        record is an error (guessing a value to restore is worse than stopping to ask)."""
-        keys = self.tag_keys()
-        present = {s for s, key in keys.items() if key in tags}
-        if not present:
-            return None
-        if present != set(keys):
-            missing = ", ".join(sorted(keys[s] for s in set(keys) - present))
-            raise RunbookError(f"the shutdown record on this {self.noun} is incomplete (missing {missing}); "
-                               "set the value by hand, then remove the runbook:* tags.")
+    def encode(self, values: dict, record: Record = SHUTDOWN) -> dict[str, str]:
+        return {record.prefix + self.suffix(s): NOT_SET if v is None else format_value(v) for s, v in values.items()}
+
+    def record_keys(self, tags: dict, record: Record = SHUTDOWN) -> list[str]:
+        return [key for key in tags if key.startswith(record.prefix) or key == record.stamp]
+
+    def recorded(self, tags: dict, record: Record = SHUTDOWN) -> dict | None:
+        """The values a record holds, None when there is none; an unreadable or partial record is an error
+        (guessing a value to restore is worse than stopping to ask)."""
         values = {}
-        for setting, key in keys.items():
-            text, kind = tags[key], self.settings[setting][1]
+        for key, text in tags.items():
+            if not key.startswith(record.prefix):
+                continue
+            known = self.setting(key[len(record.prefix):])
+            if known is None:
+                raise RunbookError(f"the {record.what} record {key} on this {self.noun} names no setting this tool "
+                                   "knows; set the value by hand, then remove the runbook:* tags.")
+            setting, kind = known
             try:
                 values[setting] = None if text == NOT_SET else kind(text)
             except ValueError:
-                raise RunbookError(f"the shutdown record {key}={text!r} on this {self.noun} is not a number or "
+                raise RunbookError(f"the {record.what} record {key}={text!r} on this {self.noun} is not a value or "
                                    f"{NOT_SET!r}; set the value by hand, then remove the runbook:* tags.") from None
+        if not values:
+            return None
+        if record.complete and set(values) != set(self.settings):
+            missing = ", ".join(sorted(record.prefix + self.suffix(s) for s in set(self.settings) - set(values)))
+            raise RunbookError(f"the {record.what} record on this {self.noun} is incomplete (missing {missing}); "
+                               "set the value by hand, then remove the runbook:* tags.")
         return values
 
 
-def format_number(value) -> str:
-    return str(value) if isinstance(value, int) else repr(float(value))
+def format_value(value) -> str:
+    return value if isinstance(value, str) else str(value) if isinstance(value, int) else repr(float(value))
 
 
 # -- decisions (pure) -----------------------------------------------------------------------------
@@ -138,7 +174,7 @@ def plan_stop(kind: Kind, current: Current, now: str) -> Plan:
 
 def plan_resume(kind: Kind, current: Current) -> Plan:
     recorded = kind.recorded(current.tags)
-    record_tags = [key for key in (*kind.tag_keys().values(), STOPPED_AT) if key in current.tags]
+    record_tags = kind.record_keys(current.tags)
     if recorded is None:
         return Plan("not_stopped", after=current.values, note="carries no shutdown record; left as it is")
     if not same(current.values, kind.stopped):
@@ -150,15 +186,41 @@ def plan_resume(kind: Kind, current: Current) -> Plan:
                 note=note or f"restored to {describe(recorded)}")
 
 
-def plan_set(kind: Kind, current: Current, wanted: dict) -> Plan:
-    if kind.recorded(current.tags) is not None:
+def plan_set(kind: Kind, current: Current, wanted: dict, now: str) -> Plan:
+    """Scale: write only the settings named (others are never sent), recording the values they replace so
+    `plan_undo` can put them back; a second scaling keeps the first record, so undo returns to before both."""
+    if kind.record_keys(current.tags, SHUTDOWN):
         return Plan("refused", after=current.values,
                     note=f"stopped by an emergency shutdown since {current.tags.get(STOPPED_AT, '?')}: resume it "
                          "first (emergency-resume.yml), then scale")
-    target = {**current.values, **wanted}
-    if same(current.values, target):
+    named = {key: value for key, value in wanted.items() if value is not None}
+    changing = {key: value for key, value in named.items() if not same({key: current.values.get(key)}, {key: value})}
+    if not changing:
         return Plan("unchanged", after=current.values)
-    return Plan("set", write=target, after=target)
+    kind.check(current, changing)
+    prior = kind.recorded(current.tags, SCALE) or {}
+    replaced = {**kind.related(changing, current), **{key: current.values.get(key) for key in changing}}
+    record = kind.encode({key: value for key, value in replaced.items() if key not in prior}, SCALE)
+    if record and not prior:
+        record[SCALE.stamp] = now
+    target = {**current.values, **changing}
+    return Plan("set", write=changing, add_tags=record, after=target,
+                note=f"previous {describe({k: current.values.get(k) for k in changing})} recorded for undo"
+                if record else "the values recorded by the first scaling are kept for undo")
+
+
+def plan_undo(kind: Kind, current: Current) -> Plan:
+    if kind.record_keys(current.tags, SHUTDOWN):
+        return Plan("refused", after=current.values,
+                    note="stopped by an emergency shutdown: resume it first (emergency-resume.yml), then undo")
+    prior = kind.recorded(current.tags, SCALE)
+    if prior is None:
+        return Plan("not_scaled", after=current.values, note="carries no scaling record; left as it is")
+    target, note = kind.restore_values(prior)
+    kind.check(current, {key: value for key, value in target.items() if not same({key: current.values.get(key)},
+                                                                                    {key: value})})
+    return Plan("undo", write=target, remove_tags=kind.record_keys(current.tags, SCALE),
+                after={**current.values, **target}, note=note or f"restored to {describe(prior)}")
 
 
 def same(left: dict, right: dict) -> bool:
@@ -221,12 +283,13 @@ def run(kind: Kind, resources: list[Resource], state: str, check_mode: bool, wan
         workers: int = DEFAULT_WORKERS) -> dict:
     """The result every module of this family returns: one row per resource, counts, and a message."""
     now = isoformat(utc_now())
-    if state == "stopped":
-        rows = apply(kind, resources, lambda current: plan_stop(kind, current, now), check_mode, workers)
-    elif state == "resumed":
-        rows = apply(kind, resources, lambda current: plan_resume(kind, current), check_mode, workers)
-    else:
-        rows = apply(kind, resources, lambda current: plan_set(kind, current, wanted or {}), check_mode, workers)
+    decide = {
+        "stopped": lambda current: plan_stop(kind, current, now),
+        "resumed": lambda current: plan_resume(kind, current),
+        "present": lambda current: plan_set(kind, current, wanted or {}, now),
+        "undone": lambda current: plan_undo(kind, current),
+    }[state]
+    rows = apply(kind, resources, decide, check_mode, workers)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["action"]] = counts.get(row["action"], 0) + 1

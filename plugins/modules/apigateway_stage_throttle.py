@@ -17,12 +17,14 @@ description:
   - O(state=resumed) restores the recorded limits and removes the tags. AWS has no call that removes throttling
     from a stage once set, so a limit that was not set is restored as the account-level limit
     (C(apigateway get-account)), which is what applied to the stage before; the result says so.
-  - O(state=present) sets the limits to O(burst_limit) and O(rate_limit).
+  - O(state=present) sets the limits to O(burst_limit) and O(rate_limit), recording the values they replace
+    (C(runbook:scale-previous-*)); O(state=undone) puts them back.
   - An API (by name or id) or stage that does not exist fails before any change.
 version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.aws
+  - runbook.recovery.aws.resources
 attributes:
   check_mode:
     support: full
@@ -51,9 +53,9 @@ options:
         choices: [v2, rest]
         default: v2
   state:
-    description: V(stopped), V(resumed), or V(present) (with O(burst_limit) and O(rate_limit)).
+    description: V(stopped), V(resumed), V(undone), or V(present) (with O(burst_limit) and O(rate_limit)).
     type: str
-    choices: [stopped, resumed, present]
+    choices: [stopped, resumed, present, undone]
     required: true
   burst_limit:
     description: Burst limit for O(state=present).
@@ -61,10 +63,6 @@ options:
   rate_limit:
     description: Rate limit (requests per second) for O(state=present).
     type: float
-  workers:
-    description: Stages acted on at the same time.
-    type: int
-    default: 16
 """
 
 EXAMPLES = r"""
@@ -108,8 +106,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     Clients,
-    aws_argument_spec,
     aws_failures_reported,
+    resources_argument_spec,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import StageThrottle, resolve_stages
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
@@ -117,17 +115,14 @@ from ansible_collections.runbook.recovery.plugins.module_utils.previous_values i
 
 
 def main():
-    argument_spec = aws_argument_spec()
-    argument_spec.update(
+    argument_spec = resources_argument_spec(
         stages=dict(type="list", elements="dict", required=True, options=dict(
             api=dict(type="str", required=True),
             stage=dict(type="str", required=True),
             type=dict(type="str", choices=["v2", "rest"], default="v2"),
         )),
-        state=dict(type="str", choices=["stopped", "resumed", "present"], required=True),
         burst_limit=dict(type="int"),
         rate_limit=dict(type="float"),
-        workers=dict(type="int", default=16),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[("state", "present", ["burst_limit", "rate_limit"])])

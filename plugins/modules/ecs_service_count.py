@@ -13,13 +13,15 @@ description:
     with C(runbook:stopped-at), then sets the desired count to 0. A service stopped by an earlier run keeps its
     first record.
   - O(state=resumed) restores the recorded desired count and removes the tags.
-  - O(state=present) sets the desired count to O(desired_count); a service stopped by a shutdown is refused until
-    it is resumed.
+  - O(state=present) sets the desired count to O(desired_count), recording the count it replaces in
+    C(runbook:scale-previous-desired-count); O(state=undone) puts it back. A service stopped by a shutdown is
+    refused until it is resumed.
   - A cluster or service that does not exist fails before any change.
 version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.aws
+  - runbook.recovery.aws.resources
 attributes:
   check_mode:
     support: full
@@ -43,17 +45,13 @@ options:
         type: str
         required: true
   state:
-    description: V(stopped), V(resumed), or V(present) (with O(desired_count)).
+    description: V(stopped), V(resumed), V(undone), or V(present) (with O(desired_count)).
     type: str
-    choices: [stopped, resumed, present]
+    choices: [stopped, resumed, present, undone]
     required: true
   desired_count:
     description: Desired count for O(state=present).
     type: int
-  workers:
-    description: Services acted on at the same time.
-    type: int
-    default: 16
 """
 
 EXAMPLES = r"""
@@ -97,8 +95,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     Clients,
-    aws_argument_spec,
     aws_failures_reported,
+    resources_argument_spec,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import EcsDesiredCount, resolve_services
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
@@ -106,15 +104,12 @@ from ansible_collections.runbook.recovery.plugins.module_utils.previous_values i
 
 
 def main():
-    argument_spec = aws_argument_spec()
-    argument_spec.update(
+    argument_spec = resources_argument_spec(
         services=dict(type="list", elements="dict", required=True, options=dict(
             cluster=dict(type="str", required=True),
             name=dict(type="str", required=True),
         )),
-        state=dict(type="str", choices=["stopped", "resumed", "present"], required=True),
         desired_count=dict(type="int"),
-        workers=dict(type="int", default=16),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[("state", "present", ["desired_count"])])

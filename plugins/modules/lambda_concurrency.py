@@ -18,8 +18,9 @@ description:
     else; it is left alone and a resume leaves it too.
   - O(state=resumed) restores the recorded value (deleting the reservation when it was V(none)) and then removes
     the tags. A function changed by someone since the shutdown keeps its new value; only the record is removed.
-  - O(state=present) sets the reserved concurrency to O(reserved) (scaling); a function stopped by a shutdown is
-    refused until it is resumed.
+  - O(state=present) sets the reserved concurrency to O(reserved) (scaling), recording the value it replaces in
+    C(runbook:scale-previous-reserved-concurrency); O(state=undone) puts that value back and removes the record.
+    A function stopped by a shutdown is refused until it is resumed.
   - Every selector must match; an unknown name, a prefix or tag that matches nothing fails before any change.
     When some functions fail during the run, the others are still acted on, the failures are listed, and the
     task fails.
@@ -27,6 +28,7 @@ version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.aws
+  - runbook.recovery.aws.resources
 attributes:
   check_mode:
     support: full
@@ -50,17 +52,13 @@ options:
     type: dict
     default: {}
   state:
-    description: V(stopped), V(resumed), or V(present) (with O(reserved)).
+    description: V(stopped), V(resumed), V(undone), or V(present) (with O(reserved)).
     type: str
-    choices: [stopped, resumed, present]
+    choices: [stopped, resumed, present, undone]
     required: true
   reserved:
     description: Reserved concurrency for O(state=present).
     type: int
-  workers:
-    description: Functions acted on at the same time.
-    type: int
-    default: 16
 """
 
 EXAMPLES = r"""
@@ -107,8 +105,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     Clients,
-    aws_argument_spec,
     aws_failures_reported,
+    resources_argument_spec,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import (
     LambdaConcurrency,
@@ -119,14 +117,11 @@ from ansible_collections.runbook.recovery.plugins.module_utils.previous_values i
 
 
 def main():
-    argument_spec = aws_argument_spec()
-    argument_spec.update(
+    argument_spec = resources_argument_spec(
         names=dict(type="list", elements="str", default=[]),
         prefixes=dict(type="list", elements="str", default=[]),
         tags=dict(type="dict", default={}),
-        state=dict(type="str", choices=["stopped", "resumed", "present"], required=True),
         reserved=dict(type="int"),
-        workers=dict(type="int", default=16),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[("state", "present", ["reserved"])])

@@ -96,9 +96,23 @@ def test_an_unreadable_record_is_an_error_not_a_guess(tags):
 
 
 def test_scaling_a_stopped_resource_is_refused():
-    assert plan_set(Counter({}), recorded(0, "7"), {"count": 3}).action == "refused"
-    assert plan_set(Counter({}), current(3), {"count": 3}).action == "unchanged"
-    assert plan_set(Counter({}), current(3), {"count": 5}).write == {"count": 5}
+    assert plan_set(Counter({}), recorded(0, "7"), {"count": 3}, NOW).action == "refused"
+    assert plan_set(Counter({}), current(3), {"count": 3}, NOW).action == "unchanged"
+    scaled = plan_set(Counter({}), current(3), {"count": 5}, NOW)
+    assert scaled.write == {"count": 5}
+    assert scaled.add_tags == {"runbook:scale-previous-count": "3", "runbook:scaled-at": NOW}
+
+
+def test_scale_twice_then_undo_returns_to_before_the_first():
+    store = {"a": {"count": 3, "tags": {}}}
+    kind = Counter(store)
+    for count in (5, 9):
+        run(kind, [Resource("a", "a")], "present", check_mode=False, wanted={"count": count})
+    assert store["a"]["count"] == 9 and store["a"]["tags"]["runbook:scale-previous-count"] == "3"
+    undone = run(kind, [Resource("a", "a")], "undone", check_mode=False)
+    assert undone["counts"] == {"undo": 1} and store["a"] == {"count": 3, "tags": {}}
+    again = run(kind, [Resource("a", "a")], "undone", check_mode=False)
+    assert again["counts"] == {"not_scaled": 1} and not again["changed"]
 
 
 def test_one_failing_resource_does_not_stop_the_others_and_its_record_stays_true():

@@ -1,0 +1,145 @@
+#!/usr/bin/python
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: lambda_capacity
+short_description: Raise (or lower) Lambda memory, timeout, ephemeral storage and reserved concurrency, and undo it exactly
+description:
+  - Changes only the settings named. C(UpdateFunctionConfiguration) receives just those members, so VPC configuration,
+    environment variables, role, layers and every other setting stay as they are (unlike C(amazon.aws.lambda),
+    which resets what it is not given).
+  - Retries C(ResourceConflictException) (an update already in progress) with backoff, then waits until the
+    function's C(LastUpdateStatus) is C(Successful); a C(Failed) update fails the function with AWS's reason.
+  - O(state=present) records the values it replaces in C(runbook:scale-previous-*) tags on the function (a second
+    scaling keeps the first record); O(state=undone) writes them back and removes the tags.
+  - Acts on every function selected by O(names), O(prefixes) and O(tags), concurrently; a selector matching nothing,
+    or a value outside what Lambda accepts, fails before any change. A function stopped by an emergency shutdown is
+    refused.
+version_added: 0.1.0
+author: runbook.recovery maintainers (@runbook-recovery)
+extends_documentation_fragment:
+  - runbook.recovery.aws
+  - runbook.recovery.aws.resources
+attributes:
+  check_mode:
+    support: full
+    description: Reads every function and reports what would change; writes nothing.
+  diff_mode:
+    support: full
+    description: Each function's settings before and after.
+options:
+  names:
+    description: Function names.
+    type: list
+    elements: str
+    default: []
+  prefixes:
+    description: Every function whose name starts with one of these.
+    type: list
+    elements: str
+    default: []
+  tags:
+    description: Every function carrying all of these tags.
+    type: dict
+    default: {}
+  state:
+    description: V(present) to set the settings named, V(undone) to put back what a scaling replaced.
+    type: str
+    choices: [present, undone]
+    default: present
+  memory_mb:
+    description: Memory in MB (128-10240).
+    type: int
+  timeout_s:
+    description: Timeout in seconds (1-900).
+    type: int
+  ephemeral_storage_mb:
+    description: Size of /tmp in MB (512-10240).
+    type: int
+  reserved_concurrency:
+    description: Reserved concurrency (0 or more).
+    type: int
+"""
+
+EXAMPLES = r"""
+- name: Give the recommendation function more room
+  runbook.recovery.lambda_capacity:
+    names: [sake-sensei-recommendation]
+    memory_mb: 2048
+    timeout_s: 30
+
+- name: Put back what the scaling changed
+  runbook.recovery.lambda_capacity:
+    names: [sake-sensei-recommendation]
+    state: undone
+"""
+
+RETURN = r"""
+resources:
+  description: One entry per function.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"resource": "sake-sensei-recommendation", "action": "set", "changed": true,
+            "before": {"memory_mb": 256, "timeout_s": 30, "ephemeral_storage_mb": 512, "reserved_concurrency": 5},
+            "after": {"memory_mb": 2048, "timeout_s": 30, "ephemeral_storage_mb": 512, "reserved_concurrency": 5},
+            "note": "previous memory_mb=256 recorded for undo"}]
+counts:
+  description: Functions per action (set, unchanged, undo, not_scaled, failed).
+  returned: always
+  type: dict
+  sample: {"set": 1}
+failed_resources:
+  description: Names of the functions that failed.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
+    Clients,
+    aws_failures_reported,
+    resources_argument_spec,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import (
+    LambdaCapacity,
+    check_lambda_limits,
+    resolve_functions,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
+
+SETTINGS = ("memory_mb", "timeout_s", "ephemeral_storage_mb", "reserved_concurrency")
+
+
+def main():
+    argument_spec = resources_argument_spec(
+        states=("present", "undone"),
+        names=dict(type="list", elements="str", default=[]),
+        prefixes=dict(type="list", elements="str", default=[]),
+        tags=dict(type="dict", default={}),
+        **{setting: dict(type="int") for setting in SETTINGS},
+    )
+    argument_spec["state"].update(required=False, default="present")
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    wanted = {setting: p[setting] for setting in SETTINGS}
+    with aws_failures_reported(module, "finding the Lambda functions"):
+        if p["state"] == "present" and all(value is None for value in wanted.values()):
+            raise RunbookError("name at least one setting to change: memory_mb, timeout_s, ephemeral_storage_mb or "
+                               "reserved_concurrency.")
+        check_lambda_limits(wanted)
+        clients = Clients(p, p["workers"])
+        functions = resolve_functions(clients, p["names"], p["prefixes"], p["tags"])
+    finish(module, run(LambdaCapacity(clients), functions, p["state"], module.check_mode, wanted=wanted,
+                       workers=p["workers"]))
+
+
+if __name__ == "__main__":
+    main()
