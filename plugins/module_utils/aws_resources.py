@@ -401,10 +401,11 @@ class DynamoCapacity(Kind):
                 last = last.timestamp() if hasattr(last, "timestamp") else float(last)
                 hours = (time.time() - last) / 3600
                 if hours < SWITCH_WINDOW_HOURS:
+                    allowed = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last + SWITCH_WINDOW_HOURS * 3600))
                     raise RunbookError(
-                        f"the table switched to PAY_PER_REQUEST {hours:.1f}h ago; AWS allows one billing mode switch "
-                        f"per {SWITCH_WINDOW_HOURS}h, so a switch is possible in {SWITCH_WINDOW_HOURS - hours:.1f}h. "
-                        "Nothing was changed; raise the on-demand table's limits another way meanwhile.")
+                        f"the table switched to PAY_PER_REQUEST {hours:.1f}h ago and AWS allows one billing mode "
+                        f"switch per {SWITCH_WINDOW_HOURS}h: nothing was changed. The next switch is possible after "
+                        f"{allowed}.")
         mode = changing.get("billing_mode", current.values["billing_mode"])
         capacities = {k: v for k, v in changing.items() if k.endswith("_capacity") and v is not None}
         if capacities and mode == "PAY_PER_REQUEST":
