@@ -173,11 +173,11 @@ def throttling(settings: dict, prefix: str) -> tuple:
 
 
 class AwsWorkspace(PlaybookWorkspace):
-    """An inventory with one `aws` host pointed at the emulator, and the scopes given."""
+    """An inventory with one `aws` host pointed at the emulator, and the emergency scopes and scale targets given."""
 
-    def __init__(self, base: Path, env: dict, scopes: dict):
+    def __init__(self, base: Path, env: dict, scopes: dict, targets: dict | None = None):
         super().__init__(base)
-        self.aws_env = env
+        self.aws_env, self.targets = env, targets or {}
         self.write_inventory(scopes)
 
     def write_inventory(self, scopes: dict) -> None:
@@ -189,6 +189,7 @@ class AwsWorkspace(PlaybookWorkspace):
                                "access_key": self.aws_env["AWS_ACCESS_KEY_ID"],
                                "secret_key": self.aws_env["AWS_SECRET_ACCESS_KEY"]},
             "emergency_scopes": scopes,
+            "scale_targets_inventory": self.targets,
             "runbook_audit_log": str(self.audit_log),
             "runbook_report_dir": str(self.base / "reports"),
         }

@@ -1,0 +1,196 @@
+"""Scaling and its exact undo against the AWS emulator over HTTP: only the settings named change, AWS's
+limits and DynamoDB's switch rule are refused before any change, and undo puts back exactly what was there."""
+
+from __future__ import annotations
+
+import pytest
+from aws_world import AwsWorkspace, World, aws, clients, lambda_zip
+
+SCALE, UNDO = "scale.yml", "scale-undo.yml"
+
+
+@pytest.fixture
+def world(aws_emulator):
+    aws_emulator.clear_faults()
+    return World(dict(aws_emulator))
+
+
+def function_with_everything(world: World) -> str:
+    """A function with settings a careless update would reset: VPC, environment, layers-free role, memory."""
+    iam, lam = clients(world.env, "iam", "lambda")
+    role = iam.create_role(RoleName=f"{world.tag}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    name = f"{world.tag}-recommend"
+    lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="index.handler",
+                        Code={"ZipFile": lambda_zip()}, MemorySize=256, Timeout=30, Description="recommendations",
+                        Environment={"Variables": {"SESSIONS_TABLE": "chatbot-sessions", "MODE": "live"}},
+                        VpcConfig={"SubnetIds": ["subnet-1"], "SecurityGroupIds": ["sg-1"]})
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=5)
+    return name
+
+
+def configuration(world: World, name: str, cli: bool = True) -> dict:
+    config = aws(world.env, "lambda", "get-function-configuration", "--function-name", name, cli=cli)
+    reserved = aws(world.env, "lambda", "get-function-concurrency", "--function-name", name, cli=cli)
+    keep = ("MemorySize", "Timeout", "EphemeralStorage", "Environment", "VpcConfig", "Role", "Handler", "Runtime",
+            "Description", "Layers")
+    return {**{key: config.get(key) for key in keep}, "Reserved": reserved.get("ReservedConcurrentExecutions")}
+
+
+def test_lambda_scale_changes_only_what_is_named_and_undo_restores_it(tmp_path, world):
+    name = function_with_everything(world)
+    ws = AwsWorkspace(tmp_path, world.env, {}, targets={"recommendation": {"lambda": {"names": [name]}}})
+    before = configuration(world, name)
+
+    plan = ws.play(SCALE, check=True, scale_target="recommendation", lambda_memory_mb=2048, lambda_timeout_s=60)
+    assert plan.rc == 0 and plan.says("memory_mb=2048"), plan.output
+    assert configuration(world, name, cli=False) == before
+
+    scaled = ws.play(SCALE, confirm=True, scale_target="recommendation", lambda_memory_mb=2048, lambda_timeout_s=60)
+    assert scaled.rc == 0 and scaled.changed == 1, scaled.output
+    after = configuration(world, name)
+    assert after == {**before, "MemorySize": 2048, "Timeout": 60}  # VPC, environment, role... untouched
+
+    again = ws.play(SCALE, confirm=True, scale_target="recommendation", lambda_memory_mb=2048, lambda_timeout_s=60)
+    assert again.rc == 0 and again.changed == 0, again.output
+    # A second, different scaling keeps the first record: undo goes back to before both.
+    more = ws.play(SCALE, confirm=True, scale_target="recommendation", lambda_memory_mb=4096,
+                   lambda_reserved_concurrency=50)
+    assert more.rc == 0, more.output
+    assert configuration(world, name, cli=False) == {**before, "MemorySize": 4096, "Timeout": 60, "Reserved": 50}
+
+    assert ws.play(UNDO, check=True, scale_target="recommendation").rc == 0
+    assert configuration(world, name, cli=False)["MemorySize"] == 4096
+    undo = ws.play(UNDO, confirm=True, scale_target="recommendation")
+    assert undo.rc == 0 and undo.changed == 1, undo.output
+    assert configuration(world, name) == before
+    tags = aws(world.env, "lambda", "list-tags", "--resource",
+               f"arn:aws:lambda:us-east-1:123456789012:function:{name}")["Tags"]
+    assert not [key for key in tags if key.startswith("runbook:")]
+    second = ws.play(UNDO, confirm=True, scale_target="recommendation")
+    assert second.rc == 0 and second.changed == 0, second.output
+    assert [r["procedure"] for r in ws.audit()] == ["scale", "scale", "scale", "scale-undo", "scale-undo"]
+
+
+def test_an_update_in_progress_is_retried(tmp_path, world, aws_emulator):
+    name = function_with_everything(world)
+    ws = AwsWorkspace(tmp_path, world.env, {}, targets={"recommendation": {"lambda": {"names": [name]}}})
+    aws_emulator.inject({"operation": "UpdateFunctionConfiguration", "match": name, "times": 2,
+                         "code": "ResourceConflictException", "status": 409,
+                         "message": "The operation cannot be performed at this time. An update is in progress"})
+    run = ws.play(SCALE, confirm=True, scale_target="recommendation", lambda_memory_mb=1024)
+    assert run.rc == 0, run.output
+    assert len(aws_emulator.injected()) == 2
+    assert configuration(world, name, cli=False)["MemorySize"] == 1024
+
+
+def create_table(world: World) -> str:
+    [ddb] = clients(world.env, "dynamodb")
+    name = f"{world.tag}-sessions"
+    ddb.create_table(TableName=name, BillingMode="PROVISIONED",
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "user", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+                     GlobalSecondaryIndexes=[{"IndexName": "by-user", "KeySchema": [
+                         {"AttributeName": "user", "KeyType": "HASH"}], "Projection": {"ProjectionType": "ALL"},
+                         "ProvisionedThroughput": {"ReadCapacityUnits": 2, "WriteCapacityUnits": 3}}])
+    return name
+
+
+def capacity(world: World, table: str) -> dict:
+    described = aws(world.env, "dynamodb", "describe-table", "--table-name", table)["Table"]
+    [index] = described["GlobalSecondaryIndexes"]
+    return {"mode": described.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED"),
+            "table": (described["ProvisionedThroughput"]["ReadCapacityUnits"],
+                      described["ProvisionedThroughput"]["WriteCapacityUnits"]),
+            "index": (index["ProvisionedThroughput"]["ReadCapacityUnits"],
+                      index["ProvisionedThroughput"]["WriteCapacityUnits"])}
+
+
+def test_dynamodb_capacity_change_and_undo(tmp_path, world):
+    table = create_table(world)
+    ws = AwsWorkspace(tmp_path, world.env, {}, targets={"sessions": {"dynamodb_tables": [table]}})
+    before = capacity(world, table)
+    assert before == {"mode": "PROVISIONED", "table": (5, 5), "index": (2, 3)}
+    run = ws.play(SCALE, confirm=True, scale_target="sessions", dynamodb_read_capacity=10, dynamodb_write_capacity=20,
+                  dynamodb_indexes={"by-user": {"read_capacity": 7, "write_capacity": 8}})
+    assert run.rc == 0, run.output
+    assert capacity(world, table) == {"mode": "PROVISIONED", "table": (10, 20), "index": (7, 8)}
+    assert ws.play(SCALE, confirm=True, scale_target="sessions", dynamodb_read_capacity=10,
+                   dynamodb_write_capacity=20).changed == 0
+    undo = ws.play(UNDO, confirm=True, scale_target="sessions")
+    assert undo.rc == 0, undo.output
+    assert capacity(world, table) == before
+
+
+def test_dynamodb_switch_to_on_demand_then_a_second_switch_is_refused_before_any_change(tmp_path, world):
+    table = create_table(world)
+    ws = AwsWorkspace(tmp_path, world.env, {}, targets={"sessions": {"dynamodb_tables": [table]}})
+    switch = ws.play(SCALE, confirm=True, scale_target="sessions", dynamodb_billing_mode="PAY_PER_REQUEST")
+    assert switch.rc == 0, switch.output
+    assert capacity(world, table)["mode"] == "PAY_PER_REQUEST"
+
+    back = ws.play(SCALE, confirm=True, scale_target="sessions", dynamodb_billing_mode="PROVISIONED",
+                   dynamodb_read_capacity=5, dynamodb_write_capacity=5)
+    assert back.rc != 0
+    assert back.says("switched to PAY_PER_REQUEST 0.0h ago and AWS allows one billing mode switch per 24h")
+    assert back.says("The next switch is possible after")
+    assert capacity(world, table)["mode"] == "PAY_PER_REQUEST"
+    # The undo is a switch too: refused the same way, and the record stays for when it is allowed.
+    undo = ws.play(UNDO, confirm=True, scale_target="sessions")
+    assert undo.rc != 0 and undo.says("allows one billing mode switch per 24h")
+    tags = aws(world.env, "dynamodb", "list-tags-of-resource", "--resource-arn",
+               f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}")["Tags"]
+    assert {t["Key"]: t["Value"] for t in tags}["runbook:scale-previous-billing-mode"] == "PROVISIONED"
+
+
+def test_ecs_scale_to_n_and_back(tmp_path, world):
+    world.build(reserved=(), throttled_stage=False, unthrottled_stage=False, rest_stage=False, ecs_desired=3)
+    ws = AwsWorkspace(tmp_path, world.env, {}, targets={"backend": {"ecs_services": world.services}})
+    assert ws.play(SCALE, confirm=True, scale_target="backend", ecs_desired_count=6).rc == 0
+    assert world.observe(cli=False)["ecs:backend"][0] == 6
+    assert ws.play(UNDO, confirm=True, scale_target="backend").rc == 0
+    assert world.observe()["ecs:backend"] == (3, {})
+
+
+# -- refused before anything changes ----------------------------------------------------------------
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"lambda_memory_mb": 64}, "memory_mb=64 is outside what Lambda accepts (128-10240)"),
+    ({"lambda_timeout_s": 901}, "timeout_s=901 is outside what Lambda accepts (1-900)"),
+    ({}, "Nothing to set for target recommendation"),
+    ({"dynamodb_billing_mode": "PAY_PER_REQUEST"}, "Nothing to set for target recommendation"),
+])
+def test_bad_lambda_values_are_refused(tmp_path, world, extra, message):
+    name = function_with_everything(world)
+    ws = AwsWorkspace(tmp_path, world.env, {}, targets={"recommendation": {"lambda": {"names": [name]}}})
+    before = configuration(world, name, cli=False)
+    run = ws.play(SCALE, confirm=True, scale_target="recommendation", **extra)
+    assert run.rc != 0 and run.says(message), run.output
+    assert configuration(world, name, cli=False) == before
+
+
+def test_unknown_function_table_target_and_missing_confirm(tmp_path, world):
+    name = function_with_everything(world)
+    ws = AwsWorkspace(tmp_path, world.env, {}, targets={
+        "recommendation": {"lambda": {"names": [name]}}, "typo": {"lambda": {"names": [f"{name}-x"]}},
+        "no-table": {"dynamodb_tables": [f"{world.tag}-nope"]}})
+    before = configuration(world, name, cli=False)
+    assert ws.play(SCALE, confirm=True, scale_target="typo", lambda_memory_mb=512).says(
+        f"function '{name}-x' does not exist")
+    assert ws.play(SCALE, confirm=True, scale_target="no-table", dynamodb_billing_mode="PAY_PER_REQUEST").says(
+        f"no DynamoDB table '{world.tag}-nope'")
+    unknown = ws.play(SCALE, confirm=True, scale_target="nope", lambda_memory_mb=512)
+    assert unknown.rc != 0 and unknown.says('Unknown target "nope"')
+    unconfirmed = ws.play(SCALE, scale_target="recommendation", lambda_memory_mb=512)
+    assert unconfirmed.rc != 0 and unconfirmed.says("Not confirmed: nothing was changed")
+    assert configuration(world, name, cli=False) == before
+
+
+def test_a_function_held_by_an_emergency_shutdown_is_not_scaled(tmp_path, world):
+    name = function_with_everything(world)
+    ws = AwsWorkspace(tmp_path, world.env, {"incident": {"lambda": {"names": [name]}}},
+                      targets={"recommendation": {"lambda": {"names": [name]}}})
+    assert ws.play("emergency-shutdown.yml", confirm=True, shutdown_scope="incident").rc == 0
+    run = ws.play(SCALE, confirm=True, scale_target="recommendation", lambda_reserved_concurrency=50)
+    assert run.rc != 0 and run.says("stopped by an emergency shutdown")
+    assert configuration(world, name, cli=False)["Reserved"] == 0
