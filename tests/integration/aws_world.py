@@ -178,6 +178,7 @@ class AwsWorkspace(PlaybookWorkspace):
     def __init__(self, base: Path, env: dict, scopes: dict, targets: dict | None = None):
         super().__init__(base)
         self.aws_env, self.targets = env, targets or {}
+        self.extra: dict = {}  # more host variables
         self.write_inventory(scopes)
 
     def write_inventory(self, scopes: dict) -> None:
@@ -192,6 +193,7 @@ class AwsWorkspace(PlaybookWorkspace):
             "scale_targets_inventory": self.targets,
             "runbook_audit_log": str(self.audit_log),
             "runbook_report_dir": str(self.base / "reports"),
+            **self.extra,
         }
         self.inventory.write_text(yaml.safe_dump({"all": {"children": {"aws": {"hosts": {"testaws": host}}}}}))
         self.inventory.chmod(0o600)
