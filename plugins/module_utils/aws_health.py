@@ -1,8 +1,9 @@
 # Copyright: runbook.recovery contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """AWS findings for the health sweep: resources an emergency shutdown left stopped (so nobody forgets
-the resume), and scoped stages or services at zero with no record (stopped by hand: a resume cannot
-bring those back)."""
+the resume), scoped stages or services at zero with no record (stopped by hand: a resume cannot
+bring those back), Lambda functions not Active or erroring and throttled in the last hour, DynamoDB
+tables not ACTIVE or throttled, and CloudWatch alarms in ALARM."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources imp
     resolve_stages,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, utc_now
-from ansible_collections.runbook.recovery.plugins.module_utils.health import finding
+from ansible_collections.runbook.recovery.plugins.module_utils.health import finding, severity
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import (
     STOPPED_AT,
     Resource,
@@ -60,6 +61,70 @@ def inspect(kind, resource: Resource, target: str, thresholds: dict) -> dict | N
     return None
 
 
+def metric_sums(clients, namespace: str, dimension: str, names: list[str], metrics: list[str],
+                now: datetime.datetime) -> dict[tuple[str, str], float]:
+    """The last hour's Sum of each metric for each resource, in batches of GetMetricData queries."""
+    queries = [(name, metric) for name in names for metric in metrics]
+    sums: dict[tuple[str, str], float] = {}
+    for start in range(0, len(queries), 500):
+        batch = queries[start:start + 500]
+        result = paginate(clients("cloudwatch"), "get_metric_data", "MetricDataResults", MetricDataQueries=[
+            {"Id": f"q{i}", "MetricStat": {"Metric": {"Namespace": namespace, "MetricName": metric,
+                                                      "Dimensions": [{"Name": dimension, "Value": name}]},
+                                           "Period": 3600, "Stat": "Sum"}, "ReturnData": True}
+            for i, (name, metric) in enumerate(batch)],
+            StartTime=now - datetime.timedelta(hours=1), EndTime=now + datetime.timedelta(minutes=1))
+        for item in result:
+            name, metric = batch[int(item["Id"][1:])]
+            sums[(name, metric)] = sums.get((name, metric), 0.0) + sum(item.get("Values") or [])
+    return sums
+
+
+def service_findings(clients, thresholds: dict) -> list[dict]:
+    """Lambda state and last-hour errors and throttles, DynamoDB table status and throttle events, alarms in ALARM.
+    Only what is wrong becomes a finding, plus one line per service saying how much was looked at."""
+    now, found = utc_now(), []
+    functions = paginate(clients("lambda"), "list_functions", "Functions")
+    for function in functions:
+        name, state = function["FunctionName"], function.get("State", "Active")
+        if state != "Active" or function.get("LastUpdateStatus") == "Failed":
+            found.append({"target": f"lambda:{name}", "check": "lambda_state", "value": state,
+                          "severity": "warning" if state == "Pending" else "critical",
+                          "message": f"state {state}, last update {function.get('LastUpdateStatus', '?')}"
+                                     f"{': ' + function['StateReason'] if function.get('StateReason') else ''}"})
+    sums = metric_sums(clients, "AWS/Lambda", "FunctionName", [f["FunctionName"] for f in functions],
+                       ["Errors", "Throttles"], now)
+    for (name, metric), total in sorted(sums.items()):
+        check = f"lambda_{metric.lower()}_last_hour"
+        if total and severity(check, total, thresholds) != "ok":
+            found.append(finding(f"lambda:{name}", check, total, thresholds, f"{total:.0f} {metric} in the last hour"))
+    tables = paginate(clients("dynamodb"), "list_tables", "TableNames")
+    statuses = for_each(tables, lambda table: clients("dynamodb").describe_table(TableName=table)["Table"])
+    for table, described in zip(tables, statuses, strict=True):
+        status = described.get("TableStatus") if isinstance(described, dict) else "unreadable"
+        if status != "ACTIVE":
+            found.append({"target": f"dynamodb:{table}", "check": "dynamodb_table_status", "value": status,
+                          "severity": "warning" if status == "UPDATING" else "critical",
+                          "message": f"table is {status}"})
+    throttled: dict[str, float] = {}
+    for (table, _metric), total in metric_sums(clients, "AWS/DynamoDB", "TableName", tables,
+                                               ["ReadThrottleEvents", "WriteThrottleEvents"], now).items():
+        throttled[table] = throttled.get(table, 0.0) + total
+    for table, total in sorted(throttled.items()):
+        if total and severity("dynamodb_throttle_events_last_hour", total, thresholds) != "ok":
+            found.append(finding(f"dynamodb:{table}", "dynamodb_throttle_events_last_hour", total, thresholds,
+                                 f"{total:.0f} read/write throttle events in the last hour"))
+    for alarm in paginate(clients("cloudwatch"), "describe_alarms", "MetricAlarms", StateValue="ALARM"):
+        found.append(finding(f"alarm:{alarm['AlarmName']}", "alarms_in_alarm", 1, thresholds,
+                             f"in ALARM since {alarm.get('StateUpdatedTimestamp', '?')}: "
+                             f"{alarm.get('StateReason', '')}"[:300]))
+    found.append({"target": f"aws:{clients('lambda').meta.region_name}", "check": "aws_services_checked",
+                  "value": len(functions) + len(tables), "severity": "ok",
+                  "message": f"{len(functions)} Lambda function(s), {len(tables)} DynamoDB table(s) and the alarms "
+                             "looked at"})
+    return found
+
+
 def aws_findings(clients, stages: list[dict], services: list[dict], thresholds: dict) -> list[dict]:
     region = clients("lambda").meta.region_name
     found: list[dict] = []
@@ -91,6 +156,7 @@ def aws_findings(clients, stages: list[dict], services: list[dict], thresholds: 
             found.append({"target": target, "check": CHECK, "value": None, "severity": "warning", "message": message})
         elif outcome:
             found.append(outcome)
+    found.extend(service_findings(clients, thresholds))
     if not any(f["check"] == CHECK for f in found):
         found.append({"target": f"aws:{region}", "check": CHECK, "value": None, "severity": "ok",
                       "message": f"no emergency shutdown in force ({len(jobs)} resource(s) checked)"})

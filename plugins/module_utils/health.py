@@ -23,6 +23,11 @@ DEFAULT_THRESHOLDS = {
     "redis_evicted_keys": ("above", 1, None),
     # An emergency shutdown still in force: a warning at once (so nobody forgets the resume), critical after a day.
     "shutdown_age_hours": ("above", 0, 24),
+    "lambda_errors_last_hour": ("above", 1, 100),
+    "lambda_throttles_last_hour": ("above", 1, 100),
+    "dynamodb_throttle_events_last_hour": ("above", 1, 100),
+    # CloudWatch alarms in ALARM: a warning by default ({alarms_in_alarm: {critical: 1}} to fail the sweep on one).
+    "alarms_in_alarm": ("above", 1, None),
 }
 # Below this many block reads+hits the cache hit ratio says nothing yet.
 MIN_BLOCK_ACCESSES = 1000
