@@ -190,11 +190,11 @@ class PgCluster:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python sandbox/pgcluster.py start BASE PORT [--database NAME --seed FILE] | destroy BASE PORT"""
+    """python sandbox/pgcluster.py start BASE PORT [--database NAME --seed FILE] | stop | restart | destroy BASE PORT"""
     import argparse
 
     parser = argparse.ArgumentParser(description="a throwaway PostgreSQL cluster")
-    parser.add_argument("action", choices=["start", "stop", "destroy"])
+    parser.add_argument("action", choices=["start", "stop", "restart", "destroy"])
     parser.add_argument("base")
     parser.add_argument("port", type=int)
     parser.add_argument("--database")
@@ -204,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "destroy":
         cluster.destroy()
         return 0
-    if args.action == "stop":
+    if args.action in ("stop", "restart"):
         cluster.stop()
-        return 0
+        if args.action == "stop":
+            return 0
     cluster.start()
     if args.database:
         import psycopg
