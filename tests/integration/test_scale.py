@@ -194,3 +194,37 @@ def test_a_function_held_by_an_emergency_shutdown_is_not_scaled(tmp_path, world)
     run = ws.play(SCALE, confirm=True, scale_target="recommendation", lambda_reserved_concurrency=50)
     assert run.rc != 0 and run.says("stopped by an emergency shutdown")
     assert configuration(world, name, cli=False)["Reserved"] == 0
+
+
+def test_postgres_settings_restart_the_server_and_undo_restores_them(private_pg, tmp_path):
+    import sys
+
+    from conftest import ROOT, Workspace, connect
+
+    def settings() -> tuple:
+        with connect(private_pg) as conn:
+            return tuple(conn.execute(f"SHOW {name}").fetchone()[0] for name in ("max_connections", "shared_buffers"))
+
+    ws = Workspace(private_pg, [], tmp_path)
+    ws.write_inventory(scale_targets_inventory={"db": {"postgres_hosts": ["testdb"]}},
+                       scale_pg_state_dir=str(tmp_path / "scale"),
+                       scale_pg_restart_command=[sys.executable, str(ROOT / "sandbox/pgcluster.py"), "restart",
+                                                 str(private_pg.base), str(private_pg.port)])
+    before = settings()
+    assert before == ("100", "128MB")
+    plan = ws.play(SCALE, check=True, scale_target="db", pg_max_connections=120, pg_shared_buffers="64MB")
+    assert plan.rc == 0 and plan.says("max_connections 100 120"), plan.output
+    assert settings() == before
+
+    run = ws.play(SCALE, confirm=True, scale_target="db", pg_max_connections=120, pg_shared_buffers="64MB")
+    assert run.rc == 0, run.output
+    assert settings() == ("120", "64MB")  # both need a restart: the server was restarted and answers again
+    again = ws.play(SCALE, confirm=True, scale_target="db", pg_max_connections=120, pg_shared_buffers="64MB")
+    assert again.rc == 0 and again.changed == 0, again.output
+
+    undo = ws.play(UNDO, confirm=True, scale_target="db")
+    assert undo.rc == 0, undo.output
+    assert settings() == before
+    assert not (tmp_path / "scale" / "db.json").exists()
+    second = ws.play(UNDO, confirm=True, scale_target="db")
+    assert second.rc == 0 and second.changed == 0, second.output
