@@ -7,6 +7,9 @@ Added here (the modules keep calling the real AWS API; only the emulator learns 
   and each ``RouteSettings`` entry are merged field by field; the response is the full stage.
 - Lambda ``GetFunction`` reports ``Concurrency`` when the reserved concurrency is 0 (moto drops a
   falsy value; AWS returns ``{"ReservedConcurrentExecutions": 0}``, the state of a stopped function).
+- Lambda ``Put/Get/DeleteProvisionedConcurrencyConfig`` on an alias or a version
+  (/functions/{name}/provisioned-concurrency?Qualifier=...), which moto lacks: the configuration is
+  READY at once; an unqualified function or $LATEST is refused, as AWS does.
 - DynamoDB ``DescribeTable`` reports ``BillingModeSummary.LastUpdateToPayPerRequestDateTime`` after a
   switch to on-demand, as AWS does (moto keeps no such time).
 - API Gateway v2 ``TagResource``/``GetTags``/``UntagResource`` on a stage's ARN
@@ -132,6 +135,58 @@ def install_fault_injection(faults: Faults) -> None:
     BaseResponse.call_action = call_action
 
 
+def install_provisioned_concurrency() -> None:
+    from moto.awslambda import urls
+    from moto.awslambda.responses import LambdaResponse
+
+    configs: dict[tuple[str, str], int] = {}
+
+    def target(self: Any) -> tuple[str, str]:
+        name = unquote(self.path.rstrip("/").rsplit("/", 2)[-2])
+        qualifier = self.querystring.get("Qualifier", [None])[0]
+        if not qualifier or qualifier == "$LATEST":
+            raise _lambda_error("InvalidParameterValueException",
+                                "Provisioned concurrency needs an alias or a published version as Qualifier.")
+        function = self.backend.get_function(name, qualifier)  # NotFound like AWS for a missing alias/version
+        return function.function_name, qualifier
+
+    def document(requested: int) -> str:
+        return json.dumps({"RequestedProvisionedConcurrentExecutions": requested,
+                           "AvailableProvisionedConcurrentExecutions": requested,
+                           "AllocatedProvisionedConcurrentExecutions": requested, "Status": "READY",
+                           "LastModified": datetime.now().isoformat()})
+
+    def put_provisioned_concurrency_config(self: Any) -> tuple[int, dict, str]:
+        key = target(self)
+        configs[key] = int(json.loads(self.body)["ProvisionedConcurrentExecutions"])
+        return 202, {}, document(configs[key])
+
+    def get_provisioned_concurrency_config(self: Any) -> tuple[int, dict, str]:
+        key = target(self)
+        if key not in configs:
+            raise _lambda_error("ProvisionedConcurrencyConfigNotFoundException",
+                                f"No Provisioned Concurrency Config found for this function: {key[0]}:{key[1]}", 404)
+        return 200, {}, document(configs[key])
+
+    def delete_provisioned_concurrency_config(self: Any) -> tuple[int, dict, str]:
+        configs.pop(target(self), None)
+        return 204, {}, ""
+
+    urls.url_paths[r"{0}/(?P<api_version>[^/]+)/functions/(?P<function_name>[\w_:%-]+)/provisioned-concurrency/?$"] = \
+        LambdaResponse.dispatch
+    LambdaResponse.put_provisioned_concurrency_config = put_provisioned_concurrency_config
+    LambdaResponse.get_provisioned_concurrency_config = get_provisioned_concurrency_config
+    LambdaResponse.delete_provisioned_concurrency_config = delete_provisioned_concurrency_config
+
+
+def _lambda_error(code: str, message: str, status: int = 400):
+    from moto.core.exceptions import JsonRESTError
+
+    error = JsonRESTError(code, message)
+    error.code = status
+    return error
+
+
 def install_extensions() -> None:
     from moto.apigatewayv2.models import Stage
     from moto.apigatewayv2.responses import ApiGatewayV2Response
@@ -162,6 +217,7 @@ def install_extensions() -> None:
         return document
 
     LambdaFunction.get_code = get_code_with_zero_concurrency
+    install_provisioned_concurrency()
 
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table

@@ -274,7 +274,7 @@ def resolve_services(clients, services: list[dict]) -> list[Resource]:
 # -- Lambda capacity (scaling) --------------------------------------------------------------------
 # The limits AWS documents; a value outside them is refused before any call.
 LAMBDA_LIMITS = {"memory_mb": (128, 10240), "timeout_s": (1, 900), "ephemeral_storage_mb": (512, 10240),
-                 "reserved_concurrency": (0, None)}
+                 "reserved_concurrency": (0, None), "provisioned_concurrency": (0, None)}
 _CONFIG_MEMBERS = {"memory_mb": "MemorySize", "timeout_s": "Timeout"}
 
 
@@ -289,8 +289,26 @@ def check_lambda_limits(wanted: dict) -> None:
 
 
 class LambdaCapacity(LambdaConcurrency):
-    """Memory, timeout, ephemeral storage and reserved concurrency. Only the settings named are sent to
-    UpdateFunctionConfiguration, so VPC, environment, role and layers are never touched."""
+    """Memory, timeout, ephemeral storage, reserved concurrency, and the provisioned concurrency of one alias or
+    version (`qualifier`; its record is `...-provisioned-concurrency@<qualifier>`). Only the settings named are
+    sent to UpdateFunctionConfiguration, so VPC, environment, role and layers are never touched."""
+
+    def __init__(self, clients, qualifier: str | None = None):
+        super().__init__(clients)
+        self.qualifier = qualifier
+
+    def suffix(self, setting: str) -> str:
+        if setting == "provisioned_concurrency":
+            return f"provisioned-concurrency@{self.qualifier}"
+        return super().suffix(setting)
+
+    def setting(self, suffix: str) -> tuple[str, type] | None:
+        if suffix.startswith("provisioned-concurrency@"):
+            if suffix != f"provisioned-concurrency@{self.qualifier}":
+                raise RunbookError(f"the scaling record {suffix} is for another alias or version: undo with "
+                                   f"qualifier={suffix.split('@', 1)[1]}.")
+            return "provisioned_concurrency", int
+        return super().setting(suffix)
 
     settings = {"memory_mb": ("memory-mb", int), "timeout_s": ("timeout-s", int),
                 "ephemeral_storage_mb": ("ephemeral-storage-mb", int),
@@ -302,7 +320,21 @@ class LambdaCapacity(LambdaConcurrency):
         config = current.raw
         current.values.update(memory_mb=config.get("MemorySize"), timeout_s=config.get("Timeout"),
                               ephemeral_storage_mb=(config.get("EphemeralStorage") or {}).get("Size"))
+        if self.qualifier:
+            current.values["provisioned_concurrency"] = self._provisioned(resource).get(
+                "RequestedProvisionedConcurrentExecutions")
         return current
+
+    def _provisioned(self, resource: Resource) -> dict:
+        try:
+            return self.clients("lambda").get_provisioned_concurrency_config(FunctionName=resource.arn,
+                                                                             Qualifier=self.qualifier)
+        except Exception as exc:
+            if error_code(exc) == "ProvisionedConcurrencyConfigNotFoundException":
+                return {}
+            if error_code(exc) == "ResourceNotFoundException":
+                raise RunbookError(f"the function has no alias or version {self.qualifier!r}") from None
+            raise
 
     def write(self, resource: Resource, current: Current, values: dict) -> None:
         update = {member: values[setting] for setting, member in _CONFIG_MEMBERS.items() if setting in values}
@@ -312,6 +344,26 @@ class LambdaCapacity(LambdaConcurrency):
             self._update_configuration(resource, update)
         if "reserved_concurrency" in values:
             super().write(resource, current, {"reserved_concurrency": values["reserved_concurrency"]})
+        if "provisioned_concurrency" in values:
+            self._set_provisioned(resource, values["provisioned_concurrency"])
+
+    def _set_provisioned(self, resource: Resource, wanted: int | None) -> None:
+        lam = self.clients("lambda")
+        if wanted is None:
+            lam.delete_provisioned_concurrency_config(FunctionName=resource.arn, Qualifier=self.qualifier)
+            return
+        lam.put_provisioned_concurrency_config(FunctionName=resource.arn, Qualifier=self.qualifier,
+                                               ProvisionedConcurrentExecutions=wanted)
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            config = self._provisioned(resource)
+            if config.get("Status") == "READY":
+                return
+            if config.get("Status") == "FAILED":
+                raise RunbookError(f"provisioned concurrency failed: {config.get('StatusReason', 'no reason given')}")
+            if time.monotonic() > deadline:
+                raise RunbookError(f"provisioned concurrency still {config.get('Status')} after {self.wait_seconds}s")
+            time.sleep(self.poll_seconds)
 
     def _update_configuration(self, resource: Resource, update: dict) -> None:
         lam = self.clients("lambda")

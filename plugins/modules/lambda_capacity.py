@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: lambda_capacity
-short_description: Raise (or lower) Lambda memory, timeout, ephemeral storage and reserved concurrency, and undo it exactly
+short_description: Raise (or lower) Lambda memory, timeout, storage, reserved and provisioned concurrency, and undo it exactly
 description:
   - Changes only the settings named. C(UpdateFunctionConfiguration) receives just those members, so VPC configuration,
     environment variables, role, layers and every other setting stay as they are (unlike C(amazon.aws.lambda),
@@ -62,6 +62,12 @@ options:
   reserved_concurrency:
     description: Reserved concurrency (0 or more).
     type: int
+  provisioned_concurrency:
+    description: Provisioned concurrency of the alias or version O(qualifier).
+    type: int
+  qualifier:
+    description: Alias or published version whose provisioned concurrency is set (and read, for an undo).
+    type: str
 """
 
 EXAMPLES = r"""
@@ -115,7 +121,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources imp
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
 
-SETTINGS = ("memory_mb", "timeout_s", "ephemeral_storage_mb", "reserved_concurrency")
+SETTINGS = ("memory_mb", "timeout_s", "ephemeral_storage_mb", "reserved_concurrency", "provisioned_concurrency")
 
 
 def main():
@@ -124,6 +130,7 @@ def main():
         names=dict(type="list", elements="str", default=[]),
         prefixes=dict(type="list", elements="str", default=[]),
         tags=dict(type="dict", default={}),
+        qualifier=dict(type="str"),
         **{setting: dict(type="int") for setting in SETTINGS},
     )
     argument_spec["state"].update(required=False, default="present")
@@ -135,9 +142,11 @@ def main():
             raise RunbookError("name at least one setting to change: memory_mb, timeout_s, ephemeral_storage_mb or "
                                "reserved_concurrency.")
         check_lambda_limits(wanted)
+        if p["provisioned_concurrency"] is not None and not p["qualifier"]:
+            raise RunbookError("provisioned_concurrency applies to an alias or a published version: give qualifier.")
         clients = Clients(p, p["workers"])
         functions = resolve_functions(clients, p["names"], p["prefixes"], p["tags"])
-    finish(module, run(LambdaCapacity(clients), functions, p["state"], module.check_mode, wanted=wanted,
+    finish(module, run(LambdaCapacity(clients, p["qualifier"]), functions, p["state"], module.check_mode, wanted=wanted,
                        workers=p["workers"]))
 
 

@@ -228,3 +228,26 @@ def test_postgres_settings_restart_the_server_and_undo_restores_them(private_pg,
     assert not (tmp_path / "scale" / "db.json").exists()
     second = ws.play(UNDO, confirm=True, scale_target="db")
     assert second.rc == 0 and second.changed == 0, second.output
+
+
+def test_provisioned_concurrency_on_an_alias_and_back(tmp_path, world):
+    name = function_with_everything(world)
+    [lam] = clients(world.env, "lambda")
+    version = lam.publish_version(FunctionName=name)["Version"]
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
+    ws = AwsWorkspace(tmp_path, world.env, {}, targets={"live": {"lambda": {"names": [name], "qualifier": "live"}}})
+
+    def provisioned():
+        try:
+            return aws(world.env, "lambda", "get-provisioned-concurrency-config", "--function-name", name,
+                       "--qualifier", "live")["RequestedProvisionedConcurrentExecutions"]
+        except Exception:  # the CLI exits non-zero: no configuration
+            return None
+
+    assert provisioned() is None
+    run = ws.play(SCALE, confirm=True, scale_target="live", lambda_provisioned_concurrency=10)
+    assert run.rc == 0, run.output
+    assert provisioned() == 10
+    assert ws.play(SCALE, confirm=True, scale_target="live", lambda_provisioned_concurrency=10).changed == 0
+    assert ws.play(UNDO, confirm=True, scale_target="live").rc == 0
+    assert provisioned() is None  # it had none: the configuration is deleted, not set to 0
