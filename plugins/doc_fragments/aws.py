@@ -44,3 +44,22 @@ options:
     type: int
     default: 16
 """
+
+    # How lambda_concurrency and lambda_capacity choose their functions.
+    LAMBDA_SELECTION = r"""
+options:
+  names:
+    description: Function names.
+    type: list
+    elements: str
+    default: []
+  prefixes:
+    description: Every function whose name starts with one of these.
+    type: list
+    elements: str
+    default: []
+  tags:
+    description: Every function carrying all of these tags.
+    type: dict
+    default: {}
+"""

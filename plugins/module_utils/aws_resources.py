@@ -48,6 +48,14 @@ class LambdaConcurrency(Kind):
         self.clients("lambda").untag_resource(Resource=resource.arn, TagKeys=keys)
 
 
+# The options that choose functions (documented by the runbook.recovery.aws.lambda_selection fragment).
+LAMBDA_SELECTION_SPEC = dict(
+    names=dict(type="list", elements="str", default=[]),
+    prefixes=dict(type="list", elements="str", default=[]),
+    tags=dict(type="dict", default={}),
+)
+
+
 def resolve_functions(clients, names: list, prefixes: list, tags: dict) -> list[Resource]:
     if not (names or prefixes or tags):
         raise RunbookError("no Lambda functions selected: give names, prefixes or tags.")

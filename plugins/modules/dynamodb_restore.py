@@ -13,7 +13,7 @@ description:
     Scan); from a backup, the count must equal the backup's, or nothing is repointed.
   - With O(function) and O(variable), sets that one environment variable of the function to the restored table
     (every other variable is sent back unchanged), then checks the result (the variable reads back, and the item
-    O(check_key) is in the restored table); a failed check puts the variable back as it was.
+    O(check_item) is in the restored table); a failed check puts the variable back as it was.
   - The source table is never deleted or changed. The same request names the same target table, so a rerun
     does not restore again (C(changed=false)).
   - A table, backup or function that does not exist, a restore time in the future or before the point-in-time
@@ -50,7 +50,7 @@ options:
   variable:
     description: The function's environment variable that names the table (for example V(SESSIONS_TABLE)).
     type: str
-  check_key:
+  check_item:
     description: "Key of an item that must be in the restored table for the repointing to stand, in DynamoDB's
       typed form (V({pk: {S: user-1}}))."
     type: dict
@@ -113,13 +113,13 @@ from ansible_collections.runbook.recovery.plugins.module_utils.dynamodb import (
 )
 
 
-def post_check(ddb, lam, function: str, variable: str, target: str, check_key: dict | None) -> str | None:
+def post_check(ddb, lam, function: str, variable: str, target: str, check_item: dict | None) -> str | None:
     """Why the repointed function is not right, or None."""
     now_set = function_variables(lam, function).get(variable)
     if now_set != target:
         return f"{variable} reads back as {now_set!r}, not {target!r}"
-    if check_key and "Item" not in ddb.get_item(TableName=target, Key=check_key, ConsistentRead=True):
-        return f"the item {check_key} is not in {target}"
+    if check_item and "Item" not in ddb.get_item(TableName=target, Key=check_item, ConsistentRead=True):
+        return f"the item {check_item} is not in {target}"
     return None
 
 
@@ -132,7 +132,7 @@ def main():
         target_table=dict(type="str"),
         function=dict(type="str"),
         variable=dict(type="str"),
-        check_key=dict(type="dict"),
+        check_item=dict(type="dict"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_together=[("function", "variable")])
@@ -170,7 +170,7 @@ def main():
             lam = clients("lambda")
             set_variable(lam, p["function"], variables, p["variable"], target)
             result.update(changed=True, repointed=True)
-            problem = post_check(ddb, lam, p["function"], p["variable"], target, p["check_key"])
+            problem = post_check(ddb, lam, p["function"], p["variable"], target, p["check_item"])
             if problem:
                 previous = result["previous_value"]
                 restored = {k: v for k, v in variables.items() if k != p["variable"]}

@@ -23,6 +23,7 @@ author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.aws
   - runbook.recovery.aws.resources
+  - runbook.recovery.aws.lambda_selection
 attributes:
   check_mode:
     support: full
@@ -31,20 +32,6 @@ attributes:
     support: full
     description: Each function's settings before and after.
 options:
-  names:
-    description: Function names.
-    type: list
-    elements: str
-    default: []
-  prefixes:
-    description: Every function whose name starts with one of these.
-    type: list
-    elements: str
-    default: []
-  tags:
-    description: Every function carrying all of these tags.
-    type: dict
-    default: {}
   state:
     description: V(present) to set the settings named, V(undone) to put back what a scaling replaced.
     type: str
@@ -114,6 +101,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     resources_argument_spec,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import (
+    LAMBDA_SELECTION_SPEC,
     LambdaCapacity,
     check_lambda_limits,
     resolve_functions,
@@ -127,9 +115,7 @@ SETTINGS = ("memory_mb", "timeout_s", "ephemeral_storage_mb", "reserved_concurre
 def main():
     argument_spec = resources_argument_spec(
         states=("present", "undone"),
-        names=dict(type="list", elements="str", default=[]),
-        prefixes=dict(type="list", elements="str", default=[]),
-        tags=dict(type="dict", default={}),
+        **LAMBDA_SELECTION_SPEC,
         qualifier=dict(type="str"),
         **{setting: dict(type="int") for setting in SETTINGS},
     )

@@ -29,6 +29,7 @@ author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.aws
   - runbook.recovery.aws.resources
+  - runbook.recovery.aws.lambda_selection
 attributes:
   check_mode:
     support: full
@@ -37,20 +38,6 @@ attributes:
     support: full
     description: Each function's reserved concurrency before and after.
 options:
-  names:
-    description: Function names.
-    type: list
-    elements: str
-    default: []
-  prefixes:
-    description: Every function whose name starts with one of these.
-    type: list
-    elements: str
-    default: []
-  tags:
-    description: Every function carrying all of these tags.
-    type: dict
-    default: {}
   state:
     description: V(stopped), V(resumed), V(undone), or V(present) (with O(reserved)).
     type: str
@@ -109,6 +96,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     resources_argument_spec,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import (
+    LAMBDA_SELECTION_SPEC,
     LambdaConcurrency,
     resolve_functions,
 )
@@ -118,9 +106,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.previous_values i
 
 def main():
     argument_spec = resources_argument_spec(
-        names=dict(type="list", elements="str", default=[]),
-        prefixes=dict(type="list", elements="str", default=[]),
-        tags=dict(type="dict", default={}),
+        **LAMBDA_SELECTION_SPEC,
         reserved=dict(type="int"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,

@@ -127,7 +127,7 @@ def test_restore_to_a_point_in_time(dynamo):
 def test_a_failed_check_puts_the_variable_back(dynamo):
     ws, table, lam, function, ddb = dynamo["ws"], dynamo["table"], dynamo["lam"], dynamo["function"], dynamo["ddb"]
     assert ws.play(BACKUP).rc == 0
-    run = ws.play(RECOVER, confirm=True, table=table, dynamodb_recover_check_key={"pk": {"S": "session-missing"}})
+    run = ws.play(RECOVER, confirm=True, table=table, dynamodb_recover_check_item={"pk": {"S": "session-missing"}})
     assert run.rc != 0
     assert run.says("the check after repointing failed") and run.says(f"SESSIONS_TABLE of {function} is back to")
     assert variables(lam, function) == {"SESSIONS_TABLE": table, "MODEL": "claude"}
