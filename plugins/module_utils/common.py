@@ -52,6 +52,13 @@ def validate_name(value: str, what: str = "database name", max_length: int = IDE
     return value
 
 
+def require_non_negative(params: dict, *names: str) -> None:
+    """Refuse a negative count or limit among the options named (unset ones are fine)."""
+    for name in names:
+        if params.get(name) is not None and params[name] < 0:
+            raise RunbookError(f"{name}={params[name]} is negative: give 0 or more.")
+
+
 def parse_duration(value) -> float:
     """'90', '90s', '10m', '12h', '7d', '1w' or a number of seconds -> seconds (float)."""
     if isinstance(value, bool):

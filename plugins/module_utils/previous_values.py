@@ -279,9 +279,10 @@ def apply(kind: Kind, resources: list[Resource], decide: Callable[[Current], Pla
     return rows
 
 
-def run(kind: Kind, resources: list[Resource], state: str, check_mode: bool, wanted: dict | None = None,
-        workers: int = DEFAULT_WORKERS) -> dict:
-    """The result every module of this family returns: one row per resource, counts, and a message."""
+def run(kind: Kind, resources: list[Resource], state: str, check_mode: bool, wanted: dict | None = None) -> dict:
+    """The result every module of this family returns: one row per resource, counts, and a message. The pool is
+    as wide as the kind's clients were built for."""
+    workers = getattr(kind.clients, "workers", DEFAULT_WORKERS)
     now = isoformat(utc_now())
     decide = {
         "stopped": lambda current: plan_stop(kind, current, now),

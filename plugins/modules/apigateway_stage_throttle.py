@@ -110,7 +110,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     resources_argument_spec,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import StageThrottle, resolve_stages
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
 
 
@@ -128,13 +128,11 @@ def main():
                            required_if=[("state", "present", ["burst_limit", "rate_limit"])])
     p = module.params
     with aws_failures_reported(module, "finding the API stages"):
-        for name in ("burst_limit", "rate_limit"):
-            if p[name] is not None and p[name] < 0:
-                raise RunbookError(f"{name}={p[name]} is negative: give 0 or more.")
+        require_non_negative(p, "burst_limit", "rate_limit")
         clients = Clients(p, p["workers"])
         stages = resolve_stages(clients, p["stages"])
     result = run(StageThrottle(clients), stages, p["state"], module.check_mode,
-                 wanted={"burst_limit": p["burst_limit"], "rate_limit": p["rate_limit"]}, workers=p["workers"])
+                 wanted={"burst_limit": p["burst_limit"], "rate_limit": p["rate_limit"]})
     finish(module, result)
 
 

@@ -132,8 +132,7 @@ def main():
             raise RunbookError("name something to change: billing_mode, read_capacity, write_capacity or indexes.")
         clients = Clients(p, p["workers"])
         tables = resolve_tables(clients, p["tables"])
-    finish(module, run(DynamoCapacity(clients), tables, p["state"], module.check_mode, wanted=wanted,
-                       workers=p["workers"]))
+    finish(module, run(DynamoCapacity(clients), tables, p["state"], module.check_mode, wanted=wanted))
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     resources_argument_spec,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import EcsDesiredCount, resolve_services
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
 
 
@@ -115,12 +115,11 @@ def main():
                            required_if=[("state", "present", ["desired_count"])])
     p = module.params
     with aws_failures_reported(module, "finding the ECS services"):
-        if p["desired_count"] is not None and p["desired_count"] < 0:
-            raise RunbookError(f"desired_count={p['desired_count']} is negative: give 0 or more.")
+        require_non_negative(p, "desired_count")
         clients = Clients(p, p["workers"])
         services = resolve_services(clients, p["services"])
     result = run(EcsDesiredCount(clients), services, p["state"], module.check_mode,
-                 wanted={"desired_count": p["desired_count"]}, workers=p["workers"])
+                 wanted={"desired_count": p["desired_count"]})
     finish(module, result)
 
 

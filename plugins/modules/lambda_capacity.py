@@ -125,15 +125,13 @@ def main():
     wanted = {setting: p[setting] for setting in SETTINGS}
     with aws_failures_reported(module, "finding the Lambda functions"):
         if p["state"] == "present" and all(value is None for value in wanted.values()):
-            raise RunbookError("name at least one setting to change: memory_mb, timeout_s, ephemeral_storage_mb or "
-                               "reserved_concurrency.")
+            raise RunbookError(f"name at least one setting to change: {', '.join(SETTINGS)}.")
         check_lambda_limits(wanted)
         if p["provisioned_concurrency"] is not None and not p["qualifier"]:
             raise RunbookError("provisioned_concurrency applies to an alias or a published version: give qualifier.")
         clients = Clients(p, p["workers"])
         functions = resolve_functions(clients, p["names"], p["prefixes"], p["tags"])
-    finish(module, run(LambdaCapacity(clients, p["qualifier"]), functions, p["state"], module.check_mode, wanted=wanted,
-                       workers=p["workers"]))
+    finish(module, run(LambdaCapacity(clients, p["qualifier"]), functions, p["state"], module.check_mode, wanted=wanted))
 
 
 if __name__ == "__main__":

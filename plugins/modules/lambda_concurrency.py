@@ -100,7 +100,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources imp
     LambdaConcurrency,
     resolve_functions,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
 
 
@@ -113,12 +113,11 @@ def main():
                            required_if=[("state", "present", ["reserved"])])
     p = module.params
     with aws_failures_reported(module, "finding the Lambda functions"):
-        if p["reserved"] is not None and p["reserved"] < 0:
-            raise RunbookError(f"reserved={p['reserved']} is negative: give 0 or more.")
+        require_non_negative(p, "reserved")
         clients = Clients(p, p["workers"])
         functions = resolve_functions(clients, p["names"], p["prefixes"], p["tags"])
     result = run(LambdaConcurrency(clients), functions, p["state"], module.check_mode,
-                 wanted={"reserved_concurrency": p["reserved"]}, workers=p["workers"])
+                 wanted={"reserved_concurrency": p["reserved"]})
     finish(module, result)
 
 
