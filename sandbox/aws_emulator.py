@@ -14,6 +14,14 @@ Added here (the modules keep calling the real AWS API; only the emulator learns 
   switch to on-demand, as AWS does (moto keeps no such time).
 - API Gateway v2 ``TagResource``/``GetTags``/``UntagResource`` on a stage's ARN
   (arn:aws:apigateway:REGION::/apis/ID/stages/NAME), which AWS supports and moto's routes lack.
+- CloudFormation stacks that fail, as in AWS (moto answers CreateStack with the resource's error and
+  leaves the stack CREATE_IN_PROGRESS forever, and deletes every stack): a resource that fails to
+  create gets a CREATE_FAILED event with its reason, and the stack rolls back to ROLLBACK_COMPLETE
+  (``OnFailure=DO_NOTHING`` or ``DisableRollback``: CREATE_FAILED; ``OnFailure=DELETE``: deleted).
+  Deleting an S3 bucket that still holds objects fails ("The bucket you tried to delete is not
+  empty"), so DeleteStack leaves the stack DELETE_FAILED with a DELETE_FAILED event per such
+  resource; a later DeleteStack with ``RetainResources`` (accepted only for a DELETE_FAILED stack)
+  skips them and completes.
 
 Fault injection, for tests of partial failure and throttling: when RUNBOOK_EMULATOR_FAULTS names a
 JSON file, every request is checked against its rules (re-read when the file changes) before moto
@@ -179,6 +187,108 @@ def install_provisioned_concurrency() -> None:
     LambdaResponse.delete_provisioned_concurrency_config = delete_provisioned_concurrency_config
 
 
+def install_stack_failures() -> None:
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.cloudformation.models import CloudFormationBackend, Event, Stack
+    from moto.cloudformation.responses import CloudFormationResponse
+
+    request = threading.local()
+    original_create_stack, original_create_resources = CloudFormationResponse.create_stack, Stack.create_resources
+    original_delete_stack_response, original_delete_stack = CloudFormationResponse.delete_stack, \
+        CloudFormationBackend.delete_stack
+
+    def resource_event(stack: Any, logical_id: str, status: str, reason: str) -> None:
+        resource_type = stack.resource_map._resource_json_map.get(logical_id, {}).get("Type", "")
+        stack.events.append(Event(stack_id=stack.stack_id, stack_name=stack.name, logical_resource_id=logical_id,
+                                  physical_resource_id="", resource_type=resource_type, resource_status=status,
+                                  resource_status_reason=reason, resource_properties=None))
+
+    def create_stack(self: Any) -> Any:
+        request.on_failure = self._get_param("OnFailure") or (
+            "DO_NOTHING" if str(self._get_param("DisableRollback")).lower() == "true" else "ROLLBACK")
+        return original_create_stack(self)
+
+    def create_resources(self: Any) -> None:
+        try:
+            original_create_resources(self)
+        except Exception as exc:
+            resource_map = self.resource_map
+            failed = next((logical_id for logical_id in resource_map._resource_json_map
+                           if logical_id not in resource_map._parsed_resources), self.name)
+            reason = getattr(exc, "message", None) or str(exc)
+            resource_event(self, failed, "CREATE_FAILED", f"Resource handler returned message: \"{reason}\"")
+            on_failure = getattr(request, "on_failure", "ROLLBACK")
+            if on_failure == "DO_NOTHING":
+                self.status = "CREATE_FAILED"
+                self._add_stack_event("CREATE_FAILED", resource_status_reason=f"The following resource(s) failed "
+                                                                               f"to create: [{failed}].")
+                return
+            self._add_stack_event("ROLLBACK_IN_PROGRESS", resource_status_reason="The following resource(s) failed "
+                                                                                 f"to create: [{failed}].")
+            try:
+                resource_map.delete()
+            except Exception:  # a rollback that cannot remove a half-made resource still ends the create
+                pass
+            self.status = "ROLLBACK_COMPLETE"
+            self._add_stack_event("ROLLBACK_COMPLETE")
+            if on_failure == "DELETE":
+                request.delete_after_create = self.stack_id
+
+    def not_empty_buckets(stack: Any, retained: set[str]) -> list[str]:
+        blocked = []
+        for logical_id, resource in stack.resource_map._parsed_resources.items():
+            resource_type = stack.resource_map._resource_json_map.get(logical_id, {}).get("Type")
+            if resource_type == "AWS::S3::Bucket" and logical_id not in retained and getattr(resource, "keys", None):
+                blocked.append(logical_id)
+        return blocked
+
+    def delete_stack_response(self: Any) -> Any:
+        retained = set(self._get_param("RetainResources", []) or [])
+        name_or_id = self._get_param("StackName")
+        stack = next((s for s in self.cloudformation_backend.stacks.values()
+                      if name_or_id in (s.name, s.stack_id)), None)
+        if retained and (stack is None or stack.status != "DELETE_FAILED"):
+            raise ValidationError(name_or_id, "Invalid operation on stack: RetainResources can only be specified "
+                                              "when the stack is in the DELETE_FAILED state")
+        request.retained = retained
+        try:
+            return original_delete_stack_response(self)
+        finally:
+            request.retained = set()
+
+    def delete_stack(self: Any, name_or_stack_id: str) -> None:
+        stack = next((s for s in self.stacks.values() if name_or_stack_id in (s.name, s.stack_id)), None)
+        retained = getattr(request, "retained", set())
+        if stack is not None:
+            blocked = not_empty_buckets(stack, retained)
+            if blocked:
+                stack._add_stack_event("DELETE_IN_PROGRESS", resource_status_reason="User Initiated")
+                for logical_id in blocked:
+                    resource_event(stack, logical_id, "DELETE_FAILED", "The bucket you tried to delete is not empty")
+                stack.status = "DELETE_FAILED"
+                stack._add_stack_event("DELETE_FAILED", resource_status_reason="The following resource(s) failed to "
+                                                                               f"delete: [{', '.join(blocked)}].")
+                return
+            for logical_id in retained:
+                if logical_id in stack.resource_map._resource_json_map:
+                    stack.resource_map._resource_json_map[logical_id]["DeletionPolicy"] = "Retain"
+        original_delete_stack(self, name_or_stack_id)
+
+    def create_stack_backend(self: Any, *args: Any, **kwargs: Any) -> Any:
+        request.delete_after_create = None
+        stack = original_backend_create(self, *args, **kwargs)
+        if request.delete_after_create:
+            original_delete_stack(self, request.delete_after_create)
+        return stack
+
+    original_backend_create = CloudFormationBackend.create_stack
+    CloudFormationResponse.create_stack = create_stack
+    CloudFormationResponse.delete_stack = delete_stack_response
+    CloudFormationBackend.create_stack = create_stack_backend
+    CloudFormationBackend.delete_stack = delete_stack
+    Stack.create_resources = create_resources
+
+
 def _lambda_error(code: str, message: str, status: int = 400):
     from moto.core.exceptions import JsonRESTError
 
@@ -218,6 +328,7 @@ def install_extensions() -> None:
 
     LambdaFunction.get_code = get_code_with_zero_concurrency
     install_provisioned_concurrency()
+    install_stack_failures()
 
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table

@@ -217,7 +217,23 @@ def seed_aws() -> bool:
         {"name": "backend", "image": "chat-backend:latest", "memory": 512, "essential": True}])
     ecs.create_service(cluster=ECS_CLUSTER, serviceName=ECS_SERVICE, taskDefinition=ECS_SERVICE,
                        desiredCount=2)
+    seed_stacks(session)
     return True
+
+
+def seed_stacks(session) -> None:
+    """A bootstrapped CDK environment, a healthy stack, and a deploy that failed (its bucket name is taken) and
+    rolled back to ROLLBACK_COMPLETE, as the BetterBank runbook describes: bootstrap-fixes.yml deletes that one."""
+    cfn, s3 = session.client("cloudformation"), session.client("s3")
+    cfn.create_stack(StackName="CDKToolkit", TemplateBody=json.dumps({"Resources": {"CdkBootstrapVersion": {
+        "Type": "AWS::SSM::Parameter",
+        "Properties": {"Name": "/cdk-bootstrap/hnb659fds/version", "Type": "String", "Value": "21"}}}}))
+    cfn.create_stack(StackName="betterbank-shared", TemplateBody=json.dumps({"Resources": {"Queue": {
+        "Type": "AWS::SQS::Queue", "Properties": {"QueueName": "betterbank-events"}}}}))
+    s3.create_bucket(Bucket="betterbank-cards-artifacts")
+    cfn.create_stack(StackName="betterbank-card-api-dev", TemplateBody=json.dumps({"Resources": {
+        "Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "betterbank-card-api-dev"}},
+        "Artifacts": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "betterbank-cards-artifacts"}}}}))
 
 
 # -- commands --------------------------------------------------------------------------------

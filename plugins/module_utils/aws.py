@@ -41,10 +41,11 @@ def aws_argument_spec() -> dict:
 
 
 def resources_argument_spec(states=("stopped", "resumed", "present", "undone"), **options) -> dict:
-    """The options of every module that stops, resumes, scales or un-scales many resources of one type."""
+    """The options of every module that acts on many resources of one type (states=() for one without a state)."""
     spec = aws_argument_spec()
-    spec.update(state=dict(type="str", choices=list(states), required=True),
-                workers=dict(type="int", default=DEFAULT_WORKERS), **options)
+    if states:
+        spec["state"] = dict(type="str", choices=list(states), required=True)
+    spec.update(workers=dict(type="int", default=DEFAULT_WORKERS), **options)
     return spec
 
 

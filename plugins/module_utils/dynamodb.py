@@ -61,17 +61,25 @@ def pitr_status(ddb, table: str) -> dict:
         "PointInTimeRecoveryDescription", {})
 
 
+def ensure_pitr(ddb, table: str, enabled: bool, check_mode: bool) -> dict:
+    """Point-in-time recovery on (or off) for one table: {table, before, after, changed}."""
+    before = pitr_status(ddb, table).get("PointInTimeRecoveryStatus", "DISABLED")
+    after = "ENABLED" if enabled else "DISABLED"
+    changed = (before == "ENABLED") != enabled
+    if changed and not check_mode:
+        ddb.update_continuous_backups(TableName=table, PointInTimeRecoverySpecification={
+            "PointInTimeRecoveryEnabled": enabled})
+    return {"table": table, "before": before, "after": after if changed else before, "changed": changed}
+
+
 def backup_table(ddb, table: str, keep_last: int, max_age_days: float | None, skip_if_newer_than: float,
-                 ensure_pitr: bool, check_mode: bool, now: datetime.datetime | None = None) -> dict:
+                 with_pitr: bool, check_mode: bool, now: datetime.datetime | None = None) -> dict:
     """One table: PITR on, a new backup unless a recent one exists, then retention. Facts for the result."""
     now = now or utc_now()
     describe_table(ddb, table)
     result = {"table": table, "created": None, "deleted": [], "pitr_enabled_now": False}
-    if ensure_pitr and pitr_status(ddb, table).get("PointInTimeRecoveryStatus") != "ENABLED":
-        result["pitr_enabled_now"] = True
-        if not check_mode:
-            ddb.update_continuous_backups(TableName=table, PointInTimeRecoverySpecification={
-                "PointInTimeRecoveryEnabled": True})
+    if with_pitr:
+        result["pitr_enabled_now"] = ensure_pitr(ddb, table, True, check_mode)["changed"]
     backups = user_backups(ddb, table)
     newest_age = (now - as_utc(backups[0]["BackupCreationDateTime"])).total_seconds() if backups else None
     if newest_age is None or newest_age >= skip_if_newer_than:

@@ -1,0 +1,113 @@
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Stacks that a failed deploy leaves behind (ROLLBACK_COMPLETE and friends) must be deleted before the next
+deploy can create them again. Find them, say why each failed, delete them and wait; a delete that fails on
+some resources is retried with exactly those resources retained, and they are named in the result."""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
+    describe_error,
+    error_code,
+    for_each,
+    paginate,
+)
+
+FAILED_STATES = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED")
+_FAILURE_EVENTS = ("CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED")
+
+
+def failed_stacks(cfn, prefixes: list[str], states: list[str]) -> list[dict]:
+    summaries = paginate(cfn, "list_stacks", "StackSummaries", StackStatusFilter=list(states))
+    chosen = [s for s in summaries if not prefixes or any(s["StackName"].startswith(p) for p in prefixes)]
+    return sorted(chosen, key=lambda s: s["StackName"])
+
+
+def stack_events(cfn, stack_id: str) -> list[dict]:
+    """Newest first, as AWS returns them."""
+    return paginate(cfn, "describe_stack_events", "StackEvents", StackName=stack_id)
+
+
+def failure_reason(events: list[dict]) -> str | None:
+    """The reason of the oldest failed resource of the latest operation: the cause, not the cascade after it."""
+    reasons = []
+    for event in events:
+        is_stack = event.get("ResourceType") == "AWS::CloudFormation::Stack"
+        if is_stack and event["ResourceStatus"].endswith("_IN_PROGRESS") and event.get(
+                "ResourceStatusReason") == "User Initiated":
+            break
+        if not is_stack and event["ResourceStatus"] in _FAILURE_EVENTS:
+            reasons.append(f"{event['LogicalResourceId']}: {event.get('ResourceStatusReason') or event['ResourceStatus']}")
+    return reasons[-1] if reasons else None
+
+
+def resources_failing_delete(events: list[dict]) -> list[str]:
+    """Logical ids of the resources whose deletion failed in the latest delete."""
+    failed = []
+    for event in events:
+        if event.get("ResourceType") == "AWS::CloudFormation::Stack" and event["ResourceStatus"] == "DELETE_IN_PROGRESS":
+            break
+        if event["ResourceStatus"] == "DELETE_FAILED" and event.get("ResourceType") != "AWS::CloudFormation::Stack":
+            if event["LogicalResourceId"] not in failed:
+                failed.append(event["LogicalResourceId"])
+    return sorted(failed)
+
+
+def plan(cfn, summary: dict) -> dict:
+    events = stack_events(cfn, summary["StackId"])
+    retain = resources_failing_delete(events) if summary["StackStatus"] == "DELETE_FAILED" else []
+    return {"name": summary["StackName"], "stack_id": summary["StackId"], "status": summary["StackStatus"],
+            "reason": failure_reason(events) or summary.get("StackStatusReason"), "retained": retain,
+            "fix": "delete" + (f", retaining {', '.join(retain)}" if retain else ""), "result": "planned",
+            "changed": True}
+
+
+def stack_status(cfn, stack_id: str) -> str:
+    try:
+        stacks = cfn.describe_stacks(StackName=stack_id)["Stacks"]
+    except Exception as exc:
+        if error_code(exc) == "ValidationError":  # gone: only a name, not an id, is forgotten this way
+            return "DELETE_COMPLETE"
+        raise
+    return stacks[0]["StackStatus"] if stacks else "DELETE_COMPLETE"
+
+
+def wait_deleted(cfn, stack_id: str, timeout: float, sleep=time.sleep) -> str:
+    deadline, delay = time.monotonic() + timeout, 1.0
+    while True:
+        status = stack_status(cfn, stack_id)
+        if status in ("DELETE_COMPLETE", "DELETE_FAILED"):
+            return status
+        if time.monotonic() > deadline:
+            return status
+        sleep(delay)
+        delay = min(delay * 2, 15.0)
+
+
+def delete(cfn, row: dict, timeout: float) -> dict:
+    """Delete, and once more with the failing resources retained when the delete fails."""
+    retain = list(row["retained"])
+    for _attempt in range(2):
+        cfn.delete_stack(StackName=row["stack_id"], **({"RetainResources": retain} if retain else {}))
+        status = wait_deleted(cfn, row["stack_id"], timeout)
+        if status != "DELETE_FAILED" or retain:
+            break
+        retain = resources_failing_delete(stack_events(cfn, row["stack_id"]))
+    row.update(retained=retain, fix="delete" + (f", retaining {', '.join(retain)}" if retain else ""))
+    if status == "DELETE_COMPLETE":
+        row["result"] = "deleted"
+    else:
+        row.update(result="failed", changed=False,
+                   error=f"stack {row['name']} is {status} after the delete"
+                         + (f": {failure_reason(stack_events(cfn, row['stack_id']))}" if status == "DELETE_FAILED" else
+                            f" (not deleted within {timeout:.0f} s)"))
+    return row
+
+
+def clean(cfn, rows: list[dict], timeout: float, workers: int) -> list[dict]:
+    for row, outcome in zip(rows, for_each(rows, lambda r: delete(cfn, r, timeout), workers)):
+        if isinstance(outcome, Exception):
+            row.update(result="failed", changed=False, error=describe_error(outcome, f"deleting stack {row['name']}"))
+    return rows
