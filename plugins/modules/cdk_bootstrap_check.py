@@ -121,9 +121,10 @@ from ansible_collections.runbook.recovery.plugins.module_utils.cdk_bootstrap imp
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
 
-_ENVIRONMENT = {"region": "AWS_REGION", "profile": "AWS_PROFILE", "endpoint_url": "AWS_ENDPOINT_URL",
-                "access_key": "AWS_ACCESS_KEY_ID", "secret_key": "AWS_SECRET_ACCESS_KEY",
-                "session_token": "AWS_SESSION_TOKEN"}
+# The CDK CLI (AWS SDK for JavaScript) reads AWS_REGION; Python tools it may call read AWS_DEFAULT_REGION.
+_ENVIRONMENT = {"region": ("AWS_REGION", "AWS_DEFAULT_REGION"), "profile": ("AWS_PROFILE",),
+                "endpoint_url": ("AWS_ENDPOINT_URL",), "access_key": ("AWS_ACCESS_KEY_ID",),
+                "secret_key": ("AWS_SECRET_ACCESS_KEY",), "session_token": ("AWS_SESSION_TOKEN",)}
 
 
 def main():
@@ -163,7 +164,7 @@ def main():
             raise RunbookError(f"CDK bootstrap needed: {found['problem']}. The CDK CLI ({p['cdk_executable']}) is not "
                                f"installed on this host: run `{printable}` where it is (npm install -g aws-cdk), "
                                f"then run this again. Nothing was changed.", **result)
-        environ = {name: p[option] for option, name in _ENVIRONMENT.items() if p[option]}
+        environ = {name: p[option] for option, names in _ENVIRONMENT.items() if p[option] for name in names}
         rc, out, err = module.run_command([executable] + command[1:], cwd=p["chdir"], environ_update=environ)
         if rc != 0:
             raise RunbookError(f"`{printable}` failed (exit {rc}): {(err or out).strip()[-2000:]}", **result)
