@@ -39,7 +39,8 @@ def failure_reason(events: list[dict]) -> str | None:
                 "ResourceStatusReason") == "User Initiated":
             break
         if not is_stack and event["ResourceStatus"] in _FAILURE_EVENTS:
-            reasons.append(f"{event['LogicalResourceId']}: {event.get('ResourceStatusReason') or event['ResourceStatus']}")
+            why = event.get("ResourceStatusReason") or event["ResourceStatus"]
+            reasons.append(f"{event['LogicalResourceId']}: {why}")
     return reasons[-1] if reasons else None
 
 
@@ -47,9 +48,10 @@ def resources_failing_delete(events: list[dict]) -> list[str]:
     """Logical ids of the resources whose deletion failed in the latest delete."""
     failed = []
     for event in events:
-        if event.get("ResourceType") == "AWS::CloudFormation::Stack" and event["ResourceStatus"] == "DELETE_IN_PROGRESS":
+        is_stack = event.get("ResourceType") == "AWS::CloudFormation::Stack"
+        if is_stack and event["ResourceStatus"] == "DELETE_IN_PROGRESS":
             break
-        if event["ResourceStatus"] == "DELETE_FAILED" and event.get("ResourceType") != "AWS::CloudFormation::Stack":
+        if event["ResourceStatus"] == "DELETE_FAILED" and not is_stack:
             if event["LogicalResourceId"] not in failed:
                 failed.append(event["LogicalResourceId"])
     return sorted(failed)
@@ -107,7 +109,7 @@ def delete(cfn, row: dict, timeout: float) -> dict:
 
 
 def clean(cfn, rows: list[dict], timeout: float, workers: int) -> list[dict]:
-    for row, outcome in zip(rows, for_each(rows, lambda r: delete(cfn, r, timeout), workers)):
+    for row, outcome in zip(rows, for_each(rows, lambda r: delete(cfn, r, timeout), workers), strict=True):
         if isinstance(outcome, Exception):
             row.update(result="failed", changed=False, error=describe_error(outcome, f"deleting stack {row['name']}"))
     return rows

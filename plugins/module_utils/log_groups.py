@@ -62,7 +62,7 @@ def apply(logs, rows: list[dict], workers: int) -> list[dict]:
         return row
 
     changing = [r for r in rows if r["changed"]]
-    for row, outcome in zip(changing, for_each(changing, act, workers)):
+    for row, outcome in zip(changing, for_each(changing, act, workers), strict=True):
         if isinstance(outcome, Exception):
             row.update(changed=False, error=describe_error(outcome, f"setting the retention of {row['name']}"))
     return rows

@@ -77,7 +77,7 @@ def main():
             describe_table(ddb, table)  # a missing table fails here, before any change
         outcomes = for_each(p["tables"], lambda t: ensure_pitr(ddb, t, p["enabled"], module.check_mode), clients.workers)
     rows = [o if not isinstance(o, Exception) else {"table": t, "changed": False, "error": describe_error(o, "UpdateContinuousBackups")}
-            for t, o in zip(p["tables"], outcomes)]
+            for t, o in zip(p["tables"], outcomes, strict=True)]
     changed = [r for r in rows if r["changed"]]
     result = dict(changed=bool(changed), tables=rows)
     if module._diff:

@@ -35,7 +35,8 @@ def broken(aws_emulator, tmp_path):
     cfn.create_stack(StackName=f"{tag}-stuck", TemplateBody=bucket_template(f"{tag}-full"))
     s3.put_object(Bucket=f"{tag}-full", Key="statement.csv", Body=b"card,amount\n")
     cfn.delete_stack(StackName=f"{tag}-stuck")
-    cfn.create_stack(StackName=f"{tag}-healthy", TemplateBody=json.dumps({"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}))
+    queue_only = json.dumps({"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}})
+    cfn.create_stack(StackName=f"{tag}-healthy", TemplateBody=queue_only)
     function, table = f"{tag}-card-operations", f"{tag}-cards"
     create_functions(env, {function: None})
     ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
@@ -63,6 +64,13 @@ def bootstrap_toolkit(env: dict, stack: str, qualifier: str, version: int) -> No
     cfn.create_stack(StackName=stack, TemplateBody=json.dumps({"Resources": {"Version": {
         "Type": "AWS::SSM::Parameter",
         "Properties": {"Name": f"/cdk-bootstrap/{qualifier}/version", "Type": "String", "Value": str(version)}}}}))
+
+
+def only_the_cdk_check(ws: AwsWorkspace, **more) -> None:
+    ws.extra.update(bootstrap_fixes_invoke_permissions=[], bootstrap_fixes_alarm_functions=[],
+                    bootstrap_fixes_alarm_tables=[], bootstrap_fixes_pitr_tables=[],
+                    bootstrap_fixes_stack_prefixes=["none-"], **more)
+    ws.write_inventory({})
 
 
 def stacks(env: dict, tag: str) -> dict:
@@ -111,7 +119,7 @@ def test_plan_then_confirm_fixes_everything_once(broken):
                      "delete, retaining Artifacts", "connect.amazonaws.com may not invoke it",
                      f"alarm {broken['function']}-errors", f"alarm {broken['table']}-write-throttles",
                      "point-in-time recovery is DISABLED"):
-        assert ws and expected in plan.output, expected
+        assert expected in plan.output, expected
     assert f"{tag}-healthy" not in plan.output
     assert snapshot(broken) == before
 
@@ -125,7 +133,8 @@ def test_plan_then_confirm_fixes_everything_once(broken):
     assert after["stacks"] == {f"{tag}-rolled-back": "DELETE_COMPLETE", f"{tag}-stuck": "DELETE_COMPLETE",
                                f"{tag}-healthy": "CREATE_COMPLETE", f"{tag}-toolkit": "CREATE_COMPLETE"}
     # The bucket that could not be deleted was retained, and still holds its object.
-    assert [o["Key"] for o in aws(env, "s3api", "list-objects", "--bucket", f"{tag}-full")["Contents"]] == ["statement.csv"]
+    kept = aws(env, "s3api", "list-objects", "--bucket", f"{tag}-full")["Contents"]
+    assert [o["Key"] for o in kept] == ["statement.csv"]
     [statement] = after["statements"]
     assert statement["Sid"] == "AllowConnectInvoke"
     assert statement["Principal"] == {"Service": "connect.amazonaws.com"}
@@ -143,9 +152,7 @@ def test_plan_then_confirm_fixes_everything_once(broken):
 
 def test_missing_cdk_bootstrap_without_the_cli_names_the_exact_command(broken):
     ws, tag = broken["ws"], broken["tag"]
-    ws.extra.update(bootstrap_fixes_invoke_permissions=[], bootstrap_fixes_alarm_functions=[],
-                    bootstrap_fixes_alarm_tables=[], bootstrap_fixes_pitr_tables=[], bootstrap_fixes_stack_prefixes=["none-"])
-    ws.write_inventory({})
+    only_the_cdk_check(ws)
     ws.env["PATH"] = os.path.dirname(sys.executable) + ":/usr/bin:/bin"  # no cdk here
     command = f"cdk bootstrap aws://{MOTO_ACCOUNT}/us-east-1 --toolkit-stack-name {tag}-toolkit --qualifier {tag[:10]}"
 
@@ -165,18 +172,15 @@ def test_old_bootstrap_is_upgraded_by_the_cdk_cli(broken, tmp_path):
     ws, env, tag = broken["ws"], broken["env"], broken["tag"]
     qualifier = tag[:10]
     bootstrap_toolkit(env, f"{tag}-toolkit", qualifier, 5)
-    ws.extra.update(bootstrap_fixes_invoke_permissions=[], bootstrap_fixes_alarm_functions=[],
-                    bootstrap_fixes_alarm_tables=[], bootstrap_fixes_pitr_tables=[], bootstrap_fixes_stack_prefixes=["none-"],
-                    bootstrap_fixes_cdk_required_version=6)
-    ws.write_inventory({})
+    only_the_cdk_check(ws, bootstrap_fixes_cdk_required_version=6)
     bin_dir, calls = tmp_path / "bin", tmp_path / "cdk-calls.json"
     bin_dir.mkdir()
     cdk = bin_dir / "cdk"
     cdk.write_text(textwrap.dedent(f"""\
         #!{sys.executable}
         import json, os, sys, boto3
-        json.dump({{"argv": sys.argv[1:], "key_in_env": os.environ.get("AWS_SECRET_ACCESS_KEY") == {env["AWS_SECRET_ACCESS_KEY"]!r}}},
-                  open({str(calls)!r}, "w"))
+        key_in_env = os.environ.get("AWS_SECRET_ACCESS_KEY") == {env["AWS_SECRET_ACCESS_KEY"]!r}
+        json.dump({{"argv": sys.argv[1:], "key_in_env": key_in_env}}, open({str(calls)!r}, "w"))
         qualifier = sys.argv[sys.argv.index("--qualifier") + 1]
         boto3.client("ssm").put_parameter(Name=f"/cdk-bootstrap/{{qualifier}}/version", Value="21", Type="String",
                                           Overwrite=True)
@@ -193,15 +197,16 @@ def test_old_bootstrap_is_upgraded_by_the_cdk_cli(broken, tmp_path):
     called = json.loads(calls.read_text())
     assert called["argv"][:2] == ["bootstrap", f"aws://{MOTO_ACCOUNT}/us-east-1"]
     assert called["key_in_env"] and env["AWS_SECRET_ACCESS_KEY"] not in " ".join(called["argv"])
-    assert aws(env, "ssm", "get-parameter", "--name", f"/cdk-bootstrap/{qualifier}/version")["Parameter"]["Value"] == "21"
+    parameter = aws(env, "ssm", "get-parameter", "--name", f"/cdk-bootstrap/{qualifier}/version")["Parameter"]
+    assert parameter["Value"] == "21"
     again = ws.play(FIXES, confirm=True)
     assert again.rc == 0 and again.changed == 0, again.output
 
 
 def test_incomplete_permission_is_refused_before_anything_changes(broken):
     ws = broken["ws"]
-    ws.extra["bootstrap_fixes_invoke_permissions"] = [{"function": broken["function"], "principal": "connect.amazonaws.com",
-                                                       "statement_id": "AllowConnectInvoke"}]
+    ws.extra["bootstrap_fixes_invoke_permissions"] = [
+        {"function": broken["function"], "principal": "connect.amazonaws.com", "statement_id": "AllowConnectInvoke"}]
     ws.write_inventory({})
     before = snapshot(broken)
     run = ws.play(FIXES, confirm=True)
