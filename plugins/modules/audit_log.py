@@ -8,7 +8,8 @@ DOCUMENTATION = r"""
 module: audit_log
 short_description: Append one JSON line to the audit log of recovery procedures
 description:
-  - Appends a record (when, who, on which host, which procedure, what, before and after, result) as one
+  - Appends a record (when, who, on which host, which procedure, what, before and after, result, and the reason
+    given in C(RUNBOOK_REASON) when set) as one
     JSON line to O(path), under an exclusive lock, creating the file 0600.
   - The audit log records runs; it is not managed state. Appending is therefore reported as
     C(changed=false), so that a playbook's second run still shows C(changed=0) for the systems it manages.
@@ -117,6 +118,8 @@ def main():
     params = module.params
     record = {**params["details"], "at": isoformat(utc_now()), "actor": actor(params["actor"]),
               "controller": socket.gethostname(), "procedure": params["procedure"], "result": params["result"]}
+    if os.environ.get("RUNBOOK_REASON"):  # why the run was made, as given in the Airflow trigger form
+        record["reason"] = os.environ["RUNBOOK_REASON"]
     if not module.check_mode:
         try:
             append(params["path"], record)

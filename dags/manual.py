@@ -1,0 +1,92 @@
+"""The DAGs of the destructive procedures, run by hand from the Airflow UI: each trigger form takes the procedure's inputs and
+a reason; the run shows the plan (check mode), waits for a person to approve it, applies it with confirm=true, then
+checks that nothing is left to change. Rejected, nothing changes."""
+
+from __future__ import annotations
+
+from runbook_airflow import manual_procedure
+
+recover_db = manual_procedure(
+    "recover_db", "recover-db.yml", tags=["postgres", "recovery"],
+    params={
+        "database": dict(default="chat", type="string", minLength=1, title="Database",
+                         description="The database to recover, as named in the inventory's pg_databases."),
+        "backup": dict(default="latest", type="string", pattern="^(latest|[0-9]{8}T[0-9]{6}Z)$", title="Backup",
+                       description="latest (the newest verified backup) or a backup id such as 20261123T051200Z."),
+    },
+    extravars={"database": "{{ params.database }}", "backup": "{{ params.backup }}"},
+    doc_md="""
+### Recover a PostgreSQL database from a backup
+`recover-db.yml`: the backup's checksums are checked, it is restored into a staging database while the live one
+keeps serving, row counts are compared with the backup's manifest, then the staging database takes the live one's
+name (the previous one is kept) and SQL/HTTP probes run, with automatic rollback. The approval shows which backup
+replaces which database.
+""")
+
+emergency_shutdown = manual_procedure(
+    "emergency_shutdown", "emergency-shutdown.yml", tags=["aws", "emergency"],
+    params={"shutdown_scope": dict(default="chatbot", type="string", minLength=1, title="Scope",
+                                   description="A scope of the inventory's emergency_scopes.")},
+    extravars={"shutdown_scope": "{{ params.shutdown_scope }}"},
+    doc_md="""
+### Emergency shutdown
+Every Lambda function, API stage and ECS service of the scope to zero, each recording the value it had on itself;
+`emergency_resume` puts them back.
+""")
+
+emergency_resume = manual_procedure(
+    "emergency_resume", "emergency-resume.yml", tags=["aws", "emergency"],
+    params={"shutdown_scope": dict(default="chatbot", type="string", minLength=1, title="Scope",
+                                   description="The scope that was shut down.")},
+    extravars={"shutdown_scope": "{{ params.shutdown_scope }}"},
+    doc_md="""
+### Emergency resume
+Every resource of the scope back to exactly the value recorded on it by the shutdown.
+""")
+
+scale = manual_procedure(
+    "scale", "scale.yml", tags=["aws", "postgres", "scaling"],
+    params={
+        "scale_target": dict(default="recommendation", type="string", minLength=1, title="Target",
+                             description="A target of the inventory's scale_targets_inventory."),
+        "lambda_memory_mb": dict(default=None, type=["null", "integer"], minimum=128, maximum=10240,
+                                 title="Lambda memory (MB)", description="Empty: unchanged."),
+        "lambda_timeout_s": dict(default=None, type=["null", "integer"], minimum=1, maximum=900,
+                                 title="Lambda timeout (s)", description="Empty: unchanged."),
+        "lambda_reserved_concurrency": dict(default=None, type=["null", "integer"], minimum=0,
+                                            title="Lambda reserved concurrency", description="Empty: unchanged."),
+        "dynamodb_billing_mode": dict(default=None, type=["null", "string"], enum=[None, "PAY_PER_REQUEST", "PROVISIONED"],
+                                      title="DynamoDB billing mode", description="Empty: unchanged."),
+        "ecs_desired_count": dict(default=None, type=["null", "integer"], minimum=0, title="ECS desired count",
+                                  description="Empty: unchanged."),
+        "pg_max_connections": dict(default=None, type=["null", "integer"], minimum=1, title="PostgreSQL max_connections",
+                                   description="Empty: unchanged. Restarts the server when it changes."),
+    },
+    extravars={"scale_target": "{{ params.scale_target }}", "lambda_memory_mb": "{{ params.lambda_memory_mb }}",
+               "lambda_timeout_s": "{{ params.lambda_timeout_s }}",
+               "lambda_reserved_concurrency": "{{ params.lambda_reserved_concurrency }}",
+               "dynamodb_billing_mode": "{{ params.dynamodb_billing_mode }}",
+               "ecs_desired_count": "{{ params.ecs_desired_count }}",
+               "pg_max_connections": "{{ params.pg_max_connections }}"},
+    doc_md="""
+### Scale
+Only the settings given change, and the values they replace are recorded so `scale-undo.yml` can put them back.
+""")
+
+bootstrap_fixes = manual_procedure(
+    "bootstrap_fixes", "bootstrap-fixes.yml", tags=["aws", "bootstrap"], params={}, extravars={},
+    doc_md="""
+### Bootstrap fixes
+Failed stacks deleted, the CDK bootstrap checked, invoke permissions added, baseline alarms created, point-in-time
+recovery turned on: the approval shows the table of problems and fixes.
+""")
+
+kill_long_queries = manual_procedure(
+    "kill_long_queries", "kill-long-queries.yml", tags=["postgres", "sessions"],
+    params={"pg_sessions_max_duration": dict(default="10m", type="string", pattern="^[0-9]+[smhd]?$",
+                                             title="Longer than", description="Queries running longer than this (10m, 1h).")},
+    extravars={"pg_sessions_max_duration": "{{ params.pg_sessions_max_duration }}"},
+    doc_md="""
+### Kill long queries
+Cancels, then terminates, sessions running longer than the limit; never its own, autovacuum or replication.
+""")

@@ -1,0 +1,291 @@
+"""How Airflow runs this project's playbooks: one operator that runs a playbook with ansible-runner, and the
+pieces every DAG shares (defaults, the failure alert, the plan -> approve -> apply -> verify chain).
+
+Not a DAG file (.airflowignore): the DAG files import it. Nothing here runs at import time.
+
+Where the project and the inventory are: Airflow Variables `runbook_project_dir` and `runbook_inventory`, else the
+environment (RUNBOOK_PROJECT_DIR, RUNBOOK_INVENTORY), else this checkout and inventories/local.
+Credentials: the `aws_default` connection (if defined) reaches the AWS modules through the runner's environment
+(AWS_ACCESS_KEY_ID, ...); a PostgreSQL connection (`runbook_postgres`, or the one the Variable
+`runbook_postgres_conn_id` names) becomes the `pg_connection` extra variable, written by ansible-runner to a 0600 file
+of a private directory that is deleted after the run: never on a command line, never in the task log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+OWNER = "sre"
+# Result keys of these modules are returned as XCom (the backup made, the tables vacuumed, the findings, ...).
+COLLECTED = (
+    "runbook.recovery.pg_backup", "runbook.recovery.pg_verify_backup", "runbook.recovery.pg_restore_db",
+    "runbook.recovery.pg_maintenance", "runbook.recovery.pg_integrity", "runbook.recovery.pg_sessions",
+    "runbook.recovery.health_report", "runbook.recovery.log_retention", "runbook.recovery.dynamodb_backup",
+    "runbook.recovery.cfn_failed_stacks", "runbook.recovery.lambda_concurrency",
+    "runbook.recovery.apigateway_stage_throttle", "runbook.recovery.ecs_service_count",
+)
+_DROPPED_KEYS = ("invocation", "diff", "stdout_lines", "stderr_lines", "item", "ansible_loop_var")
+
+
+class PlaybookFailed(Exception):
+    """The play failed: the message lists each failed task with its host and the module's message."""
+
+
+def setting(name: str, default: str) -> str:
+    """An Airflow Variable, else the environment variable of the same name in capitals, else the default."""
+    from airflow.sdk import Variable
+
+    try:
+        value = Variable.get(f"runbook_{name}", default=None)
+    except Exception:  # no metadata database (a plain `python -c` import): the environment decides
+        value = None
+    return value or os.environ.get(f"RUNBOOK_{name.upper()}") or default
+
+
+def _connection(conn_id: str):
+    from airflow.sdk import Connection
+
+    try:
+        return Connection.get(conn_id)
+    except Exception:  # not defined: the inventory's own settings apply
+        return None
+
+
+def aws_environment() -> dict[str, str]:
+    """The `aws_default` connection as the environment boto3 reads (keys, region, endpoint)."""
+    conn = _connection(setting("aws_conn_id", "aws_default"))
+    if conn is None:
+        return {}
+    extra = conn.extra_dejson or {}
+    env = {"AWS_ACCESS_KEY_ID": conn.login, "AWS_SECRET_ACCESS_KEY": conn.password,
+           "AWS_SESSION_TOKEN": extra.get("aws_session_token"), "AWS_DEFAULT_REGION": extra.get("region_name"),
+           "AWS_REGION": extra.get("region_name"), "AWS_ENDPOINT_URL": extra.get("endpoint_url"),
+           "AWS_PROFILE": extra.get("profile_name")}
+    return {key: str(value) for key, value in env.items() if value}
+
+
+def postgres_extravars() -> dict[str, Any]:
+    conn = _connection(setting("postgres_conn_id", "runbook_postgres"))
+    if conn is None:
+        return {}
+    pg = {"login_host": conn.host, "login_port": conn.port, "login_user": conn.login,
+          "login_password": conn.password}
+    return {"pg_connection": {key: value for key, value in pg.items() if value not in (None, "")}}
+
+
+def _summary(event: dict) -> str | None:
+    """One line of the task log per Ansible event worth a line (the runner's own stdout is Ansible's output)."""
+    text = (event.get("stdout") or "").strip()
+    return text or None
+
+
+class PlaybookRun:
+    """One ansible-runner run of a playbook, its events streamed to a logger, and what it returns."""
+
+    def __init__(self, playbook: str, extravars: dict | None = None, check: bool = False, limit: str | None = None,
+                 log=None, actor: str | None = None, reason: str | None = None):
+        self.playbook, self.extravars, self.check, self.limit = playbook, dict(extravars or {}), check, limit
+        self.log, self.actor, self.reason = log, actor, reason
+        self.cancelled = threading.Event()
+        self.failures: list[dict] = []
+        self.results: dict[str, list] = {}
+        self.recap: dict = {}
+
+    def _on_event(self, event: dict) -> bool:
+        line = _summary(event)
+        if line and self.log is not None:
+            for part in line.splitlines():
+                self.log.info("%s", part)
+        data = event.get("event_data", {})
+        kind = event.get("event")
+        if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            res = data.get("res", {})
+            self.failures.append({"host": data.get("host"), "task": data.get("task"),
+                                  "msg": res.get("msg") or res.get("stderr") or kind})
+        elif kind == "runner_on_ok" and data.get("task_action") in COLLECTED:
+            res = data.get("res", {})
+            # A looped task reports each item's result in `results`.
+            for one in res["results"] if isinstance(res.get("results"), list) else [res]:
+                if one.get("skipped"):
+                    continue
+                kept = {k: v for k, v in one.items() if not k.startswith("_") and k not in _DROPPED_KEYS}
+                self.results.setdefault(data["task_action"].rsplit(".", 1)[-1], []).append(
+                    {"host": data.get("host"), "task": data.get("task"), **kept})
+        elif kind == "playbook_on_stats":
+            self.recap = {key: data.get(key, {}) for key in ("ok", "changed", "failures", "dark", "skipped",
+                                                              "rescued", "ignored")}
+        return True
+
+    def run(self) -> dict:
+        import ansible_runner
+
+        project = Path(setting("project_dir", str(CHECKOUT)))
+        inventory = setting("inventory", "inventories/local")
+        private = tempfile.mkdtemp(prefix="runbook-runner-")
+        os.chmod(private, 0o700)
+        envvars = {**aws_environment(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+                   "ANSIBLE_HOME": str(project / ".ansible"),
+                   "ANSIBLE_COLLECTIONS_PATH": str(project / ".ansible" / "collections"),
+                   "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        if self.actor:
+            envvars["RUNBOOK_ACTOR"] = self.actor
+        if self.reason:
+            envvars["RUNBOOK_REASON"] = self.reason
+        extravars = {**postgres_extravars(), **self.extravars}
+        cmdline = ["--check"] if self.check else []
+        try:
+            runner = ansible_runner.run(
+                private_data_dir=private, project_dir=str(project), playbook=str(project / "playbooks" / self.playbook),
+                inventory=str(project / inventory), extravars=extravars, envvars=envvars, limit=self.limit,
+                cmdline=" ".join(cmdline) or None, quiet=True, event_handler=self._on_event,
+                cancel_callback=self.cancelled.is_set, settings={"suppress_ansible_output": True})
+        finally:
+            shutil.rmtree(private, ignore_errors=True)  # extravars (credentials) were written in here
+        changed = sum(self.recap.get("changed", {}).values()) if self.recap else 0
+        outcome = {"playbook": self.playbook, "check": self.check, "status": runner.status, "rc": runner.rc,
+                   "changed": changed, "recap": self.recap, "failures": self.failures, "results": self.results}
+        if runner.status == "canceled":
+            raise PlaybookFailed(f"{self.playbook} was stopped before it finished.")
+        if runner.rc != 0:
+            detail = "; ".join(f"{f['host']}: {f['task']}: {f['msg']}" for f in self.failures) or \
+                f"ansible-playbook exited {runner.rc} ({runner.status})"
+            raise PlaybookFailed(f"{self.playbook}{' (check mode)' if self.check else ''} failed: {detail}")
+        return outcome
+
+
+class PlaybookOperator(BaseOperator):
+    """Runs a playbook of this project with ansible-runner; returns the recap and the results that matter as XCom.
+
+    `extravars` and `limit` are templated (with render_template_as_native_obj, `{{ params.x }}` keeps its type).
+    """
+
+    template_fields: Sequence[str] = ("extravars", "limit", "reason")
+    ui_color = "#e8f1fb"
+
+    def __init__(self, *, playbook: str, extravars: dict | None = None, check: bool = False,
+                 limit: str | None = None, reason: str | None = None, expect_no_change: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.playbook, self.extravars, self.check, self.limit = playbook, extravars or {}, check, limit
+        self.reason, self.expect_no_change = reason, expect_no_change
+        self._run: PlaybookRun | None = None
+
+    def execute(self, context) -> dict:
+        # An empty form field means "not given": the playbook's own default applies.
+        self.extravars = {key: value for key, value in self.extravars.items() if value not in (None, "")}
+        dag_run = context.get("dag_run")
+        who = getattr(dag_run, "triggering_user_name", None) or "airflow"
+        actor = f"{who} via Airflow {self.dag_id}/{getattr(dag_run, 'run_id', '?')}"
+        self._run = PlaybookRun(self.playbook, self.extravars, self.check, self.limit or None, self.log, actor,
+                                self.reason or None)
+        self.log.info("ansible-playbook %s%s%s", self.playbook, " --check" if self.check else "",
+                      f" --limit {self.limit}" if self.limit else "")
+        outcome = self._run.run()
+        if self.expect_no_change and outcome["changed"]:
+            raise PlaybookFailed(f"verification failed: {self.playbook} in check mode would still change "
+                                 f"{outcome['changed']} things after the apply; see the log above.")
+        return outcome
+
+    def on_kill(self) -> None:
+        if self._run is not None:
+            self._run.cancelled.set()
+
+
+def alert_on_failure(context) -> None:
+    """A failed task publishes to the SNS topic of the Variable `runbook_alert_topic_arn`, when there is one."""
+    topic = setting("alert_topic_arn", "")
+    if not topic:
+        return
+    from airflow.providers.amazon.aws.hooks.sns import SnsHook
+
+    ti = context["ti"]
+    message = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "try_number": ti.try_number,
+               "error": str(context.get("exception") or "")[:2000]}
+    SnsHook(aws_conn_id=setting("aws_conn_id", "aws_default")).publish_to_target(
+        target_arn=topic, subject=f"runbook.recovery: {ti.dag_id}.{ti.task_id} failed"[:100],
+        message=json.dumps(message, indent=2))
+
+
+def default_args(retries: int) -> dict:
+    # RUNBOOK_RETRY_DELAY (seconds) shortens the wait between tries, for tests of failing runs.
+    delay = timedelta(seconds=float(os.environ.get("RUNBOOK_RETRY_DELAY", 300)))
+    return {"owner": OWNER, "retries": retries, "retry_delay": delay, "on_failure_callback": alert_on_failure}
+
+
+def plan_text(outcome: dict) -> str:
+    """The plan for the approval form: what check mode would change, per host, and the results it reported."""
+    lines = [f"`{outcome['playbook']} --check`: {outcome['changed']} change(s) planned."]
+    for module, rows in outcome.get("results", {}).items():
+        for row in rows:
+            shown = {k: v for k, v in row.items() if k not in ("host", "task", "changed", "failed", "warnings")}
+            lines.append(f"- **{row['task']}** on {row['host']}: `{json.dumps(shown, default=str)[:1500]}`")
+    return "\n".join(lines)
+
+
+def inventory_hosts(group: str, variable: str) -> list[dict]:
+    """[{host, <variable>: value}] for the hosts of a group of the inventory, read at run time."""
+    import subprocess
+
+    project = Path(setting("project_dir", str(CHECKOUT)))
+    inventory = project / setting("inventory", "inventories/local")
+    env = {**os.environ, "ANSIBLE_HOME": str(project / ".ansible")}
+    listed = json.loads(subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(inventory), "--list"], cwd=project, env=env,
+        capture_output=True, text=True, check=True).stdout)
+    hosts = listed.get(group, {}).get("hosts", [])
+    hostvars = listed.get("_meta", {}).get("hostvars", {})
+    return [{"host": host, variable: hostvars.get(host, {}).get(variable)} for host in hosts]
+
+
+START = __import__("datetime").datetime(2026, 1, 1)
+REASON = dict(type="string", minLength=5, title="Reason",
+              description="Why this run is made (an incident number, a ticket): written to the audit log.")
+
+
+def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dict, doc_md: str, tags: list[str]):
+    """A destructive procedure: plan (check mode) -> approval showing that plan -> apply (confirm=true, no retry)
+    -> verify (check mode again must find nothing left to change). A rejected approval skips apply and verify."""
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    from airflow.sdk import DAG, Param
+
+    form = {name: Param(**spec) for name, spec in {**params, "reason": REASON}.items()}
+    with DAG(dag_id, schedule=None, start_date=START, catchup=False, max_active_runs=1, doc_md=doc_md,
+             tags=["runbook", "manual", *tags], params=form, default_args=default_args(retries=0),
+             render_template_as_native_obj=True, user_defined_filters={"plan_text": plan_text}) as dag:
+        reason = "{{ params.reason }}"
+        plan = PlaybookOperator(task_id="plan", playbook=playbook, extravars=extravars, check=True, reason=reason,
+                                retries=1, doc_md="The playbook in check mode: what would change.")
+        approve = ApprovalOperator(
+            task_id="approve", subject=f"{dag_id}: apply this plan?",
+            body="Requested by {{ dag_run.triggering_user_name or 'someone' }}: {{ params.reason }}\n\n"
+                 "{{ ti.xcom_pull(task_ids='plan') | plan_text }}",
+            response_timeout=timedelta(hours=4), doc_md="A person reads the plan and approves or rejects it.")
+        apply = PlaybookOperator(task_id="apply", playbook=playbook, extravars={**extravars, "confirm": True},
+                                 reason=reason, retries=0, doc_md="The change, with confirm=true. Never retried.")
+        verify = PlaybookOperator(task_id="verify", playbook=playbook, extravars=extravars, check=True,
+                                  expect_no_change=True, reason=reason, retries=1,
+                                  doc_md="Check mode again: nothing may be left to change.")
+        plan >> approve >> apply >> verify
+    return dag
+
+
+def scheduled_procedure(dag_id: str, playbook: str, *, schedule, doc_md: str, tags: list[str],
+                        extravars: dict | None = None, retries: int = 2, outlets=()):
+    """A routine procedure: one playbook run on a schedule, retried."""
+    from airflow.sdk import DAG
+
+    with DAG(dag_id, schedule=schedule, start_date=START, catchup=False, max_active_runs=1, doc_md=doc_md,
+             tags=["runbook", "scheduled", *tags], default_args=default_args(retries=retries)) as dag:
+        PlaybookOperator(task_id="run", playbook=playbook, extravars=extravars or {}, outlets=list(outlets))
+    return dag

@@ -1,0 +1,89 @@
+"""The routine procedures, on schedules: PostgreSQL backups (one mapped task per database of the inventory, read
+at run time) and their restore-level verification when a backup lands, integrity checks, VACUUM/ANALYZE by need,
+the health sweep, log retention and DynamoDB backups. Each task runs a playbook of this project."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Asset, task
+from runbook_airflow import (
+    START,
+    PlaybookOperator,
+    default_args,
+    inventory_hosts,
+    scheduled_procedure,
+)
+
+PG_BACKUPS = Asset("runbook://postgres/backups", extra={"playbook": "backup-db.yml"})
+
+with DAG("backup_postgres", schedule="0 1 * * *", start_date=START, catchup=False, max_active_runs=1,
+         tags=["runbook", "scheduled", "postgres", "backup"], default_args=default_args(retries=2),
+         doc_md="""
+### PostgreSQL backups, daily
+One `backup-db.yml -e database=NAME --limit HOST` per database of the inventory's `postgres` hosts (`pg_databases`),
+read when the run starts. Each backup is checksum-verified as it is written and emits the asset
+`runbook://postgres/backups`, which starts `verify_backups`. A database with a verified backup under 1 h old is
+left alone (the playbook's `pg_backup_skip_if_newer_than`).
+""") as backup_postgres:
+
+    @task
+    def databases() -> list[dict]:
+        """What to back up, from the inventory at run time."""
+        targets = [{"limit": row["host"], "extravars": {"database": database}}
+                   for row in inventory_hosts("postgres", "pg_databases") for database in row["pg_databases"] or []]
+        if not targets:
+            raise ValueError("The inventory lists no database (pg_databases of the postgres hosts): nothing to back up.")
+        return targets
+
+    PlaybookOperator.partial(task_id="backup", playbook="backup-db.yml", outlets=[PG_BACKUPS],
+                             map_index_template="{{ task.extravars['database'] }}").expand_kwargs(databases())
+
+verify_backups = scheduled_procedure(
+    "verify_backups", "verify-backups.yml", schedule=[PG_BACKUPS], tags=["postgres", "backup"],
+    extravars={"verify_level": "restore"}, doc_md="""
+### Backup verification, after each backup
+Restore-level verification of the newest backup of every database: restored into a scratch database, every table's
+row count compared with the backup's manifest, the scratch dropped. Runs when `backup_postgres` emits
+`runbook://postgres/backups`.
+""")
+
+pg_integrity = scheduled_procedure("pg_integrity", "integrity-check.yml", schedule="0 4 * * 0",
+                                   tags=["postgres", "integrity"], doc_md="""
+### Integrity check, weekly
+amcheck on every table and B-tree index of every database (`integrity-check.yml`); fails naming each corrupt
+relation.
+""")
+
+pg_maintenance = scheduled_procedure("pg_maintenance", "db-maintenance.yml", schedule="0 3 * * *",
+                                     tags=["postgres", "maintenance"], doc_md="""
+### VACUUM / ANALYZE by need, nightly
+`db-maintenance.yml`: only the tables autovacuum's arithmetic says need it, with a lock timeout so a busy table is
+skipped, not waited on; invalid indexes rebuilt concurrently. The tables done are in the task's XCom.
+""")
+
+health_sweep = scheduled_procedure("health_sweep", "health-sweep.yml", schedule="*/15 * * * *", retries=1,
+                                   tags=["health"], doc_md="""
+### Health sweep, every 15 minutes
+PostgreSQL, Redis and AWS in one report (`health-sweep.yml`); the task fails on a critical finding. The report
+(summary and findings) is the task's XCom.
+""")
+
+log_retention = scheduled_procedure("log_retention", "rotate-logs.yml", schedule="30 2 * * *",
+                                    tags=["aws", "logs"], doc_md="""
+### Log retention and rotation, daily
+Every CloudWatch log group under the inventory's prefixes gets its retention (new Lambda functions make new
+groups, which keep their logs forever); logrotate rules on the log hosts (`rotate-logs.yml`).
+""")
+
+with DAG("backup_dynamodb", schedule="0 2 * * *", start_date=START, catchup=False, max_active_runs=1,
+         tags=["runbook", "scheduled", "aws", "dynamodb", "backup"], default_args=default_args(retries=2),
+         doc_md="""
+### DynamoDB backups, daily
+`backup-dynamodb.yml` when the inventory lists tables (`dynamodb_tables` of the aws hosts): an on-demand backup
+per table, retention, point-in-time recovery kept on. Skipped when it lists none.
+""") as backup_dynamodb:
+
+    @task.short_circuit
+    def inventory_has_tables() -> bool:
+        return any(row["dynamodb_tables"] for row in inventory_hosts("aws", "dynamodb_tables"))
+
+    inventory_has_tables() >> PlaybookOperator(task_id="backup", playbook="backup-dynamodb.yml")

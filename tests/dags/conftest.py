@@ -1,0 +1,153 @@
+"""DAG tests: a private Airflow (its own AIRFLOW_HOME and metadata database under a temp dir) and, for the runs that
+wait for an approval, an api-server sharing that database, answered over its REST API as a person would in the UI.
+Every DAG run is a real dag.test() in its own process, running real playbooks against the integration tests' own
+PostgreSQL cluster, Redis and AWS emulator (their fixtures are shared from tests/integration/conftest.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INTEGRATION = ROOT / "tests" / "integration"
+sys.path.insert(0, str(INTEGRATION))
+_spec = importlib.util.spec_from_file_location("integration_conftest", INTEGRATION / "conftest.py")
+integration = importlib.util.module_from_spec(_spec)
+sys.modules["integration_conftest"] = integration
+_spec.loader.exec_module(integration)
+# The integration fixtures and helpers (pg, chat_db, redis_server, aws_emulator, Workspace, ...), shared as they are.
+globals().update({name: value for name, value in vars(integration).items() if not name.startswith("_")})
+
+BIN = Path(sys.executable).parent
+APPROVER = "approver"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Airflow:
+    home: Path
+    env: dict
+    api: str | None = None
+    password: str = ""
+
+    def run_dag(self, module: str, dag_id: str, conf: dict | None = None, env: dict | None = None,
+                background: bool = False):
+        """dag.test() in a new process; its output, and the RESULT line as a dict (None if it never printed one)."""
+        command = [sys.executable, str(ROOT / "tests" / "dags" / "run_dag.py"), module, dag_id]
+        if conf is not None:
+            command.append(json.dumps(conf))
+        proc = subprocess.Popen(command, cwd=ROOT, env={**self.env, **(env or {})}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+        return proc if background else finish(proc)
+
+    # -- the REST API, as the UI uses it --------------------------------------------------------------
+    def token(self) -> str:
+        body = json.dumps({"username": APPROVER, "password": self.password}).encode()
+        request = urllib.request.Request(f"{self.api}/auth/token", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["access_token"]
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        request = urllib.request.Request(f"{self.api}/api/v2{path}", method=method,
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Authorization": f"Bearer {self.token()}",
+                                                  "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+
+    def wait_for_approval_request(self, dag_id: str, proc: subprocess.Popen, timeout: float = 300) -> dict:
+        """The pending approval of the run dag.test() started (the Required Actions list of the UI)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"the run ended before asking for an approval:\n{proc.stdout.read()[-6000:]}")
+            pending = self.call("GET", f"/dags/{dag_id}/dagRuns/~/hitlDetails?response_received=false")
+            details = pending.get("hitl_details", [])
+            if details:
+                return details[0]
+            time.sleep(2)
+        raise AssertionError(f"no approval request from {dag_id} within {timeout} s")
+
+    def answer(self, detail: dict, option: str) -> dict:
+        ti = detail["task_instance"]
+        return self.call("PATCH", f"/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/"
+                                  f"{ti['map_index']}/hitlDetails", {"chosen_options": [option], "params_input": {}})
+
+
+def finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[str, dict | None]:
+    output, _ = proc.communicate(timeout=timeout)
+    result = next((json.loads(line[len("RESULT "):]) for line in output.splitlines() if line.startswith("RESULT ")),
+                  None)
+    return output, result
+
+
+@pytest.fixture(scope="session")
+def airflow(tmp_path_factory) -> Airflow:
+    home = tmp_path_factory.mktemp("airflow")
+    password = secrets.token_urlsafe(12)
+    (home / "passwords.json").write_text(json.dumps({APPROVER: password}))
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{APPROVER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(24),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(24),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "ANSIBLE_HOME": str(ROOT / ".ansible"),
+        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".ansible" / "collections"),
+        "ANSIBLE_LOCAL_TEMP": str(home / "ansible-tmp"),
+        "RUNBOOK_RETRY_DELAY": "1",
+    }
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, cwd=ROOT)
+    return Airflow(home, env, password=password)
+
+
+@pytest.fixture(scope="session")
+def api_server(airflow):
+    """`airflow api-server` on the same metadata database: the REST API a person's UI uses."""
+    port = free_port()
+    log = open(airflow.home / "api-server.log", "w")
+    proc = subprocess.Popen([str(BIN / "airflow"), "api-server", "--port", str(port), "--host", "127.0.0.1"],
+                            env={**airflow.env, "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}"}, cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    airflow.api = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{airflow.api}/api/v2/monitor/health", timeout=5):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the api-server did not start:\n" + (airflow.home / "api-server.log").read_text()[-4000:])
+            time.sleep(1)
+    yield airflow
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

@@ -1,0 +1,68 @@
+"""The DagBag of dags/ loads with no import error, and every DAG is one a person can operate: tags, an owner, a
+description, no catch-up; scheduled ones retry, manual ones run one at a time and never retry the change."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow):
+    os.environ.update({k: v for k, v in airflow.env.items() if k.startswith("AIRFLOW")})
+    sys.path.insert(0, str(ROOT / "dags"))
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+SCHEDULED = {"backup_postgres", "verify_backups", "pg_integrity", "pg_maintenance", "health_sweep", "log_retention",
+             "backup_dynamodb"}
+MANUAL = {"recover_db", "emergency_shutdown", "emergency_resume", "scale", "bootstrap_fixes", "kill_long_queries"}
+
+
+def test_no_import_errors_and_every_dag_is_there(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == SCHEDULED | MANUAL
+
+
+def test_every_dag_has_tags_owner_description_and_no_catchup(dagbag):
+    for dag in dagbag.dags.values():
+        assert dag.tags, dag.dag_id
+        assert dag.owner and dag.owner != "airflow", dag.dag_id
+        assert dag.doc_md and len(dag.doc_md.strip()) > 40, dag.dag_id
+        assert dag.catchup is False, dag.dag_id
+        assert all(task.on_failure_callback for task in dag.tasks), dag.dag_id
+
+
+def test_scheduled_dags_have_a_schedule_and_retries(dagbag):
+    for dag_id in SCHEDULED:
+        dag = dagbag.dags[dag_id]
+        assert dag.timetable.can_be_scheduled, dag_id
+        assert all(task.retries >= 1 for task in dag.tasks), dag_id
+
+
+def test_manual_dags_plan_approve_apply_verify_one_at_a_time(dagbag):
+    for dag_id in MANUAL:
+        dag = dagbag.dags[dag_id]
+        assert not dag.timetable.can_be_scheduled and dag.max_active_runs == 1, dag_id
+        chain = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
+        assert chain == {"plan": ["approve"], "approve": ["apply"], "apply": ["verify"], "verify": []}, dag_id
+        assert type(dag.task_dict["approve"]).__name__ == "ApprovalOperator"
+        assert dag.task_dict["apply"].retries == 0, dag_id
+        assert dag.task_dict["plan"].check and dag.task_dict["verify"].check and not dag.task_dict["apply"].check
+        assert dag.task_dict["apply"].extravars["confirm"] is True
+        assert "reason" in dag.params and dag.params.get_param("reason").schema["minLength"] >= 5, dag_id
+        for name, param in dag.params.items():
+            assert param.description and param.schema.get("type"), (dag_id, name)
+
+
+def test_the_recover_db_form(dagbag):
+    params = dagbag.dags["recover_db"].params
+    assert set(params) == {"database", "backup", "reason"}
+    assert params["backup"] == "latest"
+    assert params.get_param("backup").schema["pattern"] == "^(latest|[0-9]{8}T[0-9]{6}Z)$"

@@ -1,0 +1,122 @@
+"""The DAGs end to end with dag.test(), each run in its own process against real servers: a backup that is verified
+and announces itself as an asset, its restore-level verification, the health sweep's report and its failure on a
+critical finding, and recover_db behind an approval answered over the REST API - approved it restores the rows,
+rejected it changes nothing. The helper's failures name the failed task, and a password never reaches the log."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import psycopg
+import pytest
+
+from conftest import Workspace, finish, table_fingerprints
+
+
+@pytest.fixture
+def ws(pg, chat_db, redis_server, tmp_path):
+    return Workspace(pg, [chat_db], tmp_path, redis_port=redis_server.port)
+
+
+def inventory(ws) -> dict:
+    return {"AIRFLOW_VAR_RUNBOOK_INVENTORY": str(ws.inventory)}
+
+
+def asset_events(airflow, uri: str) -> int:
+    with sqlite3.connect(airflow.home / "airflow.db") as db:
+        return db.execute("SELECT count(*) FROM asset_event JOIN asset ON asset.id = asset_event.asset_id "
+                          "WHERE asset.uri = ?", (uri,)).fetchone()[0]
+
+
+def test_backup_postgres_makes_a_verified_backup_and_announces_it(airflow, ws, chat_db):
+    before = asset_events(airflow, "runbook://postgres/backups")
+    output, result = airflow.run_dag("scheduled", "backup_postgres", env=inventory(ws))
+    assert result and result["state"] == "success", output[-6000:]
+    assert result["tasks"] == {"databases": "success", "backup[0]": "success"}
+    [backup_id] = ws.backups(chat_db)
+    manifest = json.loads((ws.backup_root / chat_db / backup_id / "manifest.json").read_text())
+    assert {t["name"] for t in manifest["tables"]} >= {"users", "chat_sessions", "chat_messages"}
+    results = result["xcom"]["backup[0]"]["results"]
+    [made] = [r for r in results["pg_backup"] if r["task"] == "Back up each database"]
+    [checked] = results["pg_verify_backup"]
+    assert made["backup"]["id"] == checked["backup"]["id"] == backup_id and checked["ok"]
+    assert asset_events(airflow, "runbook://postgres/backups") == before + 1
+
+    output, result = airflow.run_dag("scheduled", "verify_backups", env=inventory(ws))
+    assert result and result["state"] == "success", output[-6000:]
+    [verified] = result["xcom"]["run"]["results"]["pg_verify_backup"]
+    assert verified["ok"] and "restore" in verified["levels_run"] and verified["backup"]["id"] == backup_id
+
+
+def test_health_sweep_reports_and_fails_on_a_critical_finding(airflow, ws):
+    output, result = airflow.run_dag("scheduled", "health_sweep", env=inventory(ws))
+    assert result and result["state"] == "success", output[-6000:]
+    [report] = result["xcom"]["run"]["results"]["health_report"]
+    assert report["worst"] in ("ok", "warning") and report["counts"]
+
+    # Planted: every database's transaction id age counts as critical from 1 on.
+    ws.write_inventory(health_sweep_thresholds={"xid_age": {"critical": 1}})
+    output, result = airflow.run_dag("scheduled", "health_sweep", env=inventory(ws))
+    assert result and result["state"] == "failed" and result["tasks"]["run"] == "failed", output[-6000:]
+    assert "health-sweep.yml failed:" in output and "worst finding is CRITICAL" in output
+
+
+def test_a_failed_playbook_fails_the_task_with_the_failed_tasks_message(airflow, pg, tmp_path):
+    ws = Workspace(pg, ["no_such_database"], tmp_path)
+    output, result = airflow.run_dag("scheduled", "backup_postgres", env=inventory(ws))
+    assert result and result["tasks"]["backup[0]"] == "failed", output[-6000:]
+    assert "backup-db.yml failed: testdb: " in output and "no_such_database" in output
+
+
+def test_postgres_credentials_come_from_the_connection_and_never_reach_the_log(airflow, pg, chat_db, tmp_path):
+    ws = Workspace(pg, [chat_db], tmp_path)
+    # The inventory knows where the server is but not its password: only the Airflow connection does.
+    ws.write_inventory(pg_connection={"login_host": "127.0.0.1", "login_port": pg.port, "login_user": "postgres"})
+    connection = json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "postgres",
+                             "password": pg.password})
+    output, result = airflow.run_dag("scheduled", "backup_postgres",
+                                     env={**inventory(ws), "AIRFLOW_CONN_RUNBOOK_POSTGRES": connection})
+    assert result and result["state"] == "success", output[-6000:]
+    assert len(ws.backups(chat_db)) == 1
+    assert pg.password not in output
+    logs = [p.read_text(errors="replace") for p in (airflow.home / "logs").rglob("*") if p.is_file()]
+    assert not any(pg.password in text for text in logs)
+
+
+def damage(pg, chat_db) -> None:
+    with psycopg.connect(host="127.0.0.1", port=pg.port, user="postgres", password=pg.password, dbname=chat_db,
+                         autocommit=True) as conn:
+        conn.execute("DELETE FROM chat_messages WHERE id % 2 = 0")
+
+
+@pytest.mark.parametrize("answer", ["Approve", "Reject"])
+def test_recover_db_waits_for_an_approval(api_server, ws, pg, chat_db, answer):
+    assert ws.play("backup-db.yml").rc == 0
+    backed_up = table_fingerprints(pg, chat_db)
+    damage(pg, chat_db)
+    damaged = table_fingerprints(pg, chat_db)
+    assert damaged != backed_up
+
+    run = api_server.run_dag("manual", "recover_db", conf={"database": chat_db, "backup": "latest",
+                                                             "reason": "INC-4711 messages lost"},
+                             env=inventory(ws), background=True)
+    detail = api_server.wait_for_approval_request("recover_db", run)
+    assert detail["subject"] == "recover_db: apply this plan?"
+    assert "INC-4711 messages lost" in detail["body"] and "recover-db.yml --check" in detail["body"]
+    assert table_fingerprints(pg, chat_db) == damaged  # the plan changed nothing
+
+    api_server.answer(detail, answer)
+    output, result = finish(run)
+    assert result and result["state"] == "success", output[-6000:]
+    if answer == "Approve":
+        assert result["tasks"] == {"plan": "success", "approve": "success", "apply": "success", "verify": "success"}
+        assert table_fingerprints(pg, chat_db) == backed_up
+        [record] = [r for r in ws.audit() if r["procedure"] == "recover-db"]
+        assert record["reason"] == "INC-4711 messages lost" and "via Airflow recover_db" in record["actor"]
+    else:
+        assert result["tasks"] == {"plan": "success", "approve": "success", "apply": "skipped", "verify": "skipped"}
+        assert table_fingerprints(pg, chat_db) == damaged
+        assert [r for r in ws.audit() if r["procedure"] == "recover-db"] == []
+
+
