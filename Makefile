@@ -12,12 +12,13 @@ export ANSIBLE_HOME := $(CURDIR)/.ansible
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.ansible/collections
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: help deps-system venv demo test lint unit integration molecule sanity bench sandbox-up sandbox-down \
+.PHONY: help deps-system venv demo airflow test lint unit integration dags molecule sanity bench sandbox-up sandbox-down \
 	sandbox-status sandbox-env lock clean
 
 help:
 	@echo "make demo           install, start the sandbox, back up, break, and recover the demo database"
 	@echo "make test           lint, sanity, unit, integration and molecule tests (real PostgreSQL, Redis, AWS emulator)"
+	@echo "make airflow        Airflow standalone on 127.0.0.1:8080 with dags/, pointed at the sandbox"
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
 	@echo "make bench          backup/recovery/verification and maintenance/health sweep against the raw tools"
 
@@ -57,8 +58,11 @@ sandbox-env: venv
 demo: sandbox-up
 	bash sandbox/demo.sh
 
+airflow: sandbox-up
+	bash sandbox/airflow.sh
+
 lint: venv
-	$(BIN)/ruff check plugins sandbox tests bench
+	$(BIN)/ruff check plugins sandbox tests bench dags
 	$(BIN)/ansible-lint --offline --profile production
 
 sanity: venv
@@ -70,6 +74,9 @@ unit: venv
 integration: venv
 	$(BIN)/pytest tests/integration -q -n $(PYTEST_WORKERS)
 
+dags: venv
+	$(BIN)/pytest tests/dags -q
+
 molecule: venv
 	@set -e; for scenario in roles/*/molecule/default; do \
 		role=$${scenario%/molecule/default}; echo "== molecule: $$role"; \
@@ -78,7 +85,7 @@ molecule: venv
 		grep -E "successful|failed=" .ansible/molecule-$${role#roles/}.log | tail -n 1; \
 	done
 
-test: lint sanity unit integration molecule
+test: lint sanity unit integration dags molecule
 
 bench: venv
 	$(BIN)/python bench/backup_restore.py --mb $${BENCH_MB:-300}

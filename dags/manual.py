@@ -1,6 +1,6 @@
-"""The DAGs of the destructive procedures, run by hand from the Airflow UI: each trigger form takes the procedure's inputs and
-a reason; the run shows the plan (check mode), waits for a person to approve it, applies it with confirm=true, then
-checks that nothing is left to change. Rejected, nothing changes."""
+"""The DAGs of the destructive procedures, run by hand from the Airflow UI: each trigger form takes the
+procedure's inputs and a reason; the run shows the plan (check mode), waits for a person to approve it,
+applies it with confirm=true, then checks that nothing is left to change. Rejected, nothing changes."""
 
 from __future__ import annotations
 
@@ -55,11 +55,13 @@ scale = manual_procedure(
                                  title="Lambda timeout (s)", description="Empty: unchanged."),
         "lambda_reserved_concurrency": dict(default=None, type=["null", "integer"], minimum=0,
                                             title="Lambda reserved concurrency", description="Empty: unchanged."),
-        "dynamodb_billing_mode": dict(default=None, type=["null", "string"], enum=[None, "PAY_PER_REQUEST", "PROVISIONED"],
+        "dynamodb_billing_mode": dict(default=None, type=["null", "string"],
+                                      enum=[None, "PAY_PER_REQUEST", "PROVISIONED"],
                                       title="DynamoDB billing mode", description="Empty: unchanged."),
         "ecs_desired_count": dict(default=None, type=["null", "integer"], minimum=0, title="ECS desired count",
                                   description="Empty: unchanged."),
-        "pg_max_connections": dict(default=None, type=["null", "integer"], minimum=1, title="PostgreSQL max_connections",
+        "pg_max_connections": dict(default=None, type=["null", "integer"], minimum=1,
+                                   title="PostgreSQL max_connections",
                                    description="Empty: unchanged. Restarts the server when it changes."),
     },
     extravars={"scale_target": "{{ params.scale_target }}", "lambda_memory_mb": "{{ params.lambda_memory_mb }}",
@@ -83,8 +85,9 @@ recovery turned on: the approval shows the table of problems and fixes.
 
 kill_long_queries = manual_procedure(
     "kill_long_queries", "kill-long-queries.yml", tags=["postgres", "sessions"],
-    params={"pg_sessions_max_duration": dict(default="10m", type="string", pattern="^[0-9]+[smhd]?$",
-                                             title="Longer than", description="Queries running longer than this (10m, 1h).")},
+    params={"pg_sessions_max_duration": dict(
+        default="10m", type="string", pattern="^[0-9]+[smhd]?$", title="Longer than",
+        description="Queries running longer than this (10m, 1h).")},
     extravars={"pg_sessions_max_duration": "{{ params.pg_sessions_max_duration }}"},
     doc_md="""
 ### Kill long queries

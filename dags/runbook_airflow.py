@@ -226,7 +226,7 @@ def default_args(retries: int) -> dict:
 def plan_text(outcome: dict) -> str:
     """The plan for the approval form: what check mode would change, per host, and the results it reported."""
     lines = [f"`{outcome['playbook']} --check`: {outcome['changed']} change(s) planned."]
-    for module, rows in outcome.get("results", {}).items():
+    for rows in outcome.get("results", {}).values():
         for row in rows:
             shown = {k: v for k, v in row.items() if k not in ("host", "task", "changed", "failed", "warnings")}
             lines.append(f"- **{row['task']}** on {row['host']}: `{json.dumps(shown, default=str)[:1500]}`")

@@ -31,7 +31,8 @@ left alone (the playbook's `pg_backup_skip_if_newer_than`).
         targets = [{"limit": row["host"], "extravars": {"database": database}}
                    for row in inventory_hosts("postgres", "pg_databases") for database in row["pg_databases"] or []]
         if not targets:
-            raise ValueError("The inventory lists no database (pg_databases of the postgres hosts): nothing to back up.")
+            raise ValueError("The inventory lists no database (pg_databases of the postgres hosts): "
+                             "nothing to back up.")
         return targets
 
     PlaybookOperator.partial(task_id="backup", playbook="backup-db.yml", outlets=[PG_BACKUPS],

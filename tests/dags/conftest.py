@@ -139,10 +139,11 @@ def api_server(airflow):
         try:
             with urllib.request.urlopen(f"{airflow.api}/api/v2/monitor/health", timeout=5):
                 break
-        except OSError:
+        except OSError as exc:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("the api-server did not start:\n" + (airflow.home / "api-server.log").read_text()[-4000:])
+                started = (airflow.home / "api-server.log").read_text()[-4000:]
+                raise RuntimeError(f"the api-server did not start:\n{started}") from exc
             time.sleep(1)
     yield airflow
     proc.terminate()

@@ -10,7 +10,6 @@ import sqlite3
 
 import psycopg
 import pytest
-
 from conftest import Workspace, finish, table_fingerprints
 
 
