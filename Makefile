@@ -12,13 +12,14 @@ export ANSIBLE_HOME := $(CURDIR)/.ansible
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.ansible/collections
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: help deps-system venv demo airflow test lint unit integration dags molecule sanity bench sandbox-up sandbox-down \
+.PHONY: help deps-system venv demo airflow ui-check test lint unit integration dags molecule sanity bench sandbox-up sandbox-down \
 	sandbox-status sandbox-env lock clean
 
 help:
 	@echo "make demo           install, start the sandbox, back up, break, and recover the demo database"
 	@echo "make test           lint, sanity, unit, integration and molecule tests (real PostgreSQL, Redis, AWS emulator)"
 	@echo "make airflow        Airflow standalone on 127.0.0.1:8080 with dags/, pointed at the sandbox"
+	@echo "make ui-check       headless Chromium logs in to that UI, reads recover_db's form, runs health_sweep"
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
 	@echo "make bench          backup/recovery/verification and maintenance/health sweep against the raw tools"
 
@@ -60,6 +61,12 @@ demo: sandbox-up
 
 airflow: sandbox-up
 	bash sandbox/airflow.sh
+
+# A real browser on the Airflow UI (not part of make test: it installs Chromium).
+ui-check: sandbox-up
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+	$(BIN)/python tests/ui/check_airflow_ui.py
 
 lint: venv
 	$(BIN)/ruff check plugins sandbox tests bench dags
