@@ -233,6 +233,33 @@ def plan_text(outcome: dict) -> str:
     return "\n".join(lines)
 
 
+class InventoryTargets(BaseOperator):
+    """What a scheduled run acts on, read from the inventory when the task runs (never at parse time).
+
+    `per_value=True`: one item per value of the hosts' list variable, as PlaybookOperator arguments
+    ({"limit": host, "extravars": {extravar: value}}), for .expand_kwargs(). Otherwise the task is skipped (and
+    what follows it) when no host sets the variable.
+    """
+
+    def __init__(self, *, group: str, variable: str, extravar: str | None = None, per_value: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.group, self.variable, self.extravar, self.per_value = group, variable, extravar, per_value
+
+    def execute(self, context):
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        rows = inventory_hosts(self.group, self.variable)
+        if self.per_value:
+            targets = [{"limit": row["host"], "extravars": {self.extravar: value}}
+                       for row in rows for value in row[self.variable] or []]
+            if not targets:
+                raise ValueError(f"The inventory sets no {self.variable} on the {self.group} hosts: nothing to do.")
+            return targets
+        if not any(row[self.variable] for row in rows):
+            raise AirflowSkipException(f"The inventory sets no {self.variable} on the {self.group} hosts.")
+        return rows
+
+
 def inventory_hosts(group: str, variable: str) -> list[dict]:
     """[{host, <variable>: value}] for the hosts of a group of the inventory, read at run time."""
     import subprocess

@@ -4,16 +4,11 @@ the health sweep, log retention and DynamoDB backups. Each task runs a playbook 
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Asset, task
-from runbook_airflow import (
-    START,
-    PlaybookOperator,
-    default_args,
-    inventory_hosts,
-    scheduled_procedure,
-)
+from airflow.sdk import DAG, Asset
+from runbook_airflow import START, InventoryTargets, PlaybookOperator, default_args, scheduled_procedure
 
-PG_BACKUPS = Asset("runbook://postgres/backups", extra={"playbook": "backup-db.yml"})
+# A plain name, not a URI: a URI scheme makes Airflow load every provider's URI handlers at parse time.
+PG_BACKUPS = Asset(name="runbook_postgres_backups", extra={"playbook": "backup-db.yml"})
 
 with DAG("backup_postgres", schedule="0 1 * * *", start_date=START, catchup=False, max_active_runs=1,
          tags=["runbook", "scheduled", "postgres", "backup"], default_args=default_args(retries=2),
@@ -21,22 +16,14 @@ with DAG("backup_postgres", schedule="0 1 * * *", start_date=START, catchup=Fals
 ### PostgreSQL backups, daily
 One `backup-db.yml -e database=NAME --limit HOST` per database of the inventory's `postgres` hosts (`pg_databases`),
 read when the run starts. Each backup is checksum-verified as it is written and emits the asset
-`runbook://postgres/backups`, which starts `verify_backups`. A database with a verified backup under 1 h old is
+`runbook_postgres_backups`, which starts `verify_backups`. A database with a verified backup under 1 h old is
 left alone (the playbook's `pg_backup_skip_if_newer_than`).
 """) as backup_postgres:
 
-    @task
-    def databases() -> list[dict]:
-        """What to back up, from the inventory at run time."""
-        targets = [{"limit": row["host"], "extravars": {"database": database}}
-                   for row in inventory_hosts("postgres", "pg_databases") for database in row["pg_databases"] or []]
-        if not targets:
-            raise ValueError("The inventory lists no database (pg_databases of the postgres hosts): "
-                             "nothing to back up.")
-        return targets
-
+    databases = InventoryTargets(task_id="databases", group="postgres", variable="pg_databases", extravar="database",
+                                 per_value=True)
     PlaybookOperator.partial(task_id="backup", playbook="backup-db.yml", outlets=[PG_BACKUPS],
-                             map_index_template="{{ task.extravars['database'] }}").expand_kwargs(databases())
+                             map_index_template="{{ task.extravars['database'] }}").expand_kwargs(databases.output)
 
 verify_backups = scheduled_procedure(
     "verify_backups", "verify-backups.yml", schedule=[PG_BACKUPS], tags=["postgres", "backup"],
@@ -44,7 +31,7 @@ verify_backups = scheduled_procedure(
 ### Backup verification, after each backup
 Restore-level verification of the newest backup of every database: restored into a scratch database, every table's
 row count compared with the backup's manifest, the scratch dropped. Runs when `backup_postgres` emits
-`runbook://postgres/backups`.
+`runbook_postgres_backups`.
 """)
 
 pg_integrity = scheduled_procedure("pg_integrity", "integrity-check.yml", schedule="0 4 * * 0",
@@ -83,8 +70,5 @@ with DAG("backup_dynamodb", schedule="0 2 * * *", start_date=START, catchup=Fals
 per table, retention, point-in-time recovery kept on. Skipped when it lists none.
 """) as backup_dynamodb:
 
-    @task.short_circuit
-    def inventory_has_tables() -> bool:
-        return any(row["dynamodb_tables"] for row in inventory_hosts("aws", "dynamodb_tables"))
-
-    inventory_has_tables() >> PlaybookOperator(task_id="backup", playbook="backup-dynamodb.yml")
+    tables = InventoryTargets(task_id="inventory_has_tables", group="aws", variable="dynamodb_tables")
+    tables >> PlaybookOperator(task_id="backup", playbook="backup-dynamodb.yml")

@@ -29,7 +29,7 @@ def asset_events(airflow, uri: str) -> int:
 
 
 def test_backup_postgres_makes_a_verified_backup_and_announces_it(airflow, ws, chat_db):
-    before = asset_events(airflow, "runbook://postgres/backups")
+    before = asset_events(airflow, "runbook_postgres_backups")
     output, result = airflow.run_dag("scheduled", "backup_postgres", env=inventory(ws))
     assert result and result["state"] == "success", output[-6000:]
     assert result["tasks"] == {"databases": "success", "backup[0]": "success"}
@@ -40,7 +40,7 @@ def test_backup_postgres_makes_a_verified_backup_and_announces_it(airflow, ws, c
     [made] = [r for r in results["pg_backup"] if r["task"] == "Back up each database"]
     [checked] = results["pg_verify_backup"]
     assert made["backup"]["id"] == checked["backup"]["id"] == backup_id and checked["ok"]
-    assert asset_events(airflow, "runbook://postgres/backups") == before + 1
+    assert asset_events(airflow, "runbook_postgres_backups") == before + 1
 
     output, result = airflow.run_dag("scheduled", "verify_backups", env=inventory(ws))
     assert result and result["state"] == "success", output[-6000:]
