@@ -112,8 +112,11 @@ class PlaybookRun:
         kind = event.get("event")
         if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             res = data.get("res", {})
+            # A looped task fails with "One or more items failed"; the items' own messages say why.
+            items = [r for r in res.get("results", []) if isinstance(r, dict) and r.get("failed")]
+            messages = [r.get("msg") or r.get("stderr") for r in items] or [res.get("msg") or res.get("stderr")]
             self.failures.append({"host": data.get("host"), "task": data.get("task"),
-                                  "msg": res.get("msg") or res.get("stderr") or kind})
+                                  "msg": " / ".join(str(m) for m in messages if m) or kind})
         elif kind == "runner_on_ok" and data.get("task_action") in COLLECTED:
             res = data.get("res", {})
             # A looped task reports each item's result in `results`.

@@ -10,6 +10,7 @@ import sqlite3
 
 import psycopg
 import pytest
+from aws_world import clients
 from conftest import Workspace, finish, table_fingerprints
 
 
@@ -61,11 +62,28 @@ def test_health_sweep_reports_and_fails_on_a_critical_finding(airflow, ws):
     assert "health-sweep.yml failed:" in output and "worst finding is CRITICAL" in output
 
 
-def test_a_failed_playbook_fails_the_task_with_the_failed_tasks_message(airflow, pg, tmp_path):
+def test_a_failed_playbook_fails_the_task_and_alerts_the_sns_topic(airflow, pg, aws_emulator, tmp_path):
+    env = dict(aws_emulator)
+    [sns, sqs] = clients(env, "sns", "sqs")
+    topic = sns.create_topic(Name=f"alerts-{tmp_path.name[-12:]}")["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"pager-{tmp_path.name[-12:]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    aws_default = json.dumps({"conn_type": "aws", "login": env["AWS_ACCESS_KEY_ID"],
+                              "password": env["AWS_SECRET_ACCESS_KEY"],
+                              "extra": {"region_name": env["AWS_DEFAULT_REGION"],
+                                        "endpoint_url": env["AWS_ENDPOINT_URL"]}})
     ws = Workspace(pg, ["no_such_database"], tmp_path)
-    output, result = airflow.run_dag("scheduled", "backup_postgres", env=inventory(ws))
+
+    output, result = airflow.run_dag("scheduled", "backup_postgres", env={
+        **inventory(ws), "AIRFLOW_CONN_AWS_DEFAULT": aws_default, "AIRFLOW_VAR_RUNBOOK_ALERT_TOPIC_ARN": topic})
     assert result and result["tasks"]["backup[0]"] == "failed", output[-6000:]
     assert "backup-db.yml failed: testdb: " in output and "no_such_database" in output
+
+    received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=5).get("Messages", [])
+    alerts = [json.loads(m["Body"]) for m in received]
+    assert alerts and all(a["dag_id"] == "backup_postgres" and a["task_id"] == "backup" for a in alerts), received
+    assert "no_such_database" in alerts[-1]["error"]
 
 
 def test_postgres_credentials_come_from_the_connection_and_never_reach_the_log(airflow, pg, chat_db, tmp_path):
