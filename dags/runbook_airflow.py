@@ -13,12 +13,15 @@ of a private directory that is deleted after the run: never on a command line, n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -85,6 +88,39 @@ def postgres_extravars() -> dict[str, Any]:
     return {"pg_connection": {key: value for key, value in pg.items() if value not in (None, "")}}
 
 
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (Linux /proc), children first found first."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier and pid not in found]
+        found += children
+        frontier = children
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def _summary(event: dict) -> str | None:
     """One line of the task log per Ansible event worth a line (the runner's own stdout is Ansible's output)."""
     text = (event.get("stdout") or "").strip()
@@ -130,6 +166,23 @@ class PlaybookRun:
             self.recap = {key: data.get(key, {}) for key in ("ok", "changed", "failures", "dark", "skipped",
                                                               "rescued", "ignored")}
         return True
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Cancel the run, and end what its modules started: ansible-runner kills ansible-playbook's process group,
+        but a module's own processes run in sessions of their own and would outlive it."""
+        playbooks = [pid for pid in descendants(os.getpid()) if "ansible-playbook" in command_line(pid)]
+        started = playbooks + [pid for root in playbooks for pid in descendants(root)]
+        self.cancelled.set()
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(alive(pid) for pid in started):
+            time.sleep(0.2)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            left = [pid for pid in started if alive(pid)]
+            for pid in left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+            if left:
+                time.sleep(1)
 
     def run(self) -> dict:
         import ansible_runner
@@ -202,7 +255,7 @@ class PlaybookOperator(BaseOperator):
 
     def on_kill(self) -> None:
         if self._run is not None:
-            self._run.cancelled.set()
+            self._run.stop()
 
 
 def alert_on_failure(context) -> None:
