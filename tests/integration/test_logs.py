@@ -194,3 +194,21 @@ def test_a_daemon_json_that_is_not_json_is_left_alone(logs):
     run = ws.play(ROTATE, "--limit", "testlogs")
     assert run.rc != 0 and run.says("is not valid JSON"), run.output
     assert daemon.read_text() == '{"data-root": "/srv/docker",}'
+
+
+def test_journald_gets_its_size_limit_when_asked(logs):
+    ws = logs["ws"]
+    dropin = ws.base / "journald.conf.d" / "runbook-recovery.conf"
+    ws.log_host = {"logrotate_journald_system_max_use": "500M", "logrotate_journald_dropin": str(dropin)}
+    ws.write_inventory({})
+    run = ws.play(ROTATE, "--limit", "testlogs")
+    assert run.rc == 0, run.output
+    assert "[Journal]\nSystemMaxUse=500M\n" in dropin.read_text()
+    again = ws.play(ROTATE, "--limit", "testlogs")
+    assert again.rc == 0 and again.changed == 0, again.output
+
+    ws.log_host["logrotate_journald_system_max_use"] = "half"
+    ws.write_inventory({})
+    bad = ws.play(ROTATE, "--limit", "testlogs")
+    assert bad.rc != 0 and bad.says("is not a size journald reads"), bad.output
+    assert "SystemMaxUse=500M" in dropin.read_text()
