@@ -213,10 +213,11 @@ def test_blocking_chain_is_reported_blocker_first(pg, chat_db, tmp_path):
     workspace = Workspace(pg, [chat_db], tmp_path)
     blocker = psycopg.connect(**pg.conninfo(chat_db), application_name="migration")
     blocker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # and stays idle in its transaction
-    waiters = []
+    waiters, threads = [], []
     for _ in range(2):
         conn = psycopg.connect(**pg.conninfo(chat_db), autocommit=True)
-        threading.Thread(target=lambda c=conn: c.execute("SELECT count(*) FROM users"), daemon=True).start()
+        threads.append(threading.Thread(target=lambda c=conn: c.execute("SELECT count(*) FROM users"), daemon=True))
+        threads[-1].start()
         waiters.append(conn)
     time.sleep(1)
     try:
@@ -229,5 +230,9 @@ def test_blocking_chain_is_reported_blocker_first(pg, chat_db, tmp_path):
     finally:
         blocker.rollback()
         blocker.close()
+        # The waiters' queries finish once the lock is gone; closing a connection while another thread still
+        # executes on it crashes libpq (a segfault of the whole test worker).
+        for thread in threads:
+            thread.join(timeout=30)
         for conn in waiters:
             conn.close()
