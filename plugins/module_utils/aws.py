@@ -120,6 +120,16 @@ def paginate(aws_client, operation: str, key: str, **kwargs) -> list:
     return items
 
 
+def exit_with_rows(module, result: dict, rows: list[dict], failures: str) -> None:
+    """Exit with the per-resource rows; when a row carries an error, fail instead, keeping every row in the result.
+    `failures` completes "N of M ...: " (such as "log groups failed")."""
+    failed = [row for row in rows if row.get("error")]
+    if failed:
+        module.fail_json(msg=f"{len(failed)} of {len(rows)} {failures}: " + "; ".join(r["error"] for r in failed[:5]),
+                         **result)
+    module.exit_json(**result)
+
+
 def for_each(items: Iterable, action: Callable, workers: int = DEFAULT_WORKERS) -> list:
     """Run `action(item)` for every item on a bounded pool; return, in the items' order, either the
     action's result or the exception it raised. One failing item never stops the others."""

@@ -68,6 +68,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     Clients,
     aws_failures_reported,
+    exit_with_rows,
     resources_argument_spec,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.cfn_stacks import (
@@ -95,12 +96,8 @@ def main():
         rows = [plan(cfn, summary) for summary in failed_stacks(cfn, p["prefixes"], p["statuses"] or FAILED_STATES)]
         if not module.check_mode:
             rows = clean(cfn, rows, p["wait_timeout"], clients.workers)
-    failed = [r for r in rows if r.get("error")]
-    result = dict(changed=any(r["changed"] for r in rows), stacks=rows)
-    if failed:
-        module.fail_json(msg=f"{len(failed)} of {len(rows)} failed stacks could not be deleted: "
-                             + "; ".join(r["error"] for r in failed), **result)
-    module.exit_json(**result)
+    exit_with_rows(module, dict(changed=any(r["changed"] for r in rows), stacks=rows), rows,
+                   "failed stacks could not be deleted")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     Clients,
     aws_failures_reported,
     describe_error,
+    exit_with_rows,
     for_each,
     resources_argument_spec,
 )
@@ -76,18 +77,15 @@ def main():
         for table in p["tables"]:
             describe_table(ddb, table)  # a missing table fails here, before any change
         outcomes = for_each(p["tables"], lambda t: ensure_pitr(ddb, t, p["enabled"], module.check_mode), clients.workers)
-    rows = [o if not isinstance(o, Exception) else {"table": t, "changed": False, "error": describe_error(o, "UpdateContinuousBackups")}
+    rows = [o if not isinstance(o, Exception) else
+            {"table": t, "changed": False, "error": describe_error(o, f"point-in-time recovery of {t}")}
             for t, o in zip(p["tables"], outcomes, strict=True)]
     changed = [r for r in rows if r["changed"]]
     result = dict(changed=bool(changed), tables=rows)
     if module._diff:
         result["diff"] = {"before": {r["table"]: r["before"] for r in changed},
                           "after": {r["table"]: r["after"] for r in changed}}
-    failed = [r for r in rows if r.get("error")]
-    if failed:
-        module.fail_json(msg="Point-in-time recovery failed on " + "; ".join(f"{r['table']}: {r['error']}" for r in failed),
-                         **result)
-    module.exit_json(**result)
+    exit_with_rows(module, result, rows, "tables failed")
 
 
 if __name__ == "__main__":

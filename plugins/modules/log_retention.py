@@ -89,6 +89,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     Clients,
     aws_failures_reported,
+    exit_with_rows,
     resources_argument_spec,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
@@ -122,18 +123,14 @@ def main():
             rows = apply(logs, rows, clients.workers)
     for prefix in unmatched:
         module.warn(f"Prefix {prefix!r} matched no log group: check its spelling (names are case-sensitive).")
-    failed = [r for r in rows if r.get("error")]
     changed = [r for r in rows if r["changed"]]
     result = dict(changed=bool(changed), groups=rows, unmatched_prefixes=unmatched,
                   summary={"groups": len(rows), "created": sum(r["created"] for r in changed),
-                           "changed": len(changed), "failed": len(failed)})
+                           "changed": len(changed), "failed": sum(bool(r.get("error")) for r in rows)})
     if module._diff:
         result["diff"] = {"before": {r["name"]: r["before"] for r in changed},
                           "after": {r["name"]: r["after"] for r in changed}}
-    if failed:
-        module.fail_json(msg=f"{len(failed)} of {len(rows)} log groups failed: "
-                             + "; ".join(r["error"] for r in failed[:5]), **result)
-    module.exit_json(**result)
+    exit_with_rows(module, result, rows, "log groups failed")
 
 
 if __name__ == "__main__":
