@@ -117,6 +117,22 @@ def seed_postgres(cluster: PgCluster) -> bool:
     return True
 
 
+def first_backup() -> bool:
+    """A verified logical backup of the demo database, so the health sweep (which watches backups) starts
+    healthy; taken by the playbook a person would run."""
+    backups = SANDBOX / "backups" / DEMO_DATABASE
+    if backups.is_dir() and any((p / "manifest.json").exists() for p in backups.iterdir()):
+        return False
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    # This sandbox's directory and ports (a second sandbox may run beside the first); nothing secret.
+    where = json.dumps({"sandbox_dir": str(SANDBOX), **SETTINGS})
+    result = subprocess.run([str(playbook), "playbooks/backup-db.yml", "-e", where], cwd=ROOT, capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise SystemExit(f"the first backup of {DEMO_DATABASE} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+    return True
+
+
 # -- Redis -----------------------------------------------------------------------------------
 def redis_paths() -> tuple[Path, Path, Path]:
     base = SANDBOX / "redis"
@@ -249,6 +265,7 @@ def up() -> None:
     }
     report["aws resources seeded"] = seed_aws()
     (SANDBOX / "backups").mkdir(mode=0o700, exist_ok=True)
+    report["chat backed up"] = first_backup()
     for what, changed in report.items():
         print(f"  {what:<24} {'yes' if changed else 'already'}")
     status()

@@ -6,7 +6,7 @@ Layout: <root>/<database>/<backup id>/ holds the pg_dump directory-format dump, 
 (written last: a directory without it is not a backup) and verification.json (results of
 pg_verify_backup). A backup is written under <root>/<database>/.partial-<id>/ and renamed into
 place only after its manifest is on disk, so a partial backup is never listed. Files are 0600,
-directories 0700.
+directories 0700. <root>/<database>/.restored.json names the backup a recovery put into the database.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
 
 MANIFEST = "manifest.json"
 VERIFICATION = "verification.json"
+# Which backup a recovery put into the database: {"database_oid", "backup_id", "at"}, per database.
+RESTORED = ".restored.json"
 PARTIAL_PREFIX = ".partial-"
 LEVELS = ("checksum", "catalog", "restore")
 BACKUP_ID_RE = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
@@ -125,11 +127,18 @@ class FollowingHasher:
                 for name, (hasher, consumed) in sorted(self._state.items())}
 
 
+def free_bytes(path: str) -> int:
+    """Free space where `path` is, or would be once created."""
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
+
+
 def write_json_atomic(path: str, document: dict) -> None:
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle, indent=2, sort_keys=True)
+        json.dump(document, handle, indent=2)  # in order: a database's settings are ordered
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
@@ -274,6 +283,20 @@ class LocalStore:
         finally:
             os.close(fd)
 
+    def record_restored(self, database: str, oid: int, backup_id: str) -> None:
+        """The database with this oid holds this backup (a rename keeps the oid; a new database has another)."""
+        os.makedirs(self.database_dir(database), mode=0o700, exist_ok=True)
+        write_json_atomic(os.path.join(self.database_dir(database), RESTORED),
+                          {"database_oid": oid, "backup_id": backup_id, "at": isoformat(utc_now())})
+
+    def restored_backup(self, database: str, oid: int) -> str | None:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            with open(os.path.join(self.database_dir(database), RESTORED)) as handle:
+                record = json.load(handle)
+            if record.get("database_oid") == oid:
+                return record.get("backup_id")
+        return None
+
     def new_backup_id(self, database: str, moment) -> str:
         base = compact_timestamp(moment)
         candidate, suffix = base, 0
@@ -374,7 +397,7 @@ class S3Store:
         for name in names:
             self.client.upload_file(os.path.join(backup.path, name), self.bucket,
                                     self._key(backup.database, backup.backup_id, name), ExtraArgs=self._extra())
-        body = json.dumps(backup.manifest, indent=2, sort_keys=True).encode()
+        body = json.dumps(backup.manifest, indent=2).encode()
         self.client.put_object(Bucket=self.bucket, Key=self._key(backup.database, backup.backup_id, MANIFEST),
                                Body=body, **self._extra())
         return len(names) + 1

@@ -5,10 +5,13 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
+import unicodedata
 
 IDENTIFIER_MAX = 63
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+# Never part of a name we act on: they end a quoted identifier or a statement, or separate paths.
+_REFUSED_IN_NAMES = frozenset("'\"`;/\\")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*$", re.IGNORECASE)
@@ -36,20 +39,41 @@ def failure_details(*sources: dict) -> dict:
 
 
 def validate_name(value: str, what: str = "database name", max_length: int = IDENTIFIER_MAX) -> str:
-    """Refuse names that could never be intended: quotes, semicolons, spaces, slashes, dots.
+    """Accept what PostgreSQL accepts as a name (any letters, `données` too, spaces and dots), but
+    refuse what could never be intended or could escape quoting elsewhere: quotes, semicolons, slashes,
+    control characters, '.' and '..' (they are directory names in the backup store), and more than
+    `max_length` bytes (PostgreSQL would silently truncate the name, and act on another database).
 
-    Names are also quoted with psycopg.sql.Identifier wherever they reach SQL; this check keeps a
-    typo or an injected string from reaching the server or a backup path at all.
+    Names are also quoted with psycopg.sql.Identifier wherever they reach SQL and passed as separate
+    arguments, never through a shell; this check keeps a typo or an injected string from going anywhere.
     """
     if not isinstance(value, str) or not value:
         raise RunbookError(f"{what} is empty: name the database to act on (for example -e database=chat).")
-    if not _NAME_RE.match(value):
+    refused = sorted({ch for ch in value if ch in _REFUSED_IN_NAMES or unicodedata.category(ch) == "Cc"})
+    if refused or value in (".", "..") or value != value.strip():
+        shown = ", ".join(repr(ch) for ch in refused) or "leading/trailing spaces or a bare '.'/'..'"
         raise RunbookError(
-            f"{what} {value!r} is not accepted: use letters, digits, '_' and '-' only, starting with a "
-            "letter or '_' (quotes, semicolons, spaces, dots and slashes are refused). Check the spelling.")
-    if len(value) > max_length:
-        raise RunbookError(f"{what} {value!r} is {len(value)} characters long; at most {max_length} are allowed here.")
+            f"{what} {value!r} is not accepted: it contains {shown}. Quotes, semicolons, slashes, backslashes "
+            "and control characters are refused in names; check the spelling.")
+    size = len(value.encode())
+    if size > max_length:
+        raise RunbookError(f"{what} {value!r} is {size} bytes long in UTF-8; PostgreSQL names hold at most "
+                           f"{max_length} bytes (a longer one is silently cut, and would name another database).")
     return value
+
+
+def derived_name(base: str, suffix: str) -> str:
+    """`base` + `suffix` as one PostgreSQL name of at most 63 bytes.
+
+    When it would not fit, `base` is cut on a character boundary and a short hash of the whole of it
+    is added, so two long names never share derived names and the same base always gives the same one.
+    """
+    if len(base.encode()) + len(suffix.encode()) <= IDENTIFIER_MAX:
+        return base + suffix
+    tag = "_" + hashlib.sha256(base.encode()).hexdigest()[:8]
+    room = IDENTIFIER_MAX - len(suffix.encode()) - len(tag)
+    cut = base.encode()[:room].decode(errors="ignore")
+    return cut + tag + suffix
 
 
 def require_non_negative(params: dict, *names: str) -> None:

@@ -1,10 +1,11 @@
 # Copyright: runbook.recovery contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Health findings for PostgreSQL and Redis, each with a severity from configurable thresholds."""
+"""Health findings for PostgreSQL, its backups and Redis, each with a severity from configurable thresholds."""
 
 from __future__ import annotations
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, human_size
+from ansible_collections.runbook.recovery.plugins.module_utils.backups import LocalStore, free_bytes
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, human_size, utc_now
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams
 
 SEVERITIES = ("ok", "warning", "critical")
@@ -28,6 +29,11 @@ DEFAULT_THRESHOLDS = {
     "dynamodb_throttle_events_last_hour": ("above", 1, 100),
     # CloudWatch alarms in ALARM: a warning by default ({alarms_in_alarm: {critical: 1}} to fail the sweep on one).
     "alarms_in_alarm": ("above", 1, None),
+    # Logical backups, for a daily schedule: the newest verified one's age, the newest one failing its
+    # verification (1), and the store's free space as a multiple of what the next backup needs.
+    "backup_age_hours": ("above", 26, 50),
+    "backup_verification_failed": ("above", None, 1),
+    "backup_space_ratio": ("below", 2, 1),
 }
 # Below this many block reads+hits the cache hit ratio says nothing yet.
 MIN_BLOCK_ACCESSES = 1000
@@ -130,6 +136,40 @@ def _postgres_findings(params: ConnParams, databases: list[str], thresholds: dic
                                  "invalid indexes: " + ", ".join(invalid) if invalid else "no invalid index"))
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
             found.append(finding(target, "database_size_bytes", size, thresholds, f"size {human_size(size)}"))
+    return found
+
+
+def backup_findings(store: LocalStore, databases: list[str], thresholds: dict, now=None) -> list[dict]:
+    """Per database: how old the newest verified backup is, whether the newest backup failed its
+    verification, and whether the store has room for the next one. No backup at all is critical."""
+    now = now or utc_now()
+    found = []
+    for database in databases:
+        target = f"{store.database_dir(database)}"
+        backups = store.list(database)
+        verified = [b for b in backups if b.verified]
+        if verified:
+            newest = verified[-1]
+            age = round((now - newest.finished_at).total_seconds() / 3600, 1)
+            found.append(finding(target, "backup_age_hours", age, thresholds,
+                                 f"newest verified backup of {database} is {newest.backup_id}, {age:g} h old"))
+        else:
+            found.append({"target": target, "check": "backup_age_hours", "value": None, "severity": "critical",
+                          "message": f"no verified backup of {database} in {store.root}"
+                                     + (f" ({len(backups)} unverified)" if backups else "")
+                                     + ": run playbooks/backup-db.yml (and verify-backups.yml)"})
+        if backups:
+            newest = backups[-1]
+            failed = sorted(level for level, result in newest.verification.get("levels", {}).items()
+                            if not result.get("ok"))
+            found.append(finding(target, "backup_verification_failed", int(bool(failed)), thresholds,
+                                 f"newest backup {newest.backup_id} failed its {', '.join(failed)} verification"
+                                 if failed else f"newest backup {newest.backup_id} has no failed verification"))
+            needed = int((newest.manifest.get("estimated_bytes") or newest.manifest["size_bytes"]) * 1.1)
+            free = free_bytes(store.database_dir(database))
+            found.append(finding(target, "backup_space_ratio", round(free / needed, 2) if needed else None,
+                                 thresholds, f"{human_size(free)} free for backups of {database}; the next one "
+                                             f"needs about {human_size(needed)}"))
     return found
 
 

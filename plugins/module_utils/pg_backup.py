@@ -5,7 +5,6 @@ that same snapshot while pg_dump runs, sha256 of every file, manifest last, then
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +15,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.backups import (
     FollowingHasher,
     LocalStore,
     dump_files,
+    free_bytes,
     retention_plan,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
@@ -27,9 +27,11 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
+    count_large_objects,
     count_rows,
     database_properties,
     pg_tool,
+    tied_to_this_process,
     user_tables,
 )
 
@@ -73,12 +75,6 @@ def estimate_dump_bytes(conn) -> int:
         "SELECT coalesce(sum(pg_table_size(c.oid)), 0)::bigint FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm') "
         "AND n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchone()[0]
-
-
-def free_bytes(path: str) -> int:
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return shutil.disk_usage(path).free
 
 
 class BackupRun:
@@ -195,12 +191,14 @@ class BackupRun:
                        f"--snapshot={snapshot}", f"--lock-wait-timeout={int(options.lock_wait_timeout * 1000)}",
                        f"--file={partial}"]
             with tempfile.TemporaryFile() as stderr:
-                process = subprocess.Popen(command, env=self.params.env(database), stdin=subprocess.DEVNULL,
+                process = subprocess.Popen(tied_to_this_process(command), env=self.params.env(database),
+                                           stdin=subprocess.DEVNULL,
                                            stdout=subprocess.DEVNULL, stderr=stderr, umask=0o077)
                 # While pg_dump runs: row counts in the same snapshot, and the hash of what it has written.
                 hasher = FollowingHasher(partial).start()
                 try:
                     counts = count_rows(conn, tables)
+                    large_objects = count_large_objects(conn)
                 except BaseException:
                     process.kill()
                     raise
@@ -218,7 +216,9 @@ class BackupRun:
                                "recorded. Run it again.")
         finished = utc_now()
         manifest = {
-            "format": 1,
+            # 2: database_properties holds the database's own state (ACL, comment, per-role settings, ...)
+            # and large_objects their count, both read in the dump's snapshot.
+            "format": 2,
             "tool": "runbook.recovery.pg_backup",
             "database": database,
             "backup_id": backup_id,
@@ -232,6 +232,7 @@ class BackupRun:
             "estimated_bytes": self.estimate,
             "database_properties": properties,
             "tables": [{"schema": s, "name": n, "rows": counts[(s, n)]} for s, n in tables],
+            "large_objects": large_objects,
             "files": files,
             "size_bytes": sum(f["size"] for f in files.values()),
         }

@@ -1,7 +1,8 @@
 # Copyright: runbook.recovery contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Restoring a backup: into a fresh database with pg_restore -j, validated against the manifest;
-and the safe recovery of a live database (stage, validate, swap by rename, probe, roll back)."""
+and the safe recovery of a live database (stage, validate, carry the database's own state across,
+swap by rename, probe, roll back), one run per database at a time under an advisory lock."""
 
 from __future__ import annotations
 
@@ -20,28 +21,46 @@ from ansible_collections.runbook.recovery.plugins.module_utils.backups import (
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
     compact_timestamp,
+    derived_name,
     human_size,
     utc_now,
     validate_name,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
+    conninfo_dbname,
+    count_large_objects,
     count_rows,
     database_exists,
     database_properties,
     drop_database,
+    exclusive_run,
     pg_tool,
     server_data_directory_free,
+    setting_value_sql,
     sql,
     terminate_connections,
+    tied_to_this_process,
     user_tables,
 )
 
-MARKER = "runbook.restored_backup"
+# Where recoveries made before the restored backup was recorded in the store kept it: read, never written.
+LEGACY_MARKER = "runbook.restored_backup"
 STAGING_SUFFIX = "__recovery_staging"
 KEPT_INFIX = "__pre_recovery_"
-# The longest name derived from a database: <db>__pre_recovery_20261123T051200Z
-MAX_DATABASE_NAME = 63 - len(KEPT_INFIX) - len("20261123T051200Z")
+_TIMESTAMP_LENGTH = len("20261123T051200Z")
+# What a database carries besides its contents, in the words of the plan.
+CARRIED = ("owner", "connection limit", "ALTER DATABASE SET settings", "ACL (GRANT/REVOKE on the database)",
+           "comment", "ALTER ROLE ... IN DATABASE ... SET settings")
+
+
+def staging_name(database: str) -> str:
+    return derived_name(database, STAGING_SUFFIX)
+
+
+def kept_prefix(database: str) -> str:
+    """<db>__pre_recovery_ (shortened with a hash for a long name); a timestamp follows."""
+    return derived_name(database, KEPT_INFIX + "0" * _TIMESTAMP_LENGTH)[:-_TIMESTAMP_LENGTH]
 
 
 # -- verification building blocks --------------------------------------------------------------
@@ -101,6 +120,8 @@ def create_database(conn, name: str, properties: dict | None, owner: str | None)
     if properties:
         query += sql.SQL(" ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
             sql.Literal(properties["encoding"]), sql.Literal(properties["collate"]), sql.Literal(properties["ctype"]))
+        if properties.get("locale_provider") == "i" and properties.get("icu_locale"):
+            query += sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(properties["icu_locale"]))
     if owner and conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone():
         query += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
     conn.execute(query)
@@ -115,12 +136,13 @@ def restore_into(params: ConnParams, backup: Backup, target: str, jobs: int, own
             raise RunbookError(f"database {target!r} already exists; it is not ours to replace.")
         create_database(conn, target, backup.manifest.get("database_properties"), owner)
         try:
-            command = [pg_tool("pg_restore"), f"--jobs={jobs}", "--exit-on-error", f"--dbname={target}"]
+            command = [pg_tool("pg_restore"), f"--jobs={jobs}", "--exit-on-error",
+                       f"--dbname={conninfo_dbname(target)}"]
             if no_owner:
                 command += ["--no-owner", "--no-privileges"]
             with tempfile.TemporaryFile() as stderr:
-                result = subprocess.run([*command, backup.path], env=params.env(target), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=stderr)
+                result = subprocess.run(tied_to_this_process([*command, backup.path]), env=params.env(target),
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
                 stderr.seek(0)
                 errors = stderr.read().decode(errors="replace").strip()
             if result.returncode != 0:
@@ -130,6 +152,10 @@ def restore_into(params: ConnParams, backup: Backup, target: str, jobs: int, own
             expected = backup.table_counts()
             with params.connect(target) as restored:
                 problems = count_problems(expected, count_rows(restored, expected))
+                if "large_objects" in backup.manifest:
+                    found = count_large_objects(restored)
+                    if found != backup.manifest["large_objects"]:
+                        problems.append(f"large objects: {found}, manifest says {backup.manifest['large_objects']}")
             if problems:
                 raise RunbookError(f"the restore of backup {backup.backup_id} into {target!r} does not match the "
                                    f"manifest: {'; '.join(problems[:5])}", problems=problems)
@@ -140,7 +166,7 @@ def restore_into(params: ConnParams, backup: Backup, target: str, jobs: int, own
 
 
 def scratch_name(database: str) -> str:
-    return f"{database[:40]}__verify_{os.urandom(3).hex()}"
+    return derived_name(database, f"__verify_{os.urandom(3).hex()}")
 
 
 def verify_by_restore(params: ConnParams, backup: Backup, jobs: int) -> list[str]:
@@ -155,62 +181,156 @@ def verify_by_restore(params: ConnParams, backup: Backup, jobs: int) -> list[str
     return []
 
 
+# -- the database's own state ---------------------------------------------------------------
+def state_to_carry(backup: Backup, current: dict | None) -> tuple[dict, str, list[str]]:
+    """(state, where it comes from, what cannot be carried) for the database a recovery creates.
+
+    A backup records its database's state in its manifest; one taken before that was recorded has
+    only encoding, locale, owner and settings, and the rest comes from the current database if there
+    is one. `current` is database_properties() of the database being replaced, or None.
+    """
+    recorded = dict(backup.manifest.get("database_properties") or {})
+    if "acl" in recorded:
+        return recorded, "backup", []
+    missing = [item for item in CARRIED if item not in ("owner", "ALTER DATABASE SET settings")]
+    if current is not None:
+        return dict(current), "current database", [
+            f"{item}: not recorded by backup {backup.backup_id} (taken before it was), so the current "
+            "database's is kept" for item in missing]
+    return recorded, "backup", [
+        f"{item}: not recorded by backup {backup.backup_id} (taken before it was), and there is no current "
+        "database to take it from: PostgreSQL's defaults apply" for item in missing]
+
+
+def database_state_statements(name: str, state: dict, roles: set[str]) -> tuple[list, list[str]]:
+    """The statements that give database `name` the recorded `state`, and the parts that cannot be
+    given because a role they name does not exist on this server.
+
+    Grants are replayed in the recorded order, each by its grantor, so pg_database.datacl comes out
+    the same, item for item; a grant by someone other than the owner runs under SET ROLE.
+    """
+    target = sql.Identifier(name)
+    statements, skipped = [], []
+    if state.get("connection_limit") not in (None, -1):
+        statements.append(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(
+            target, sql.Literal(int(state["connection_limit"]))))
+    for setting, value in (state.get("settings") or {}).items():
+        if setting != LEGACY_MARKER:
+            statements.append(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                target, sql.Identifier(setting), setting_value_sql(setting, value)))
+    for role, settings in sorted((state.get("role_settings") or {}).items()):
+        if role not in roles:
+            skipped.append(f"settings of role {role!r} in the database (no such role on this server)")
+            continue
+        for setting, value in settings.items():
+            statements.append(sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
+                sql.Identifier(role), target, sql.Identifier(setting), setting_value_sql(setting, value)))
+    if state.get("comment") is not None:
+        statements.append(sql.SQL("COMMENT ON DATABASE {} IS {}").format(target, sql.Literal(state["comment"])))
+    if state.get("acl") is not None:
+        acl_statements, acl_skipped = _acl_statements(target, state["acl"], state.get("owner"), roles)
+        statements += acl_statements
+        skipped += acl_skipped
+    return statements, skipped
+
+
+def _acl_statements(target, acl: list[dict], owner: str | None, roles: set[str]) -> tuple[list, list[str]]:
+    """Start from an empty ACL (revoke PostgreSQL's defaults from PUBLIC and the owner), then grant."""
+    statements = [sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(target)]
+    if owner in roles:
+        statements.append(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(target, sql.Identifier(owner)))
+    skipped = []
+    groups: dict[tuple, dict[str, list[str]]] = {}
+    for item in acl:  # aclexplode's order: one entry per privilege, grouped by grantee and grantor
+        key = (item["grantor"], item["grantee"])
+        groups.setdefault(key, {"plain": [], "grantable": []})
+        groups[key]["grantable" if item["grantable"] else "plain"].append(item["privilege"])
+    for (grantor, grantee), privileges in groups.items():
+        absent = [r for r in (grantor, grantee) if r is not None and r not in roles]
+        if absent:
+            skipped.append(f"GRANT {', '.join(privileges['plain'] + privileges['grantable'])} to "
+                           f"{grantee or 'PUBLIC'} (no role {absent[0]!r} on this server)")
+            continue
+        to = sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)
+        as_grantor = grantor != owner
+        if as_grantor:
+            statements.append(sql.SQL("SET ROLE {}").format(sql.Identifier(grantor)))
+        for kind, names in privileges.items():
+            unknown = set(names) - set(_DATABASE_PRIVILEGES)
+            if unknown:
+                raise RunbookError(f"the recorded ACL names unknown database privileges {sorted(unknown)}: "
+                                   "the manifest is damaged; choose another backup.")
+            if names:
+                statements.append(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+                    sql.SQL(", ").join(sql.SQL(n) for n in names), target, to,
+                    sql.SQL(" WITH GRANT OPTION" if kind == "grantable" else "")))
+        if as_grantor:
+            statements.append(sql.SQL("RESET ROLE"))
+    return statements, skipped
+
+
+_DATABASE_PRIVILEGES = ("CREATE", "TEMPORARY", "CONNECT")
+
+
 # -- recovery of a live database -------------------------------------------------------------
-def _snapshot(params: ConnParams, conn, database: str) -> dict:
-    """What a person would check before and after: does it exist, its size, its tables' row counts."""
-    props = database_properties(conn, database)
-    if props is None:
-        return {"exists": False}
-    state = {"exists": True, "size": human_size(props["size_bytes"]), "restored_backup": props["settings"].get(MARKER)}
-    try:
-        with params.connect(database) as db:
-            counts = count_rows(db, user_tables(db))
-        state["tables"] = {f"{s}.{n}": rows for (s, n), rows in counts.items()}
-    except RunbookError as exc:
-        state["error"] = str(exc)
-    return state
-
-
 def _is_local(params: ConnParams) -> bool:
     return params.host in ("", "localhost", "127.0.0.1", "::1") or params.host.startswith("/")
 
 
 class Recovery:
-    """Stage -> validate -> ANALYZE -> swap -> probe -> (roll back), for one database."""
+    """Stage -> validate -> carry the database's state -> ANALYZE -> swap -> probe -> (roll back),
+    for one database, holding its recovery lock throughout."""
+
+    PROCEDURE = "recover-db"
 
     def __init__(self, params: ConnParams, store: LocalStore, database: str, backup: str, jobs: int = 2,
                  keep_previous: int = 2, health_query: str = "SELECT 1", force: bool = False,
-                 no_owner: bool = False, swap_timeout: float = 30):
+                 no_owner: bool = False, swap_timeout: float = 30, lock_wait: float = 10):
         self.params, self.store, self.database, self.wanted = params, store, database, backup
         self.jobs, self.keep_previous, self.health_query = jobs, keep_previous, health_query
-        self.force, self.no_owner, self.swap_timeout = force, no_owner, swap_timeout
-        self.staging = database + STAGING_SUFFIX
+        self.force, self.no_owner, self.swap_timeout, self.lock_wait = force, no_owner, swap_timeout, lock_wait
+        self.staging = staging_name(database)
         self.result = {"changed": False, "database": database, "swapped": False, "rolled_back": False}
 
     def validate(self) -> None:
-        validate_name(self.database, max_length=MAX_DATABASE_NAME)
+        validate_name(self.database)
         if self.jobs < 1:
             raise RunbookError(f"jobs={self.jobs} is not allowed: use 1 or more parallel pg_restore workers.")
         if self.keep_previous < 0:
             raise RunbookError(f"keep_previous={self.keep_previous} is negative: use 0 or more kept databases.")
+        if self.lock_wait < 0:
+            raise RunbookError(f"lock_wait={self.lock_wait} is negative: give the seconds to wait for another run.")
+
+    def locked(self):
+        return exclusive_run(self.params, self.PROCEDURE, self.database, self.lock_wait)
 
     # -- plan (check mode and preflight) ---------------------------------------------------
     def plan(self, verify_checksums: bool = True) -> tuple[Backup, dict]:
+        """Read-only; waits for (and refuses on) another run of this database like a real run does."""
         self.validate()
+        with self.locked():
+            return self._plan(verify_checksums)
+
+    def _plan(self, verify_checksums: bool) -> tuple[Backup, dict]:
         backup = self.store.resolve(self.database, self.wanted)
         self.result["backup"] = backup.summary()
         with self.params.connect() as conn:
-            before = _snapshot(self.params, conn, self.database)
+            current = database_properties(conn, self.database)
+            before = self._snapshot(conn, current)
             if backup.database != self.database:
                 raise RunbookError(f"backup {backup.backup_id} belongs to {backup.database!r}, not {self.database!r}.")
-            current = before.get("restored_backup")
-            needed = self.force or current != backup.backup_id
+            needed = self.force or before.get("restored_backup") != backup.backup_id
+            state, source, cannot_carry = state_to_carry(backup, current)
+            _, skipped = database_state_statements(self.staging, state, _roles(conn))
             plan = {"needed": needed, "backup": backup.backup_id, "database": self.database,
                     "staging_database": self.staging,
                     "keep_current_as": self.kept_name() if before["exists"] else None,
                     "connections_to_terminate": self._connections(conn),
                     "tables": len(backup.manifest["tables"]),
-                    "rows": sum(t["rows"] for t in backup.manifest["tables"])}
+                    "rows": sum(t["rows"] for t in backup.manifest["tables"]),
+                    "large_objects": backup.manifest.get("large_objects"),
+                    "database_state_from": source,
+                    "cannot_carry": cannot_carry + skipped}
             if needed:
                 if verify_checksums:
                     require_checksums(backup)
@@ -223,13 +343,30 @@ class Recovery:
             action = f"keep the current database as {plan['keep_current_as']}" if before["exists"] else \
                 "create it (it does not exist now)"
             self.result["msg"] = (f"would restore backup {backup.backup_id} ({plan['tables']} tables, {plan['rows']} "
-                                  f"rows) into {self.staging}, validate it, {action}, and swap it in as "
-                                  f"{self.database}")
+                                  f"rows) into {self.staging}, validate it, give it the database's own state "
+                                  f"(from the {source}), {action}, and swap it in as {self.database}")
+            if plan["cannot_carry"]:
+                self.result["msg"] += "; it cannot carry: " + "; ".join(plan["cannot_carry"])
         self.result["changed"] = needed
         return backup, plan
 
+    def _snapshot(self, conn, props: dict | None) -> dict:
+        """What a person would check before and after: does it exist, its size, its tables' row counts,
+        and which backup it holds (when a recovery of ours made it)."""
+        if props is None:
+            return {"exists": False}
+        restored = self.store.restored_backup(self.database, props["oid"]) or props["settings"].get(LEGACY_MARKER)
+        state = {"exists": True, "size": human_size(props["size_bytes"]), "restored_backup": restored}
+        try:
+            with self.params.connect(self.database) as db:
+                counts = count_rows(db, user_tables(db))
+            state["tables"] = {f"{s}.{n}": rows for (s, n), rows in counts.items()}
+        except RunbookError as exc:
+            state["error"] = str(exc)
+        return state
+
     def kept_name(self) -> str:
-        return f"{self.database}{KEPT_INFIX}{compact_timestamp(utc_now())}"
+        return kept_prefix(self.database) + compact_timestamp(utc_now())
 
     def _connections(self, conn) -> int:
         return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
@@ -248,18 +385,20 @@ class Recovery:
 
     # -- apply -----------------------------------------------------------------------------
     def run(self) -> dict:
-        backup, plan = self.plan(verify_checksums=False)
+        self.validate()
+        with self.locked():
+            return self._run()
+
+    def _run(self) -> dict:
+        backup, plan = self._plan(verify_checksums=False)
         if not plan["needed"]:
             return self.result
         started = time.monotonic()
         with self.params.connect() as conn:
             self._drop_leftover_staging(conn)
-            owner = None
             current = database_properties(conn, self.database)
-            if current:
-                owner = current["owner"]
-            elif backup.manifest.get("database_properties"):
-                owner = backup.manifest["database_properties"]["owner"]
+        state, _source, _cannot = state_to_carry(backup, current)
+        owner = state.get("owner") or (current or {}).get("owner")
         # The checksums are verified while pg_restore runs (both read the same files); nothing is
         # swapped unless they pass, and a failed check drops the staging database.
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -272,7 +411,7 @@ class Recovery:
                 raise
         try:
             require_checksums(backup, checked.result())
-            self._prepare_staging(current, backup)
+            self._prepare_staging(state)
             kept = self._swap(plan["keep_current_as"])
         except BaseException:
             with self.params.connect() as conn:
@@ -282,31 +421,34 @@ class Recovery:
         try:
             self._probe()
         except RunbookError as exc:
-            self.rollback(kept)
+            self._rollback(kept)
             raise RunbookError(f"{exc} The recovery was rolled back: {self.database} is the database it was before "
                                "(the restored copy was dropped).", **self.result) from exc
         with self.params.connect() as conn:
+            props = database_properties(conn, self.database)
+            self.store.record_restored(self.database, props["oid"], backup.backup_id)
             self.result["removed_previous"] = self._trim_kept(conn, keep=kept)
-            self.result["after"] = _snapshot(self.params, conn, self.database)
+            self.result["after"] = self._snapshot(conn, props)
         self.result["elapsed_seconds"] = round(time.monotonic() - started, 3)
         self.result["msg"] = (f"{self.database} now holds backup {backup.backup_id}; the previous database is kept as "
                               f"{kept}" if kept else f"{self.database} created from backup {backup.backup_id}")
         return self.result
 
     def _drop_leftover_staging(self, conn) -> None:
-        """A staging database left by an interrupted run is ours (reserved name): start clean."""
+        """A staging database found while we hold the database's recovery lock was left by a run that
+        died (the lock would still be held if that run were alive): start clean."""
         if database_exists(conn, self.staging):
             drop_database(conn, self.staging)
+            self.result["dropped_leftover_staging"] = self.staging
 
-    def _prepare_staging(self, current: dict | None, backup: Backup) -> None:
-        """Database-level settings the dump does not carry, then statistics, before anyone connects."""
-        settings = dict((current or backup.manifest.get("database_properties") or {}).get("settings") or {})
-        settings.pop(MARKER, None)
-        settings[MARKER] = backup.backup_id
+    def _prepare_staging(self, state: dict) -> None:
+        """The database's own state (settings, per-role settings, comment, ACL), then statistics,
+        before anyone connects."""
         with self.params.connect() as conn:
-            for name, value in settings.items():
-                conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-                    sql.Identifier(self.staging), sql.Identifier(name), sql.Literal(value)))
+            statements, _skipped = database_state_statements(self.staging, state, _roles(conn))
+            with conn.transaction():
+                for statement in statements:
+                    conn.execute(statement)
         with self.params.connect(self.staging) as staging:
             staging.execute("ANALYZE")
 
@@ -360,10 +502,15 @@ class Recovery:
 
     def rollback(self, kept: str | None) -> None:
         """Put the kept database back under the original name and drop the restored one."""
+        self.validate()
+        with self.locked():
+            self._rollback(kept)
+
+    def _rollback(self, kept: str | None) -> None:
         with self.params.connect() as conn:
             if kept and not database_exists(conn, kept):
                 raise RunbookError(f"cannot roll back: the kept database {kept!r} no longer exists.")
-            failed = f"{self.database[:40]}__failed_{os.urandom(3).hex()}"
+            failed = derived_name(self.database, f"__failed_{os.urandom(3).hex()}")
             terminate_connections(conn, self.database)
             if kept:
                 terminate_connections(conn, kept)
@@ -377,9 +524,14 @@ class Recovery:
 
     def _trim_kept(self, conn, keep: str | None) -> list[str]:
         names = [row[0] for row in conn.execute(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY datname DESC",
-            (self.database + KEPT_INFIX,)).fetchall()]
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s) AND length(datname) = %s "
+            "ORDER BY datname DESC",
+            (kept_prefix(self.database), len(kept_prefix(self.database)) + _TIMESTAMP_LENGTH)).fetchall()]
         doomed = [n for n in names if n != keep][max(0, self.keep_previous - (1 if keep else 0)):]
         for name in doomed:
             drop_database(conn, name)
         return doomed
+
+
+def _roles(conn) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT rolname FROM pg_roles")}

@@ -1,17 +1,21 @@
 # Copyright: runbook.recovery contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The PostgreSQL connection, held once: argument spec, psycopg connections, the environment for
-pg_dump/pg_restore (the password goes in PGPASSWORD, never on a command line), and the catalog
-queries the modules share."""
+pg_dump/pg_restore (the password goes in PGPASSWORD, never on a command line), the catalog
+queries the modules share (a database's own state among them), and the advisory lock that keeps
+two recoveries of one database apart."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, failure_details
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, failure_details, utc_now
 
 try:
     import psycopg
@@ -166,20 +170,102 @@ def count_rows(conn, tables) -> dict[tuple[str, str], int]:
     return counts
 
 
+def count_large_objects(conn) -> int:
+    return conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
+
+
 def database_properties(conn, name: str) -> dict | None:
+    """Everything a database carries outside its contents, as a backup's manifest records it and a
+    recovery puts it back: encoding and locale, owner, connection limit, ALTER DATABASE SET settings,
+    its ACL (None when never granted: PostgreSQL's defaults), its comment, and the settings of each role
+    in it (ALTER ROLE ... IN DATABASE ... SET). pg_dump leaves all of these out without --create."""
     row = conn.execute(
         """
-        SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, r.rolname,
-               pg_database_size(d.oid),
+        SELECT to_jsonb(d), pg_encoding_to_char(d.encoding), r.rolname, pg_database_size(d.oid),
                coalesce((SELECT s.setconfig FROM pg_db_role_setting s
-                         WHERE s.setdatabase = d.oid AND s.setrole = 0), '{}')
+                         WHERE s.setdatabase = d.oid AND s.setrole = 0), '{}'),
+               d.datacl IS NULL,
+               coalesce((SELECT json_agg(json_build_object('grantor', gr.rolname, 'grantee', ge.rolname,
+                                                           'privilege', a.privilege_type, 'grantable', a.is_grantable)
+                                         ORDER BY a.n)
+                         FROM aclexplode(d.datacl) WITH ORDINALITY AS a(grantor, grantee, privilege_type,
+                                                                         is_grantable, n)
+                         JOIN pg_roles gr ON gr.oid = a.grantor
+                         LEFT JOIN pg_roles ge ON ge.oid = a.grantee), '[]'),
+               shobj_description(d.oid, 'pg_database'),
+               coalesce((SELECT json_object_agg(r2.rolname, s.setconfig) FROM pg_db_role_setting s
+                         JOIN pg_roles r2 ON r2.oid = s.setrole WHERE s.setdatabase = d.oid), '{}')
         FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = %s
         """, (name,)).fetchone()
     if row is None:
         return None
-    encoding, collate, ctype, owner, size, settings = row
-    return {"encoding": encoding, "collate": collate, "ctype": ctype, "owner": owner, "size_bytes": size,
-            "settings": dict(item.split("=", 1) for item in settings)}
+    columns, encoding, owner, size, settings, default_acl, acl, comment, role_settings = row
+    return {"encoding": encoding,
+            "collate": columns["datcollate"], "ctype": columns["datctype"],
+            "locale_provider": columns.get("datlocprovider", "c"),
+            "icu_locale": columns.get("daticulocale") or columns.get("datlocale"),
+            "owner": owner, "size_bytes": size, "oid": int(columns["oid"]),
+            "connection_limit": columns["datconnlimit"],
+            "settings": _settings_dict(settings),
+            "acl": None if default_acl else acl,
+            "comment": comment,
+            "role_settings": {role: _settings_dict(config) for role, config in role_settings.items()}}
+
+
+def _settings_dict(config: list[str]) -> dict:
+    return dict(item.split("=", 1) for item in config or [])
+
+
+# Settings whose value is a list of names: each element is its own literal (as pg_dump writes them),
+# or `SET search_path = 'a, b'` would make one schema called "a, b".
+_LIST_SETTINGS = frozenset({"local_preload_libraries", "search_path", "session_preload_libraries",
+                            "shared_preload_libraries", "temp_tablespaces", "unix_socket_directories"})
+
+
+def setting_value_sql(name: str, value: str):
+    """The right-hand side of `SET name = ...` that stores exactly `value` as pg_db_role_setting shows it."""
+    if name.lower() not in _LIST_SETTINGS:
+        return sql.Literal(value)
+    return sql.SQL(", ").join(sql.Literal(element) for element in split_setting_list(value))
+
+
+def split_setting_list(value: str) -> list[str]:
+    """'"$user", public' -> ['$user', 'public']: PostgreSQL's list syntax, double quotes undone."""
+    elements, current, quoted, i = [], "", False, 0
+    while i < len(value):
+        ch = value[i]
+        if quoted:
+            if ch == '"' and value[i + 1:i + 2] == '"':
+                current += '"'
+                i += 1
+            elif ch == '"':
+                quoted = False
+            else:
+                current += ch
+        elif ch == '"':
+            quoted = True
+        elif ch == ",":
+            elements.append(current.strip())
+            current = ""
+        else:
+            current += ch
+        i += 1
+    if current.strip() or elements:
+        elements.append(current.strip())
+    return elements
+
+
+def conninfo_dbname(name: str) -> str:
+    """A --dbname argument that names exactly this database: a bare name holding '=' would be read
+    as a connection string."""
+    return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def tied_to_this_process(command: list[str]) -> list[str]:
+    """The command, started so that the kernel kills it if this module dies (SIGKILL, OOM): a pg_restore
+    left running by a dead recovery would write into a database the next run is entitled to drop."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
 
 
 def terminate_connections(conn, database: str) -> int:
@@ -203,3 +289,66 @@ def server_data_directory_free(conn) -> int | None:
         return shutil.disk_usage(path).free
     except OSError:
         return None
+
+
+# -- one run at a time --------------------------------------------------------------------------
+# The first key of the advisory locks this collection takes ('rrec'); the second is hashtext(database).
+LOCK_CLASS = 0x72726563
+_HOLDER_TAG = "runbook.recovery lock holder: "
+
+
+@contextlib.contextmanager
+def exclusive_run(params: ConnParams, procedure: str, database: str, wait_seconds: float):
+    """Hold the recovery lock of `database` for the duration of the block.
+
+    A session-level advisory lock on a connection of its own: PostgreSQL releases it the moment that
+    connection ends, so it dies with the process that holds it (a SIGKILL, an OOM kill, a lost
+    worker) and can never be left behind. Who holds it (procedure, host, pid, start time) is in the
+    text of the statement that took it, which pg_stat_activity keeps showing while the session idles.
+    Waits up to `wait_seconds`, then refuses naming the holder.
+    """
+    holder = {"procedure": procedure, "host": socket.gethostname(), "pid": os.getpid(),
+              "started_at": utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+    statement = sql.SQL("/* {} */ SELECT pg_try_advisory_lock(%s::int4, hashtext(%s))").format(
+        sql.SQL(_HOLDER_TAG + json.dumps(holder).replace("*/", "")))
+    conn = params.connect()
+    try:
+        deadline = time.monotonic() + max(0.0, wait_seconds)
+        while not conn.execute(statement, (LOCK_CLASS, database)).fetchone()[0]:
+            if time.monotonic() >= deadline:
+                raise RunbookError(
+                    f"another run is working on database {database!r}: {describe_lock_holder(conn, database)}. "
+                    f"Waited {wait_seconds:g}s. Nothing was changed: wait for that run to end (the lock goes with "
+                    "it, even if it is killed), then run this again.", lock_holder=lock_holder(conn, database))
+            time.sleep(0.5)
+        yield holder
+    finally:
+        conn.close()
+
+
+def lock_holder(conn, database: str) -> dict | None:
+    row = conn.execute(
+        """
+        SELECT a.pid, host(a.client_addr), to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+               a.query
+        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+          AND l.classid = %s::int4::oid AND l.objid = hashtext(%s)::oid
+        """, (LOCK_CLASS, database)).fetchone()
+    if row is None:
+        return None
+    backend, client, since, query = row
+    found = {"backend_pid": backend, "client_addr": client or "local socket", "connected_at": since}
+    if _HOLDER_TAG in (query or ""):
+        with contextlib.suppress(ValueError):
+            found.update(json.loads(query.split(_HOLDER_TAG, 1)[1].split(" */", 1)[0]))
+    return found
+
+
+def describe_lock_holder(conn, database: str) -> str:
+    found = lock_holder(conn, database)
+    if found is None:
+        return "it has just ended"
+    who = (f"{found['procedure']} run by pid {found['pid']} on host {found['host']}, started {found['started_at']}"
+           if "pid" in found else "an unknown client")
+    return f"{who} (PostgreSQL backend {found['backend_pid']} from {found['client_addr']})"

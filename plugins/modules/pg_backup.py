@@ -12,6 +12,9 @@ description:
   - Counts every table's rows exactly in that same snapshot while C(pg_dump) runs, hashes every file
     (sha256), and writes C(manifest.json) last. A directory without a manifest is never listed as a
     backup; the dump is written under C(.partial-<id>) and renamed into place only when complete.
+  - "The manifest also records what the database carries outside its contents, which C(pg_dump) leaves out
+    without C(--create): encoding and locale, owner, connection limit, C(ALTER DATABASE SET) settings, its ACL,
+    its comment, C(ALTER ROLE ... IN DATABASE ... SET) settings; and the number of large objects."
   - Refuses to start when the backup volume has less free space than the estimated dump size.
   - Applies retention (O(keep_last), O(max_age_days)) and never removes the newest verified backup.
   - With O(skip_if_newer_than), a verified backup that recent means nothing to do (C(changed=false)).

@@ -10,6 +10,9 @@ short_description: Health findings for a PostgreSQL server and its databases, ea
 description:
   - "Server: connection saturation, longest open transaction, sessions blocked on locks, transaction id
     wraparound age. Each database: dead-tuple ratio, cache hit ratio, invalid indexes, size."
+  - "With O(backup_root), each database's logical backups too: the age of the newest verified backup, the
+    newest backup failing its verification, and the store's free space against what the next backup needs.
+    A database without any verified backup is critical."
   - Each finding is V(ok), V(warning) or V(critical) by O(thresholds). Read-only; never fails on findings
     (the C(health_sweep) role decides the exit status).
 version_added: 0.1.0
@@ -33,15 +36,22 @@ options:
     description:
       - "Overrides of the default levels, for example C({connection_ratio: {warning: 0.7, critical: 0.9}})."
       - "Metrics: connection_ratio, longest_transaction_seconds, blocked_sessions, xid_age, dead_tuple_ratio,
-        cache_hit_ratio (lower is worse), invalid_indexes, database_size_bytes."
+        cache_hit_ratio (lower is worse), invalid_indexes, database_size_bytes; with O(backup_root),
+        backup_age_hours (default warning 26, critical 50), backup_verification_failed (1 when the newest backup
+        failed a verification; critical at 1), backup_space_ratio (free space over what the next backup needs,
+        lower is worse; warning 2, critical 1)."
     type: dict
     default: {}
+  backup_root:
+    description: The backup store (C(pg_backup_root)) whose backups of O(databases) are checked. Unset, none are.
+    type: path
 """
 
 EXAMPLES = r"""
-- name: Inspect the chat database
+- name: Inspect the chat database and its backups
   runbook.recovery.pg_health:
     databases: [chat]
+    backup_root: /var/backups/postgresql
     thresholds:
       longest_transaction_seconds: {warning: 60, critical: 600}
   register: health
@@ -64,8 +74,14 @@ worst:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.runbook.recovery.plugins.module_utils.backups import LocalStore
 from ansible_collections.runbook.recovery.plugins.module_utils.common import validate_name
-from ansible_collections.runbook.recovery.plugins.module_utils.health import merge_thresholds, postgres_findings, worst
+from ansible_collections.runbook.recovery.plugins.module_utils.health import (
+    backup_findings,
+    merge_thresholds,
+    postgres_findings,
+    worst,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
     failures_reported,
@@ -78,6 +94,7 @@ def main():
     argument_spec.update(
         databases=dict(type="list", elements="str", default=[]),
         thresholds=dict(type="dict", default={}),
+        backup_root=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
@@ -86,6 +103,8 @@ def main():
             validate_name(database)
         thresholds = merge_thresholds(p["thresholds"])
         findings = postgres_findings(ConnParams.from_params(p), p["databases"], thresholds)
+        if p["backup_root"]:
+            findings += backup_findings(LocalStore(p["backup_root"]), p["databases"], thresholds)
     module.exit_json(changed=False, findings=findings, worst=worst(findings))
 
 

@@ -15,8 +15,16 @@ description:
     A SQL health probe follows; if it fails, the swap is rolled back at once."
   - Until the swap, the current database is untouched and keeps serving; a failed or killed restore
     only loses the staging database.
-  - The recovered database records the backup it holds (setting C(runbook.restored_backup)), so running
-    the same recovery again reports C(changed=false). Use O(force=true) to restore it again.
+  - "The database's own state, which pg_dump leaves out, is carried across from the backup's manifest: owner,
+    connection limit, C(ALTER DATABASE SET) settings, its ACL (C(GRANT)/C(REVOKE) on the database, grant by
+    grant), its comment, and C(ALTER ROLE ... IN DATABASE ... SET) settings. A backup taken before these were
+    recorded takes them from the current database, and the plan says so (RV(plan.cannot_carry))."
+  - Large objects are restored and counted against the manifest.
+  - One run per database at a time (O(lock_wait)); a staging database found while holding the lock was left by
+    a run that died, and is dropped.
+  - The backup store records which backup the recovered database holds (C(<backup_root>/<db>/.restored.json),
+    by the database's oid), so running the same recovery again reports C(changed=false). Use O(force=true) to
+    restore it again.
   - "O(state=rolled_back): put O(kept_database) back under the original name and drop the restored copy;
     used by the C(pg_recover) role when a step after the swap (application start, HTTP probe) fails."
   - In check mode, returns the plan (backup, staging and kept names, sessions to close) and changes nothing.
@@ -34,7 +42,11 @@ attributes:
     description: There is no file-like state to diff; the result's before and after describe the change.
 options:
   database:
-    description: Database to recover. At most 32 characters, so that the kept copy's name fits.
+    description:
+      - "Database to recover: any name PostgreSQL accepts (C(données) too), up to 63 bytes; quotes, semicolons,
+        slashes and control characters are refused."
+      - Names derived from it (C(<db>__recovery_staging), C(<db>__pre_recovery_<time>)) are shortened with a hash
+        when they would pass 63 bytes.
     type: str
     required: true
   backup:
@@ -69,6 +81,13 @@ options:
     description: Restore even when the database already holds this backup.
     type: bool
     default: false
+  lock_wait:
+    description:
+      - Seconds to wait when another run holds this database's recovery lock, before refusing with the holder's
+        host, pid and start time. The lock is a PostgreSQL advisory lock on the run's own connection, so it
+        ends with the run, even a killed one. The plan (check mode) waits and refuses the same way.
+    type: float
+    default: 10
 seealso:
   - module: runbook.recovery.pg_backup
   - module: runbook.recovery.pg_verify_backup
@@ -109,7 +128,8 @@ plan:
   returned: state=restored
   type: dict
   sample: {"needed": true, "backup": "20261123T051200Z", "database": "chat", "staging_database": "chat__recovery_staging",
-           "keep_current_as": "chat__pre_recovery_20261123T060000Z", "connections_to_terminate": 3, "tables": 3, "rows": 10500}
+           "keep_current_as": "chat__pre_recovery_20261123T060000Z", "connections_to_terminate": 3, "tables": 3, "rows": 10500,
+           "large_objects": 2, "database_state_from": "backup", "cannot_carry": []}
 before:
   description: The database before (exists, size, restored backup, row count per table).
   returned: state=restored
@@ -150,7 +170,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
     validate_name,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import KEPT_INFIX, Recovery
+from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import Recovery, kept_prefix
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
     database_exists,
@@ -162,9 +182,9 @@ from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
 def roll_back(recovery: Recovery, kept: str | None, check_mode: bool) -> dict:
     if kept:
         validate_name(kept, "kept_database")
-        if not kept.startswith(recovery.database + KEPT_INFIX):
+        if not kept.startswith(kept_prefix(recovery.database)):
             raise RunbookError(f"kept_database {kept!r} is not a copy kept by a recovery of {recovery.database!r} "
-                               f"(those are named {recovery.database}{KEPT_INFIX}<time>).")
+                               f"(those are named {kept_prefix(recovery.database)}<time>).")
         with recovery.params.connect() as conn:
             if not database_exists(conn, kept):
                 return {"changed": False, "rolled_back": False, "swapped": False,
@@ -189,12 +209,14 @@ def main():
         health_query=dict(type="str", default="SELECT 1"),
         no_owner=dict(type="bool", default=False),
         force=dict(type="bool", default=False),
+        lock_wait=dict(type="float", default=10),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     recovery = Recovery(ConnParams.from_params(params), LocalStore(params["backup_root"]), params["database"],
                         params["backup"], jobs=params["jobs"], keep_previous=params["keep_previous"],
-                        health_query=params["health_query"], force=params["force"], no_owner=params["no_owner"])
+                        health_query=params["health_query"], force=params["force"], no_owner=params["no_owner"],
+                        lock_wait=params["lock_wait"])
     with failures_reported(module, recovery.result):
         if params["state"] == "rolled_back":
             recovery.validate()

@@ -50,6 +50,7 @@ def test_backup_postgres_makes_a_verified_backup_and_announces_it(airflow, ws, c
 
 
 def test_health_sweep_reports_and_fails_on_a_critical_finding(airflow, ws):
+    assert ws.play("backup-db.yml").rc == 0  # the sweep watches backups: none at all is critical
     output, result = airflow.run_dag("scheduled", "health_sweep", env=inventory(ws))
     assert result and result["state"] == "success", output[-6000:]
     [report] = result["xcom"]["run"]["results"]["health_report"]

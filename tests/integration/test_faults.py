@@ -57,7 +57,7 @@ def test_killed_pg_restore_leaves_target_serving(workspace, pg, chat_db):
     recover = subprocess.Popen([ANSIBLE_PLAYBOOK, "-i", str(workspace.inventory), "playbooks/recover-db.yml",
                                 "-e", f"@{varsfile}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, stdin=subprocess.DEVNULL)
-    staging = f"--dbname={chat_db}__recovery_staging"
+    staging = f"--dbname=dbname='{chat_db}__recovery_staging'"
     killed = None
     deadline = time.monotonic() + 120
     while killed is None and time.monotonic() < deadline and recover.poll() is None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
-from conftest import Workspace, databases, tree_state
+from conftest import Workspace, databases, flip_one_byte, tree_state
 
 
 @pytest.fixture
 def sweep(pg, chat_db, redis_server, tmp_path):
-    return Workspace(pg, [chat_db], tmp_path, redis_port=redis_server.port)
+    """A sweep of a database and a Redis; backups are not watched here (the tests that watch them back up)."""
+    workspace = Workspace(pg, [chat_db], tmp_path, redis_port=redis_server.port)
+    workspace.write_inventory(health_sweep_backup_root="")
+    return workspace
 
 
 def report(workspace) -> dict:
@@ -22,11 +26,15 @@ def by_check(document: dict, check: str) -> list[dict]:
 
 
 def test_healthy_sweep_passes_and_writes_one_report(sweep, chat_db):
+    sweep.write_inventory()  # backups watched, as by default
+    assert sweep.play("backup-db.yml").rc == 0
     run = sweep.play("health-sweep.yml")
     assert run.rc == 0 and run.changed == 0, run.output
     document = report(sweep)
-    assert document["worst"] == "ok"
+    assert document["worst"] == "ok", [f for f in document["findings"] if f["severity"] != "ok"]
     assert {f["target"].split("/")[-1] for f in by_check(document, "dead_tuple_ratio")} == {chat_db}
+    assert [f["severity"] for f in by_check(document, "backup_age_hours")] == ["ok"]
+    assert [f["severity"] for f in by_check(document, "backup_space_ratio")] == ["ok"]
     assert by_check(document, "redis_ping")[0]["value"] is True
     assert "SEVERITY" in run.output and "redis_memory_ratio" in run.output  # the readable summary
 
@@ -92,7 +100,7 @@ def test_redis_fix_sets_persists_and_is_idempotent(sweep, redis_server):
     ("db-maintenance.yml", {"database": "chat'; DROP TABLE users; --"}, "is not accepted"),
     ("db-maintenance.yml", {"database": "no_such_db"}, 'database "no_such_db" does not exist'),
     ("db-maintenance.yml", {"pg_maintenance_lock_timeout": "soon"}, "is not understood"),
-    ("integrity-check.yml", {"database": "my db"}, "is not accepted"),
+    ("integrity-check.yml", {"database": "my;db"}, "is not accepted"),
     ("kill-long-queries.yml", {"pg_sessions_max_duration": "-5m", "confirm": True}, "is not understood"),
     ("kill-long-queries.yml", {"pg_sessions_max_duration": "10m", "pg_sessions_terminate_after": "1m",
                                "confirm": True}, "is shorter than max_duration"),
@@ -116,3 +124,60 @@ def test_check_mode_writes_nothing(sweep, pg, chat_db, playbook):
     run = sweep.play(playbook, check=True)
     assert run.rc == 0, run.output
     assert not (sweep.base / "reports").exists() and not sweep.audit_log.exists()
+
+
+def age_newest_backup(workspace, database: str, hours: float) -> None:
+    """Make the newest backup look `hours` old, as one would after the backup job has failed silently since."""
+    newest = workspace.backup_root / database / workspace.backups(database)[-1] / "manifest.json"
+    manifest = json.loads(newest.read_text())
+    finished = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=hours)
+    manifest["finished_at"] = finished.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    newest.write_text(json.dumps(manifest))
+
+
+def backup_severity(workspace, check: str) -> str:
+    [found] = by_check(report(workspace), check)
+    return found["severity"]
+
+
+def test_backups_are_watched_age_verification_and_space(pg, chat_db, tmp_path):
+    workspace = Workspace(pg, [chat_db], tmp_path)
+    nothing = workspace.play("health-sweep.yml")
+    assert nothing.rc != 0 and "worst finding is CRITICAL" in nothing.output
+    [missing] = by_check(report(workspace), "backup_age_hours")
+    assert missing["severity"] == "critical" and f"no verified backup of {chat_db}" in missing["message"]
+
+    assert workspace.play("backup-db.yml").rc == 0
+    assert workspace.play("health-sweep.yml").rc == 0
+    assert backup_severity(workspace, "backup_age_hours") == "ok"
+
+    age_newest_backup(workspace, chat_db, 30)  # past the default warning (26 h): the sweep still passes
+    warned = workspace.play("health-sweep.yml")
+    assert warned.rc == 0 and backup_severity(workspace, "backup_age_hours") == "warning", warned.output
+    age_newest_backup(workspace, chat_db, 51)  # past the default critical (50 h): the sweep fails
+    failed = workspace.play("health-sweep.yml")
+    assert failed.rc != 0 and backup_severity(workspace, "backup_age_hours") == "critical"
+    assert "backup_age_hours" in failed.output
+
+    # Thresholds come from the inventory.
+    workspace.write_inventory(health_sweep_thresholds={"backup_age_hours": {"warning": 100, "critical": 200}})
+    assert workspace.play("health-sweep.yml").rc == 0 and backup_severity(workspace, "backup_age_hours") == "ok"
+    workspace.write_inventory(health_sweep_thresholds={"backup_space_ratio": {"critical": 10 ** 9}})
+    short = workspace.play("health-sweep.yml")
+    assert short.rc != 0 and backup_severity(workspace, "backup_space_ratio") == "critical"
+    assert "the next one needs about" in json.dumps(by_check(report(workspace), "backup_space_ratio"))
+
+
+def test_a_newest_backup_failing_verification_is_critical(pg, chat_db, tmp_path):
+    workspace = Workspace(pg, [chat_db], tmp_path)
+    for _ in range(2):
+        assert workspace.play("backup-db.yml", pg_backup_skip_if_newer_than="0").rc == 0
+    newest = workspace.backups(chat_db)[-1]
+    flip_one_byte(workspace.backup_root / chat_db / newest)
+    assert workspace.play("verify-backups.yml", backup=newest).rc != 0
+    run = workspace.play("health-sweep.yml")
+    assert run.rc != 0 and "worst finding is CRITICAL" in run.output
+    [failed] = by_check(report(workspace), "backup_verification_failed")
+    assert failed["severity"] == "critical" and f"newest backup {newest} failed its checksum" in failed["message"]
+    # The older backup is still verified and fresh: its age is fine; the failure alone is the alarm.
+    assert backup_severity(workspace, "backup_age_hours") == "ok"

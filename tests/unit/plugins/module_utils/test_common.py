@@ -2,6 +2,7 @@ import pytest
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
+    derived_name,
     failure_details,
     parse_duration,
     parse_size,
@@ -37,17 +38,40 @@ def test_parse_size_refuses(value):
         parse_size(value)
 
 
-@pytest.mark.parametrize("name", ["chat", "chat_dev", "Chat-2", "_x", "a" * 63])
-def test_validate_name_accepts(name):
+@pytest.mark.parametrize("name", ["chat", "chat_dev", "Chat-2", "_x", "a" * 63, "données", "my chat", "chat.db",
+                                  "1chat", "é" * 31 + "a", "日本語"])
+def test_validate_name_accepts_what_postgres_accepts(name):
     assert validate_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "chat'; DROP TABLE x; --", "my db", "a;b", '"q"', "../x", "x.y", "1chat",
-                                  "a" * 64])
+@pytest.mark.parametrize("name", ["", "chat'; DROP TABLE x; --", "a;b", '"q"', "../x", "x/y", "a\\b", "a`b",
+                                  "tab\there", "new\nline", "nul\x00", ".", "..", " chat", "a" * 64, "é" * 32])
 def test_validate_name_refuses(name):
     with pytest.raises(RunbookError) as info:
         validate_name(name)
     assert repr(name) in str(info.value) or not name
+
+
+def test_a_name_over_63_bytes_is_refused_saying_bytes():
+    with pytest.raises(RunbookError, match="64 bytes long in UTF-8"):
+        validate_name("é" * 32)
+
+
+@pytest.mark.parametrize("base", ["chat", "d" * 63, "é" * 31, "données" * 9])
+@pytest.mark.parametrize("suffix", ["__recovery_staging", "__pre_recovery_20261123T051200Z", "__verify_abcdef"])
+def test_derived_names_fit_and_stay_distinct(base, suffix):
+    name = derived_name(base, suffix)
+    assert len(name.encode()) <= 63 and name.endswith(suffix)
+    assert derived_name(base, suffix) == name  # the same base always gives the same name
+
+
+def test_long_names_that_share_a_beginning_get_different_derived_names():
+    first, second = "a" * 50 + "_orders", "a" * 50 + "_people"
+    assert derived_name(first, "__recovery_staging") != derived_name(second, "__recovery_staging")
+
+
+def test_short_names_are_kept_as_they_are():
+    assert derived_name("chat", "__recovery_staging") == "chat__recovery_staging"
 
 
 def test_failure_details_drops_msg():
