@@ -32,7 +32,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
 
 MANIFEST = "manifest.json"
 VERIFICATION = "verification.json"
-# Which backup a recovery put into the database: {"database_oid", "backup_id", "at"}, per database.
+# Which backup a recovery put into the database: {"database" (system id:oid), "backup_id", "at"}.
 RESTORED = ".restored.json"
 PARTIAL_PREFIX = ".partial-"
 LEVELS = ("checksum", "catalog", "restore")
@@ -283,17 +283,18 @@ class LocalStore:
         finally:
             os.close(fd)
 
-    def record_restored(self, database: str, oid: int, backup_id: str) -> None:
-        """The database with this oid holds this backup (a rename keeps the oid; a new database has another)."""
+    def record_restored(self, database: str, identity: str, backup_id: str) -> None:
+        """The database `identity` (server system identifier and database oid: a rename keeps it, a new
+        database or another server has another) holds this backup."""
         os.makedirs(self.database_dir(database), mode=0o700, exist_ok=True)
         write_json_atomic(os.path.join(self.database_dir(database), RESTORED),
-                          {"database_oid": oid, "backup_id": backup_id, "at": isoformat(utc_now())})
+                          {"database": identity, "backup_id": backup_id, "at": isoformat(utc_now())})
 
-    def restored_backup(self, database: str, oid: int) -> str | None:
-        with contextlib.suppress(FileNotFoundError, ValueError):
+    def restored_backup(self, database: str, identity: str) -> str | None:
+        with contextlib.suppress(OSError, ValueError):
             with open(os.path.join(self.database_dir(database), RESTORED)) as handle:
                 record = json.load(handle)
-            if record.get("database_oid") == oid:
+            if record.get("database") == identity:
                 return record.get("backup_id")
         return None
 

@@ -145,31 +145,42 @@ def backup_findings(store: LocalStore, databases: list[str], thresholds: dict, n
     now = now or utc_now()
     found = []
     for database in databases:
-        target = f"{store.database_dir(database)}"
-        backups = store.list(database)
-        verified = [b for b in backups if b.verified]
-        if verified:
-            newest = verified[-1]
-            age = round((now - newest.finished_at).total_seconds() / 3600, 1)
-            found.append(finding(target, "backup_age_hours", age, thresholds,
-                                 f"newest verified backup of {database} is {newest.backup_id}, {age:g} h old"))
-        else:
+        target = store.database_dir(database)
+        try:
+            found += _backup_findings(store, database, target, thresholds, now)
+        except (RunbookError, OSError) as exc:  # an unreadable store is a finding, not a failed sweep
             found.append({"target": target, "check": "backup_age_hours", "value": None, "severity": "critical",
-                          "message": f"no verified backup of {database} in {store.root}"
-                                     + (f" ({len(backups)} unverified)" if backups else "")
-                                     + ": run playbooks/backup-db.yml (and verify-backups.yml)"})
-        if backups:
-            newest = backups[-1]
-            failed = sorted(level for level, result in newest.verification.get("levels", {}).items()
-                            if not result.get("ok"))
-            found.append(finding(target, "backup_verification_failed", int(bool(failed)), thresholds,
-                                 f"newest backup {newest.backup_id} failed its {', '.join(failed)} verification"
-                                 if failed else f"newest backup {newest.backup_id} has no failed verification"))
-            needed = int((newest.manifest.get("estimated_bytes") or newest.manifest["size_bytes"]) * 1.1)
-            free = free_bytes(store.database_dir(database))
-            found.append(finding(target, "backup_space_ratio", round(free / needed, 2) if needed else None,
-                                 thresholds, f"{human_size(free)} free for backups of {database}; the next one "
-                                             f"needs about {human_size(needed)}"))
+                          "message": f"the backups of {database} cannot be read: {exc}"})
+    return found
+
+
+def _backup_findings(store: LocalStore, database: str, target: str, thresholds: dict, now) -> list[dict]:
+    """Free space is judged against 1.1 x the newest backup's estimate, pg_backup's default margin."""
+    found = []
+    backups = store.list(database)
+    verified = [b for b in backups if b.verified]
+    if verified:
+        newest = verified[-1]
+        age = round((now - newest.finished_at).total_seconds() / 3600, 1)
+        found.append(finding(target, "backup_age_hours", age, thresholds,
+                             f"newest verified backup of {database} is {newest.backup_id}, {age:g} h old"))
+    else:
+        found.append({"target": target, "check": "backup_age_hours", "value": None, "severity": "critical",
+                      "message": f"no verified backup of {database} in {store.root}"
+                                 + (f" ({len(backups)} unverified)" if backups else "")
+                                 + ": run playbooks/backup-db.yml (and verify-backups.yml)"})
+    if backups:
+        newest = backups[-1]
+        failed = sorted(level for level, result in newest.verification.get("levels", {}).items()
+                        if not result.get("ok"))
+        found.append(finding(target, "backup_verification_failed", int(bool(failed)), thresholds,
+                             f"newest backup {newest.backup_id} failed its {', '.join(failed)} verification"
+                             if failed else f"newest backup {newest.backup_id} has no failed verification"))
+        needed = int((newest.manifest.get("estimated_bytes") or newest.manifest["size_bytes"]) * 1.1)
+        free = free_bytes(store.database_dir(database))
+        found.append(finding(target, "backup_space_ratio", round(free / needed, 2) if needed else None,
+                             thresholds, f"{human_size(free)} free for backups of {database}; the next one "
+                                         f"needs about {human_size(needed)}"))
     return found
 
 

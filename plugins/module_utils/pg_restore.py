@@ -37,6 +37,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     exclusive_run,
     pg_tool,
     server_data_directory_free,
+    server_identity,
     setting_value_sql,
     sql,
     terminate_connections,
@@ -202,13 +203,17 @@ def state_to_carry(backup: Backup, current: dict | None) -> tuple[dict, str, lis
         "database to take it from: PostgreSQL's defaults apply" for item in missing]
 
 
-def database_state_statements(name: str, state: dict, roles: set[str]) -> tuple[list, list[str]]:
+def database_state_statements(name: str, state: dict, roles: set[str],
+                              can_act_as: set[str] | None = None) -> tuple[list, list[str]]:
     """The statements that give database `name` the recorded `state`, and the parts that cannot be
-    given because a role they name does not exist on this server.
+    given: a role they name does not exist on this server, or the login may not act as it.
 
     Grants are replayed in the recorded order, each by its grantor, so pg_database.datacl comes out
     the same, item for item; a grant by someone other than the owner runs under SET ROLE.
+    `can_act_as` is the roles whose settings the login may change and as which it may grant (None: a
+    superuser, every role).
     """
+    allowed = roles if can_act_as is None else roles & can_act_as
     target = sql.Identifier(name)
     statements, skipped = [], []
     if state.get("connection_limit") not in (None, -1):
@@ -219,8 +224,9 @@ def database_state_statements(name: str, state: dict, roles: set[str]) -> tuple[
             statements.append(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
                 target, sql.Identifier(setting), setting_value_sql(setting, value)))
     for role, settings in sorted((state.get("role_settings") or {}).items()):
-        if role not in roles:
-            skipped.append(f"settings of role {role!r} in the database (no such role on this server)")
+        if role not in allowed:
+            why = "no such role on this server" if role not in roles else "the login may not change that role"
+            skipped.append(f"settings of role {role!r} in the database ({why})")
             continue
         for setting, value in settings.items():
             statements.append(sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
@@ -228,13 +234,14 @@ def database_state_statements(name: str, state: dict, roles: set[str]) -> tuple[
     if state.get("comment") is not None:
         statements.append(sql.SQL("COMMENT ON DATABASE {} IS {}").format(target, sql.Literal(state["comment"])))
     if state.get("acl") is not None:
-        acl_statements, acl_skipped = _acl_statements(target, state["acl"], state.get("owner"), roles)
+        acl_statements, acl_skipped = _acl_statements(target, state["acl"], state.get("owner"), roles, allowed)
         statements += acl_statements
         skipped += acl_skipped
     return statements, skipped
 
 
-def _acl_statements(target, acl: list[dict], owner: str | None, roles: set[str]) -> tuple[list, list[str]]:
+def _acl_statements(target, acl: list[dict], owner: str | None, roles: set[str],
+                    allowed: set[str]) -> tuple[list, list[str]]:
     """Start from an empty ACL (revoke PostgreSQL's defaults from PUBLIC and the owner), then grant."""
     statements = [sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(target)]
     if owner in roles:
@@ -247,9 +254,12 @@ def _acl_statements(target, acl: list[dict], owner: str | None, roles: set[str])
         groups[key]["grantable" if item["grantable"] else "plain"].append(item["privilege"])
     for (grantor, grantee), privileges in groups.items():
         absent = [r for r in (grantor, grantee) if r is not None and r not in roles]
+        what = f"GRANT {', '.join(privileges['plain'] + privileges['grantable'])} to {grantee or 'PUBLIC'}"
         if absent:
-            skipped.append(f"GRANT {', '.join(privileges['plain'] + privileges['grantable'])} to "
-                           f"{grantee or 'PUBLIC'} (no role {absent[0]!r} on this server)")
+            skipped.append(f"{what} (no role {absent[0]!r} on this server)")
+            continue
+        if grantor != owner and grantor not in allowed:
+            skipped.append(f"{what} (granted by {grantor!r}, as which the login may not act)")
             continue
         to = sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)
         as_grantor = grantor != owner
@@ -290,6 +300,7 @@ class Recovery:
         self.jobs, self.keep_previous, self.health_query = jobs, keep_previous, health_query
         self.force, self.no_owner, self.swap_timeout, self.lock_wait = force, no_owner, swap_timeout, lock_wait
         self.staging = staging_name(database)
+        self.lock = None
         self.result = {"changed": False, "database": database, "swapped": False, "rolled_back": False}
 
     def validate(self) -> None:
@@ -321,7 +332,7 @@ class Recovery:
                 raise RunbookError(f"backup {backup.backup_id} belongs to {backup.database!r}, not {self.database!r}.")
             needed = self.force or before.get("restored_backup") != backup.backup_id
             state, source, cannot_carry = state_to_carry(backup, current)
-            _, skipped = database_state_statements(self.staging, state, _roles(conn))
+            _, skipped = database_state_statements(self.staging, state, *_roles(conn))
             plan = {"needed": needed, "backup": backup.backup_id, "database": self.database,
                     "staging_database": self.staging,
                     "keep_current_as": self.kept_name() if before["exists"] else None,
@@ -355,7 +366,8 @@ class Recovery:
         and which backup it holds (when a recovery of ours made it)."""
         if props is None:
             return {"exists": False}
-        restored = self.store.restored_backup(self.database, props["oid"]) or props["settings"].get(LEGACY_MARKER)
+        restored = (self.store.restored_backup(self.database, server_identity(conn, props["oid"]))
+                    or props["settings"].get(LEGACY_MARKER))
         state = {"exists": True, "size": human_size(props["size_bytes"]), "restored_backup": restored}
         try:
             with self.params.connect(self.database) as db:
@@ -386,7 +398,7 @@ class Recovery:
     # -- apply -----------------------------------------------------------------------------
     def run(self) -> dict:
         self.validate()
-        with self.locked():
+        with self.locked() as self.lock:
             return self._run()
 
     def _run(self) -> dict:
@@ -417,7 +429,9 @@ class Recovery:
             with self.params.connect() as conn:
                 drop_database(conn, self.staging)
             raise
-        self.result.update(changed=True, swapped=True, kept_database=kept)
+        with self.params.connect() as conn:
+            recovered_oid = database_properties(conn, self.database)["oid"]
+        self.result.update(changed=True, swapped=True, kept_database=kept, recovered_oid=recovered_oid)
         try:
             self._probe()
         except RunbookError as exc:
@@ -426,7 +440,12 @@ class Recovery:
                                "(the restored copy was dropped).", **self.result) from exc
         with self.params.connect() as conn:
             props = database_properties(conn, self.database)
-            self.store.record_restored(self.database, props["oid"], backup.backup_id)
+            try:
+                self.store.record_restored(self.database, server_identity(conn, props["oid"]), backup.backup_id)
+            except OSError as exc:  # the recovery is done; only its idempotency record is missing
+                self.result.setdefault("warnings", []).append(
+                    f"could not record which backup {self.database} holds in {self.store.root} ({exc}): a rerun "
+                    "of this recovery will restore it again instead of reporting nothing to do.")
             self.result["removed_previous"] = self._trim_kept(conn, keep=kept)
             self.result["after"] = self._snapshot(conn, props)
         self.result["elapsed_seconds"] = round(time.monotonic() - started, 3)
@@ -438,6 +457,7 @@ class Recovery:
         """A staging database found while we hold the database's recovery lock was left by a run that
         died (the lock would still be held if that run were alive): start clean."""
         if database_exists(conn, self.staging):
+            self.lock.require("drop the staging database left by an earlier run")
             drop_database(conn, self.staging)
             self.result["dropped_leftover_staging"] = self.staging
 
@@ -445,7 +465,7 @@ class Recovery:
         """The database's own state (settings, per-role settings, comment, ACL), then statistics,
         before anyone connects."""
         with self.params.connect() as conn:
-            statements, _skipped = database_state_statements(self.staging, state, _roles(conn))
+            statements, _skipped = database_state_statements(self.staging, state, *_roles(conn))
             with conn.transaction():
                 for statement in statements:
                     conn.execute(statement)
@@ -457,6 +477,7 @@ class Recovery:
         session on both; new connections to the current database are refused meanwhile."""
         deadline = time.monotonic() + self.swap_timeout
         swapped = False
+        self.lock.require(f"swap {self.staging} into place")
         with self.params.connect() as conn:
             exists = database_exists(conn, self.database)
             if exists:
@@ -500,16 +521,24 @@ class Recovery:
             raise RunbookError(f"the SQL health probe on the recovered {self.database} failed: "
                                f"{' '.join(str(exc).split())}.") from exc
 
-    def rollback(self, kept: str | None) -> None:
-        """Put the kept database back under the original name and drop the restored one."""
+    def rollback(self, kept: str | None, recovered_oid: int | None = None) -> None:
+        """Put the kept database back under the original name and drop the restored one: only when the
+        database under that name is still the one this recovery swapped in (`recovered_oid`), so a
+        rollback never drops what a later run put there."""
         self.validate()
-        with self.locked():
-            self._rollback(kept)
+        with self.locked() as self.lock:
+            self._rollback(kept, recovered_oid)
 
-    def _rollback(self, kept: str | None) -> None:
+    def _rollback(self, kept: str | None, recovered_oid: int | None = None) -> None:
+        self.lock.require(f"put {kept or 'nothing'} back as {self.database}")
         with self.params.connect() as conn:
             if kept and not database_exists(conn, kept):
                 raise RunbookError(f"cannot roll back: the kept database {kept!r} no longer exists.")
+            current = database_properties(conn, self.database)
+            if recovered_oid is not None and current is not None and current["oid"] != recovered_oid:
+                raise RunbookError(
+                    f"cannot roll back: {self.database} is no longer the database this recovery swapped in (another "
+                    f"run has replaced it since). Nothing was changed; {kept or 'no copy'} is kept as it is.")
             failed = derived_name(self.database, f"__failed_{os.urandom(3).hex()}")
             terminate_connections(conn, self.database)
             if kept:
@@ -533,5 +562,13 @@ class Recovery:
         return doomed
 
 
-def _roles(conn) -> set[str]:
-    return {row[0] for row in conn.execute("SELECT rolname FROM pg_roles")}
+def _roles(conn) -> tuple[set[str], set[str] | None]:
+    """Every role, and those the login may act as (None for a superuser: all of them). A role that may
+    SET ROLE to another may grant as it; changing a role's settings needs the same membership, or
+    CREATEROLE for a role that is not a superuser."""
+    rows = conn.execute(
+        "SELECT r.rolname, pg_has_role(current_user, r.oid, 'MEMBER') OR (me.rolcreaterole AND NOT r.rolsuper), "
+        "me.rolsuper FROM pg_roles r, pg_roles me WHERE me.rolname = current_user").fetchall()
+    if rows and rows[0][2]:
+        return {row[0] for row in rows}, None
+    return {row[0] for row in rows}, {row[0] for row in rows if row[1]}

@@ -8,10 +8,12 @@ two recoveries of one database apart."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
 import socket
+import subprocess
 import time
 from dataclasses import dataclass
 
@@ -224,9 +226,10 @@ _LIST_SETTINGS = frozenset({"local_preload_libraries", "search_path", "session_p
 
 def setting_value_sql(name: str, value: str):
     """The right-hand side of `SET name = ...` that stores exactly `value` as pg_db_role_setting shows it."""
-    if name.lower() not in _LIST_SETTINGS:
-        return sql.Literal(value)
-    return sql.SQL(", ").join(sql.Literal(element) for element in split_setting_list(value))
+    elements = split_setting_list(value) if name.lower() in _LIST_SETTINGS else []
+    if not elements:  # a plain value, or an empty list (search_path = '', as secure schema usage advises)
+        return sql.Literal("" if name.lower() in _LIST_SETTINGS else value)
+    return sql.SQL(", ").join(sql.Literal(element) for element in elements)
 
 
 def split_setting_list(value: str) -> list[str]:
@@ -264,8 +267,17 @@ def conninfo_dbname(name: str) -> str:
 def tied_to_this_process(command: list[str]) -> list[str]:
     """The command, started so that the kernel kills it if this module dies (SIGKILL, OOM): a pg_restore
     left running by a dead recovery would write into a database the next run is entitled to drop."""
-    setpriv = shutil.which("setpriv")
+    setpriv = _setpriv_with_pdeathsig()
     return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
+
+
+@functools.lru_cache(maxsize=1)
+def _setpriv_with_pdeathsig() -> str | None:
+    """setpriv, when it knows --pdeathsig (util-linux 2.33 and later)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv and subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True).returncode == 0:
+        return setpriv
+    return None
 
 
 def terminate_connections(conn, database: str) -> int:
@@ -277,6 +289,12 @@ def terminate_connections(conn, database: str) -> int:
 
 def drop_database(conn, name: str) -> None:
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def server_identity(conn, database_oid: int) -> str:
+    """`<system identifier>:<oid>`: a database's oid alone repeats across clusters (the first one made is 16384)."""
+    system = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
+    return f"{system}:{database_oid}"
 
 
 def server_data_directory_free(conn) -> int | None:
@@ -295,58 +313,113 @@ def server_data_directory_free(conn) -> int | None:
 # The first key of the advisory locks this collection takes ('rrec'); the second is hashtext(database).
 LOCK_CLASS = 0x72726563
 _HOLDER_TAG = "runbook.recovery lock holder: "
+_APP_TAG = "runbook.recovery lock "
+
+
+class RunLock:
+    """The recovery lock of one database, held by this process.
+
+    A session-level advisory lock on a connection of its own: PostgreSQL releases it the moment that
+    connection ends, so it dies with the process that holds it (a SIGKILL, an OOM kill, a lost
+    worker) and can never be left behind. Advisory locks belong to the database the session is in, so
+    a lock is only ours when no session in any other database holds the same key. Who holds it
+    (procedure, host, pid, start time) is in the text of the statement that took it, which
+    pg_stat_activity keeps showing while the session idles, and in its application_name, which every
+    role may read. It needs a real session: not through a pooler in transaction mode.
+    """
+
+    def __init__(self, params: ConnParams, procedure: str, database: str):
+        self.params, self.database = params, database
+        self.holder = {"procedure": procedure, "host": socket.gethostname(), "pid": os.getpid(),
+                       "started_at": utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+        self.conn = None
+        self.backend = None
+
+    def _execute(self, query: str, args: tuple = ()):
+        """Every statement on the lock's connection carries the holder, since pg_stat_activity shows the last."""
+        tag = sql.SQL("/* {} */ ").format(sql.SQL(_HOLDER_TAG + json.dumps(self.holder).replace("*/", "")))
+        return self.conn.execute(tag + sql.SQL(query), args)
+
+    def acquire(self, wait_seconds: float) -> None:
+        self.conn = self.params.connect()
+        # A server that closes idle sessions would take the lock away in the middle of a restore.
+        self.conn.execute("SET idle_session_timeout = 0")
+        self.conn.execute("SET idle_in_transaction_session_timeout = 0")
+        self.conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(
+            f"{_APP_TAG}{self.holder['pid']}@{self.holder['host']}"[:63])))
+        self.backend = self.conn.info.backend_pid
+        deadline = time.monotonic() + max(0.0, wait_seconds)
+        while True:
+            if self._execute("SELECT pg_try_advisory_lock(%s::int4, hashtext(%s))",
+                             (LOCK_CLASS, self.database)).fetchone()[0]:
+                if self._execute(_OTHER_HOLDER, (LOCK_CLASS, self.database, self.backend)).fetchone() is None:
+                    return
+                self._execute("SELECT pg_advisory_unlock(%s::int4, hashtext(%s))", (LOCK_CLASS, self.database))
+            if time.monotonic() >= deadline:
+                found = lock_holder(self.conn, self.database, exclude=self.backend)
+                raise RunbookError(
+                    f"another run is working on database {self.database!r}: {describe_holder(found)}. Waited "
+                    f"{wait_seconds:g}s. Nothing was changed: wait for that run to end (the lock goes with it, even "
+                    "if it is killed), then run this again.", lock_holder=found)
+            time.sleep(0.5)
+
+    def require(self, before: str) -> None:
+        """Refuse to go on unless this session still holds the lock (its connection may have been cut)."""
+        try:
+            held = self._execute(
+                "SELECT pg_backend_pid() = %s AND EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                "AND granted AND pid = pg_backend_pid() AND classid = %s::int4::oid AND objid = hashtext(%s)::oid)",
+                (self.backend, LOCK_CLASS, self.database)).fetchone()[0]
+        except DatabaseError:
+            held = False
+        if not held:
+            raise RunbookError(f"this run lost the recovery lock of database {self.database!r} (its connection to "
+                               f"the server was closed) and stopped before it would {before}; another run may be "
+                               "working on it. Check the database, then run this again.")
+
+    def release(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
 
 
 @contextlib.contextmanager
 def exclusive_run(params: ConnParams, procedure: str, database: str, wait_seconds: float):
-    """Hold the recovery lock of `database` for the duration of the block.
-
-    A session-level advisory lock on a connection of its own: PostgreSQL releases it the moment that
-    connection ends, so it dies with the process that holds it (a SIGKILL, an OOM kill, a lost
-    worker) and can never be left behind. Who holds it (procedure, host, pid, start time) is in the
-    text of the statement that took it, which pg_stat_activity keeps showing while the session idles.
-    Waits up to `wait_seconds`, then refuses naming the holder.
-    """
-    holder = {"procedure": procedure, "host": socket.gethostname(), "pid": os.getpid(),
-              "started_at": utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")}
-    statement = sql.SQL("/* {} */ SELECT pg_try_advisory_lock(%s::int4, hashtext(%s))").format(
-        sql.SQL(_HOLDER_TAG + json.dumps(holder).replace("*/", "")))
-    conn = params.connect()
+    """Hold the recovery lock of `database` (see RunLock) for the block; waits up to `wait_seconds`,
+    then refuses naming the holder."""
+    lock = RunLock(params, procedure, database)
     try:
-        deadline = time.monotonic() + max(0.0, wait_seconds)
-        while not conn.execute(statement, (LOCK_CLASS, database)).fetchone()[0]:
-            if time.monotonic() >= deadline:
-                raise RunbookError(
-                    f"another run is working on database {database!r}: {describe_lock_holder(conn, database)}. "
-                    f"Waited {wait_seconds:g}s. Nothing was changed: wait for that run to end (the lock goes with "
-                    "it, even if it is killed), then run this again.", lock_holder=lock_holder(conn, database))
-            time.sleep(0.5)
-        yield holder
+        lock.acquire(wait_seconds)
+        yield lock
     finally:
-        conn.close()
+        lock.release()
 
 
-def lock_holder(conn, database: str) -> dict | None:
-    row = conn.execute(
-        """
-        SELECT a.pid, host(a.client_addr), to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-               a.query
-        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-          AND l.classid = %s::int4::oid AND l.objid = hashtext(%s)::oid
-        """, (LOCK_CLASS, database)).fetchone()
+_OTHER_HOLDER = """
+    SELECT a.pid, host(a.client_addr), to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+           a.query, a.application_name
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid = %s::int4::oid AND l.objid = hashtext(%s)::oid AND l.pid IS DISTINCT FROM %s::int4
+    """
+
+
+def lock_holder(conn, database: str, exclude: int | None = None) -> dict | None:
+    """The session holding the recovery lock of `database` in any database of the server, but `exclude`."""
+    row = conn.execute(_OTHER_HOLDER, (LOCK_CLASS, database, exclude)).fetchone()
     if row is None:
         return None
-    backend, client, since, query = row
-    found = {"backend_pid": backend, "client_addr": client or "local socket", "connected_at": since}
+    backend, client, since, query, application = row
+    found = {"backend_pid": backend, "client_addr": client or "unknown", "connected_at": since or "unknown"}
     if _HOLDER_TAG in (query or ""):
         with contextlib.suppress(ValueError):
             found.update(json.loads(query.split(_HOLDER_TAG, 1)[1].split(" */", 1)[0]))
+    elif (application or "").startswith(_APP_TAG):  # the statement is hidden from roles without pg_read_all_stats
+        pid, _, host = application[len(_APP_TAG):].partition("@")
+        found.update(procedure="a recovery", pid=pid, host=host, started_at="(unknown)")
     return found
 
 
-def describe_lock_holder(conn, database: str) -> str:
-    found = lock_holder(conn, database)
+def describe_holder(found: dict | None) -> str:
     if found is None:
         return "it has just ended"
     who = (f"{found['procedure']} run by pid {found['pid']} on host {found['host']}, started {found['started_at']}"

@@ -61,6 +61,11 @@ options:
   kept_database:
     description: For O(state=rolled_back), the database the recovery kept (returned as RV(kept_database)).
     type: str
+  recovered_oid:
+    description:
+      - For O(state=rolled_back), the oid of the database the recovery swapped in (returned as RV(recovered_oid)).
+        The rollback refuses when the database under that name is another one (a later run replaced it).
+    type: int
   jobs:
     description: Parallel C(pg_restore) workers.
     type: int
@@ -145,6 +150,11 @@ kept_database:
   returned: after a swap
   type: str
   sample: chat__pre_recovery_20261123T060000Z
+recovered_oid:
+  description: The oid of the database swapped in; a rollback (O(recovered_oid)) acts only while it is still there.
+  returned: after a swap
+  type: int
+  sample: 16521
 swapped:
   description: Whether the recovered database is now in place.
   returned: always
@@ -179,7 +189,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
 )
 
 
-def roll_back(recovery: Recovery, kept: str | None, check_mode: bool) -> dict:
+def roll_back(recovery: Recovery, kept: str | None, recovered_oid: int | None, check_mode: bool) -> dict:
     if kept:
         validate_name(kept, "kept_database")
         if not kept.startswith(kept_prefix(recovery.database)):
@@ -192,7 +202,7 @@ def roll_back(recovery: Recovery, kept: str | None, check_mode: bool) -> dict:
     if check_mode:
         return {"changed": True, "rolled_back": False, "swapped": False,
                 "msg": f"would put {kept} back as {recovery.database}"}
-    recovery.rollback(kept)
+    recovery.rollback(kept, recovered_oid)
     return {**recovery.result, "msg": f"{recovery.database} is back to {kept}"}
 
 
@@ -210,6 +220,7 @@ def main():
         no_owner=dict(type="bool", default=False),
         force=dict(type="bool", default=False),
         lock_wait=dict(type="float", default=10),
+        recovered_oid=dict(type="int"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -220,12 +231,14 @@ def main():
     with failures_reported(module, recovery.result):
         if params["state"] == "rolled_back":
             recovery.validate()
-            result = roll_back(recovery, params["kept_database"], module.check_mode)
+            result = roll_back(recovery, params["kept_database"], params["recovered_oid"], module.check_mode)
         elif module.check_mode:
             recovery.plan()
             result = recovery.result
         else:
             result = recovery.run()
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
     module.exit_json(**result)
 
 

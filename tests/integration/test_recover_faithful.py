@@ -163,24 +163,34 @@ def restore_processes(database: str) -> list[int]:
 
 
 def test_a_killed_controller_cannot_let_a_second_run_in(workspace, pg, chat_db):
+    gate = f"gate_{uuid.uuid4().hex[:8]}"
+    with connect(pg, chat_db) as conn:  # restored with the rest: the SQL probe below waits while the role exists
+        conn.execute("CREATE FUNCTION wait_while_role_exists(name) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+                     "WHILE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) LOOP PERFORM pg_sleep(0.1); END LOOP; "
+                     "RETURN true; END $$")
     before = table_fingerprints(pg, chat_db)
     assert workspace.play("backup-db.yml").rc == 0
     disaster(pg, chat_db)
     staging = f"{chat_db}__recovery_staging"
 
-    # The module outlives its controller (Ansible runs it in a session of its own); the probe keeps it busy.
-    first = start_controller(workspace, confirm=True, pg_recover_health_query="SELECT pg_sleep(10)")
-    wait_for(lambda: restoring(pg, staging), 60, "the restore into the staging database")
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    holder = lock_holder(pg, chat_db)
-    assert holder and holder["procedure"] == "recover-db" and process_alive(holder["pid"])
+    # The module outlives its controller (Ansible runs it in a session of its own). Its SQL probe waits for a
+    # role this test holds, so the first run is still busy, for sure, while the second one starts.
+    with connect(pg) as gatekeeper:
+        gatekeeper.execute(f'CREATE ROLE "{gate}"')
+        first = start_controller(workspace, confirm=True,
+                                 pg_recover_health_query=f"SELECT wait_while_role_exists('{gate}')")
+        wait_for(lambda: restoring(pg, staging), 60, "the restore into the staging database")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        holder = lock_holder(pg, chat_db)
+        assert holder and holder["procedure"] == "recover-db" and process_alive(holder["pid"])
 
-    second = workspace.play("recover-db.yml", confirm=True, pg_recover_lock_wait=0)
-    assert second.rc != 0 and second.changed == 0, second.output
-    assert second.says(f"another run is working on database '{chat_db}': recover-db run by pid {holder['pid']} "
-                       f"on host {holder['host']}, started {holder['started_at']}"), second.output
-    assert process_alive(holder["pid"]), "the first run goes on undisturbed"
+        second = workspace.play("recover-db.yml", confirm=True, pg_recover_lock_wait=0)
+        assert second.rc != 0 and second.changed == 0, second.output
+        assert second.says(f"another run is working on database '{chat_db}': recover-db run by pid {holder['pid']} "
+                           f"on host {holder['host']}, started {holder['started_at']}"), second.output
+        assert process_alive(holder["pid"]), "the first run goes on undisturbed"
+        gatekeeper.execute(f'DROP ROLE "{gate}"')
 
     wait_for(lambda: not process_alive(holder["pid"]), 60, "the first run's module to finish by itself")
     assert lock_holder(pg, chat_db) is None
@@ -190,14 +200,23 @@ def test_a_killed_controller_cannot_let_a_second_run_in(workspace, pg, chat_db):
     assert third.rc == 0 and third.changed == 0, third.output  # it already holds that backup
 
 
+def add_bulk(cluster, database: str) -> None:
+    """Enough rows that pg_restore runs for a few seconds."""
+    with connect(cluster, database) as conn:
+        conn.execute("CREATE TABLE bulk AS SELECT i, md5(i::text) || repeat(md5((i * 7)::text), 6) AS payload "
+                     "FROM generate_series(1, 400000) AS i")
+        conn.execute("CREATE INDEX bulk_payload ON bulk (payload)")
+
+
 def test_a_killed_module_takes_its_restore_and_its_lock_with_it(workspace, pg, chat_db):
+    add_bulk(pg, chat_db)
     before = table_fingerprints(pg, chat_db)
     assert workspace.play("backup-db.yml").rc == 0
     disaster(pg, chat_db)
     staging = f"{chat_db}__recovery_staging"
 
     first = start_controller(workspace, confirm=True)
-    wait_for(lambda: restoring(pg, staging), 60, "the restore into the staging database")
+    wait_for(lambda: restore_processes(chat_db), 60, "pg_restore into the staging database")
     holder = lock_holder(pg, chat_db)
     os.kill(holder["pid"], signal.SIGKILL)  # an OOM kill of the module
     os.killpg(first.pid, signal.SIGKILL)
@@ -210,6 +229,24 @@ def test_a_killed_module_takes_its_restore_and_its_lock_with_it(workspace, pg, c
     assert recovery.rc == 0, recovery.output
     assert table_fingerprints(pg, chat_db) == before
     assert staging not in databases(pg)
+
+
+def test_a_run_that_loses_its_lock_stops_before_the_swap(workspace, pg, chat_db):
+    add_bulk(pg, chat_db)
+    assert workspace.play("backup-db.yml").rc == 0
+    disaster(pg, chat_db)
+    damaged = table_fingerprints(pg, chat_db)
+    run = start_controller(workspace, confirm=True)
+    wait_for(lambda: restore_processes(chat_db), 60, "pg_restore into the staging database")
+    with connect(pg) as conn:  # the lock's connection is cut, as a server timeout or a network failure would
+        conn.execute("SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
+                     "AND l.classid = %s::int4::oid AND l.objid = hashtext(%s)::oid", (LOCK_CLASS, chat_db))
+    run.wait(timeout=300)
+    assert run.returncode != 0
+    assert table_fingerprints(pg, chat_db) == damaged, "nothing was swapped in"
+    assert not [d for d in databases(pg) if d.startswith(chat_db + "__")], "its staging database was dropped"
+    audit = workspace.audit()[-1]
+    assert audit["result"] == "failed" and "lost the recovery lock" in audit["error"], audit
 
 
 def test_a_staging_database_of_a_live_run_is_never_dropped(workspace, pg, chat_db):

@@ -75,6 +75,22 @@ def test_database_state_is_replayed_grant_by_grant_in_order():
                        "GRANT CONNECT to gone (no role 'gone' on this server)"]
 
 
+def test_a_non_superuser_login_skips_what_it_may_not_do_and_says_so():
+    statements, skipped = database_state_statements("x", STATE, {"owner_role", "app", "reader"},
+                                                    can_act_as={"owner_role"})
+    assert 'SET ROLE "app"' not in texts(statements)
+    assert "settings of role 'app' in the database (the login may not change that role)" in skipped
+    assert "GRANT CONNECT to reader (granted by 'app', as which the login may not act)" in skipped
+
+
+def test_an_empty_search_path_is_restored_as_empty():
+    state = {"settings": {"search_path": '""'}, "role_settings": {"app": {"search_path": ""}}}
+    assert texts(database_state_statements("x", state, {"app"})[0]) == [
+        """ALTER DATABASE "x" SET "search_path" = ''""",
+        """ALTER ROLE "app" IN DATABASE "x" SET "search_path" = ''""",
+    ]
+
+
 def test_default_acl_and_no_comment_leave_postgres_defaults():
     statements, skipped = database_state_statements("x", {"acl": None, "comment": None, "settings": {}}, set())
     assert statements == [] and skipped == []
