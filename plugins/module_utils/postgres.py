@@ -17,7 +17,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, failure_details, utc_now
+from ansible_collections.runbook.recovery.plugins.module_utils.common import (
+    RunbookError,
+    compact_timestamp,
+    failure_details,
+    utc_now,
+)
 
 try:
     import psycopg
@@ -289,6 +294,16 @@ def terminate_connections(conn, database: str) -> int:
 
 def drop_database(conn, name: str) -> None:
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def restore_point_name(procedure: str, moment) -> str:
+    """runbook-recover-db-20261125T140300Z: names what made it and when (at most 63 bytes)."""
+    return f"runbook-{procedure}-{compact_timestamp(moment)}"[:63]
+
+
+def create_restore_point(conn, name: str) -> str:
+    """A named point in the WAL that a point-in-time recovery can stop at (`recovery_target_name`); its LSN."""
+    return conn.execute("SELECT pg_create_restore_point(%s)::text", (name,)).fetchone()[0]
 
 
 def server_identity(conn, database_oid: int) -> str:

@@ -39,6 +39,7 @@ def test_round_trip_restores_every_table_exactly(workspace, pg, chat_db):
     assert record["before"]["tables"]["public.chat_messages"] < 8000
     assert record["after"]["tables"]["public.chat_messages"] == 8000
     assert record["actor"] and record["at"]
+    assert record["restore_point"]["name"].startswith("runbook-recover-db-") and record["restore_point"]["lsn"]
 
 
 def test_recover_database_that_was_dropped(workspace, pg, chat_db):

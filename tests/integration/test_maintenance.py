@@ -158,6 +158,13 @@ def active_pids(cluster) -> set[int]:
         return {r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE state = 'active'").fetchall()}
 
 
+def assert_restore_point_before(cluster, restore_point: dict, procedure: str) -> None:
+    """The run marked the WAL before it acted: a name that says what and when, at an LSN already written."""
+    assert restore_point["name"].startswith(f"runbook-{procedure}-"), restore_point
+    with connect(cluster) as conn:
+        assert conn.execute("SELECT %s::pg_lsn <= pg_current_wal_lsn()", (restore_point["lsn"],)).fetchone()[0]
+
+
 def test_runaway_query_is_cancelled_only_when_confirmed(pg, chat_db, tmp_path):
     workspace = Workspace(pg, [chat_db], tmp_path)
     runaway, reporting = Sleeper(pg, "chat-backend"), Sleeper(pg, "nightly-report")
@@ -186,7 +193,9 @@ def test_runaway_query_is_cancelled_only_when_confirmed(pg, chat_db, tmp_path):
         assert isinstance(runaway.error, psycopg.errors.QueryCanceled)
         assert reporting.pid in active_pids(pg), "the excluded session survives"
         assert own.execute("SELECT 1").fetchone() == (1,), "the test's own session survives"
-        assert workspace.audit()[-1]["cancelled"] == [runaway.pid]
+        record = workspace.audit()[-1]
+        assert record["cancelled"] == [runaway.pid]
+        assert_restore_point_before(pg, record["restore_point"], "kill-long-queries")
         again = workspace.play("kill-long-queries.yml", pg_sessions_max_duration="1s", confirm=True,
                                pg_sessions_exclude_applications=["nightly-report"])
         assert again.rc == 0 and again.changed == 0, again.output

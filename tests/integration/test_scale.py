@@ -219,6 +219,8 @@ def test_postgres_settings_restart_the_server_and_undo_restores_them(private_pg,
     run = ws.play(SCALE, confirm=True, scale_target="db", pg_max_connections=120, pg_shared_buffers="64MB")
     assert run.rc == 0, run.output
     assert settings() == ("120", "64MB")  # both need a restart: the server was restarted and answers again
+    [record] = [r for r in ws.audit() if r["result"] == "acted"]
+    assert record["restore_point"]["name"].startswith("runbook-scale-") and record["restore_point"]["lsn"]
     again = ws.play(SCALE, confirm=True, scale_target="db", pg_max_connections=120, pg_shared_buffers="64MB")
     assert again.rc == 0 and again.changed == 0, again.output
 
