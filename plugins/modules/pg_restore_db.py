@@ -18,7 +18,7 @@ description:
   - "The database's own state, which pg_dump leaves out, is carried across from the backup's manifest: owner,
     connection limit, C(ALTER DATABASE SET) settings, its ACL (C(GRANT)/C(REVOKE) on the database, grant by
     grant), its comment, and C(ALTER ROLE ... IN DATABASE ... SET) settings. A backup taken before these were
-    recorded takes them from the current database, and the plan says so (RV(plan.cannot_carry))."
+    recorded takes them from the current database, and the plan says so (C(cannot_carry) in RV(plan))."
   - Large objects are restored and counted against the manifest.
   - One run per database at a time (O(lock_wait)); a staging database found while holding the lock was left by
     a run that died, and is dropped.
