@@ -7,17 +7,20 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.lock | cut -d' ' -f1)
 COLLECTION_LINK := .ansible/collections/ansible_collections/runbook/recovery
 PYTEST_WORKERS ?= 2
+MOLECULE_JOBS ?= 2
+TEST_PHASES := lint sanity unit integration dags ui molecule
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.ansible/collections
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: help deps-system venv demo airflow ui-check test lint unit integration dags molecule sanity bench sandbox-up sandbox-down \
+.PHONY: help deps-system deps-browser venv demo airflow ui ui-check test lint unit integration dags molecule sanity bench sandbox-up sandbox-down \
 	sandbox-status sandbox-env lock clean
 
 help:
 	@echo "make demo           install, start the sandbox, back up, break, and recover the demo database"
-	@echo "make test           lint, sanity, unit, integration and molecule tests (real PostgreSQL, Redis, AWS emulator)"
+	@echo "make test           lint, sanity, unit, integration, DAG, browser and molecule tests (real servers); phase times"
+	@echo "make ui             headless Chromium: recover_db triggered, approved and rejected in the Airflow UI"
 	@echo "make airflow        Airflow standalone on 127.0.0.1:8080 with dags/, pointed at the sandbox"
 	@echo "make ui-check       headless Chromium logs in to that UI, reads recover_db's form, runs health_sweep"
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
@@ -62,15 +65,23 @@ demo: sandbox-up
 airflow: sandbox-up
 	bash sandbox/airflow.sh
 
-# A real browser on the Airflow UI (not part of make test: it installs Chromium).
-ui-check: sandbox-up
+deps-browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+# The Airflow UI in a real browser, in make test: recover_db triggered from its form, its plan approved (and, in a
+# second run, rejected) in Browse -> Required Actions. On failure a screenshot and the HTML land in .cache/ui-failures/.
+ui: venv deps-browser
+	$(BIN)/pytest tests/ui -q
+
+# The same browser against the sandbox's `make airflow` (a look at the real thing; not part of make test).
+ui-check: sandbox-up deps-browser
 	$(BIN)/python tests/ui/check_airflow_ui.py
 
 lint: venv
 	$(BIN)/ruff check plugins sandbox tests bench dags
 	$(BIN)/ansible-lint --offline --profile production
+	$(BIN)/antsibull-changelog lint
 
 sanity: venv
 	bash tests/sanity.sh
@@ -79,20 +90,29 @@ unit: venv
 	$(BIN)/pytest tests/unit -q
 
 integration: venv
-	$(BIN)/pytest tests/integration -q -n $(PYTEST_WORKERS)
+	$(BIN)/pytest tests/integration -q -n $(PYTEST_WORKERS) --durations=20
 
 dags: venv
-	$(BIN)/pytest tests/dags -q
+	$(BIN)/pytest tests/dags -q -n $(PYTEST_WORKERS) --durations=20
 
+# One PostgreSQL cluster, Redis and AWS emulator for every role's scenario: started once, cleaned up once (also
+# when a scenario fails); logs in .ansible/molecule/. The AWS scenarios run beside the others (MOLECULE_JOBS=1: one
+# at a time).
 molecule: venv
-	@set -e; for scenario in roles/*/molecule/default; do \
-		role=$${scenario%/molecule/default}; echo "== molecule: $$role"; \
-		(cd $$role && $(BIN)/molecule test) > .ansible/molecule-$${role#roles/}.log 2>&1 \
-			|| { tail -n 80 .ansible/molecule-$${role#roles/}.log; echo "molecule failed for $$role"; exit 1; }; \
-		grep -E "successful|failed=" .ansible/molecule-$${role#roles/}.log | tail -n 1; \
-	done
+	MOLECULE_JOBS=$(MOLECULE_JOBS) bash tests/molecule/run.sh
 
-test: lint sanity unit integration dags molecule
+# The phases in order, then a table of their wall times; it is printed also when a phase fails (the phases after
+# it do not run).
+test: venv
+	@status=0; table=""; begin=$$SECONDS; \
+	for phase in $(TEST_PHASES); do \
+		if [ $$status -ne 0 ]; then table+=$$(printf '\n  %-12s %6s  not run' $$phase -); continue; fi; \
+		start=$$SECONDS; result=ok; \
+		$(MAKE) --no-print-directory $$phase || { status=$$?; result=FAILED; }; \
+		table+=$$(printf '\n  %-12s %5ss  %s' $$phase $$((SECONDS - start)) $$result); \
+	done; \
+	printf '\n== make test: wall time per phase%s\n  %-12s %5ss\n' "$$table" total $$((SECONDS - begin)); \
+	exit $$status
 
 bench: venv
 	$(BIN)/python bench/backup_restore.py --mb $${BENCH_MB:-300}

@@ -1,5 +1,6 @@
-"""DAG tests: a private Airflow (its own AIRFLOW_HOME and metadata database under a temp dir) and, for the runs that
-wait for an approval, an api-server sharing that database, answered over its REST API as a person would in the UI.
+"""DAG tests: a private Airflow (its own AIRFLOW_HOME and metadata database under a temp dir, migrated once and shared
+by every test of the session; `make dags` runs two sessions side by side, pytest -n 2) and, for the runs that wait for
+an approval, an api-server sharing that database, answered over its REST API as a person would in the UI.
 Every DAG run is a real dag.test() in its own process, running real playbooks against the integration tests' own
 PostgreSQL cluster, Redis and AWS emulator (their fixtures are shared from tests/integration/conftest.py)."""
 
@@ -91,6 +92,16 @@ class Airflow:
                                   f"{ti['map_index']}/hitlDetails", {"chosen_options": [option], "params_input": {}})
 
 
+def stop(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[str, dict | None]:
     output, _ = proc.communicate(timeout=timeout)
     result = next((json.loads(line[len("RESULT "):]) for line in output.splitlines() if line.startswith("RESULT ")),
@@ -146,9 +157,5 @@ def api_server(airflow):
                 raise RuntimeError(f"the api-server did not start:\n{started}") from exc
             time.sleep(1)
     yield airflow
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc, timeout=30)
     log.close()
