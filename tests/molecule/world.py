@@ -3,8 +3,9 @@ database, a Redis and the AWS emulator, all under molecule_base (tests/molecule/
 
     python tests/molecule/world.py up BASE PG_PORT REDIS_PORT AWS_PORT [--reset postgres,redis,aws]
 
-`up` starts what is not running (a no-op for what runs) and puts each part named by --reset that it did not just
-create back to its seeded state: every database but `postgres` dropped and molecule_chat seeded again, Redis
+`up` starts what is not running, leaves alone what runs and is not named by --reset (with two lanes of scenarios,
+another scenario may be using it), and puts each part named by --reset that it did not just create back to its
+seeded state: every database but `postgres` dropped and molecule_chat seeded again, Redis
 restarted from its original config file if a scenario rewrote it, the emulator emptied and seeded again. So
 `make molecule` starts the servers once for all the scenarios, and each scenario's prepare resets only what it
 uses (its platform's groups): the scenarios pass in any order. Prints one line per part.
@@ -47,6 +48,9 @@ def postgres(base: Path, port: int, reset: bool) -> str:
     cluster = PgCluster(base / "pg", port)
     created = cluster.init()  # a cluster that was only stopped keeps what earlier scenarios left in it
     started = cluster.start()
+    if not (created or started or reset):
+        # Running, and not this scenario's to reset: the other lane's scenario may be using (or resetting) it.
+        return "running"
     with psycopg.connect(**cluster.conninfo(), autocommit=True) as conn:
         present = [name for (name,) in conn.execute(
             "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'")]
@@ -99,14 +103,14 @@ def aws(base: Path, port: int, reset: bool) -> str:
 
     os.environ.update(sandbox.aws_env())
     started = sandbox.start_aws()
-    if reset and not started:
+    if not (started or reset):
+        return "running"  # not this scenario's: the other lane's scenario may be using (or resetting) it
+    if not started:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", data=b"", method="POST")
         with urllib.request.urlopen(request, timeout=30):
             pass
     sandbox.seed_aws()
-    if started:
-        return "started"
-    return "reset (emptied and seeded again)" if reset else "running"
+    return "started" if started else "reset (emptied and seeded again)"
 
 
 def main(argv: list[str] | None = None) -> int:
