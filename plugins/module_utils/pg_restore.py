@@ -32,6 +32,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     count_large_objects,
     count_rows,
     database_exists,
+    database_oid,
     database_properties,
     drop_database,
     exclusive_run,
@@ -249,6 +250,9 @@ def _acl_statements(target, acl: list[dict], owner: str | None, roles: set[str],
     skipped = []
     groups: dict[tuple, dict[str, list[str]]] = {}
     for item in acl:  # aclexplode's order: one entry per privilege, grouped by grantee and grantor
+        if item["privilege"] not in _DATABASE_PRIVILEGES:
+            raise RunbookError(f"the recorded ACL names unknown database privileges ({item['privilege']!r}): "
+                               "the manifest is damaged; choose another backup.")
         key = (item["grantor"], item["grantee"])
         groups.setdefault(key, {"plain": [], "grantable": []})
         groups[key]["grantable" if item["grantable"] else "plain"].append(item["privilege"])
@@ -266,10 +270,6 @@ def _acl_statements(target, acl: list[dict], owner: str | None, roles: set[str],
         if as_grantor:
             statements.append(sql.SQL("SET ROLE {}").format(sql.Identifier(grantor)))
         for kind, names in privileges.items():
-            unknown = set(names) - set(_DATABASE_PRIVILEGES)
-            if unknown:
-                raise RunbookError(f"the recorded ACL names unknown database privileges {sorted(unknown)}: "
-                                   "the manifest is damaged; choose another backup.")
             if names:
                 statements.append(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
                     sql.SQL(", ").join(sql.SQL(n) for n in names), target, to,
@@ -430,7 +430,7 @@ class Recovery:
                 drop_database(conn, self.staging)
             raise
         with self.params.connect() as conn:
-            recovered_oid = database_properties(conn, self.database)["oid"]
+            recovered_oid = database_oid(conn, self.database)
         self.result.update(changed=True, swapped=True, kept_database=kept, recovered_oid=recovered_oid)
         try:
             self._probe()
@@ -441,7 +441,7 @@ class Recovery:
         with self.params.connect() as conn:
             props = database_properties(conn, self.database)
             try:
-                self.store.record_restored(self.database, server_identity(conn, props["oid"]), backup.backup_id)
+                self.store.record_restored(self.database, server_identity(conn, recovered_oid), backup.backup_id)
             except OSError as exc:  # the recovery is done; only its idempotency record is missing
                 self.result.setdefault("warnings", []).append(
                     f"could not record which backup {self.database} holds in {self.store.root} ({exc}): a rerun "
@@ -534,8 +534,8 @@ class Recovery:
         with self.params.connect() as conn:
             if kept and not database_exists(conn, kept):
                 raise RunbookError(f"cannot roll back: the kept database {kept!r} no longer exists.")
-            current = database_properties(conn, self.database)
-            if recovered_oid is not None and current is not None and current["oid"] != recovered_oid:
+            current = database_oid(conn, self.database)
+            if recovered_oid is not None and current is not None and current != recovered_oid:
                 raise RunbookError(
                     f"cannot roll back: {self.database} is no longer the database this recovery swapped in (another "
                     f"run has replaced it since). Nothing was changed; {kept or 'no copy'} is kept as it is.")

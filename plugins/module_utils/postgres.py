@@ -149,8 +149,13 @@ def _versioned_bindirs() -> list[str]:
     return [os.path.join(base, v, "bin") for v in sorted(versions, key=int)]
 
 
+def database_oid(conn, name: str) -> int | None:
+    row = conn.execute("SELECT oid::bigint FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return row[0] if row else None
+
+
 def database_exists(conn, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+    return database_oid(conn, name) is not None
 
 
 def user_tables(conn) -> list[tuple[str, str]]:
