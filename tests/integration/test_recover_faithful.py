@@ -135,11 +135,6 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def restoring(cluster, staging: str) -> bool:
-    with connect(cluster) as conn:
-        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (staging,)).fetchone()[0] > 0
-
-
 def start_controller(workspace, **extra) -> subprocess.Popen:
     """ansible-playbook in a process group of its own, as a shell or a CI runner starts it."""
     varsfile = workspace.base / f"extra-{uuid.uuid4().hex[:6]}.json"
@@ -168,6 +163,7 @@ def test_a_killed_controller_cannot_let_a_second_run_in(workspace, pg, chat_db):
         conn.execute("CREATE FUNCTION wait_while_role_exists(name) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
                      "WHILE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) LOOP PERFORM pg_sleep(0.1); END LOOP; "
                      "RETURN true; END $$")
+    add_bulk(pg, chat_db)  # pg_restore runs for seconds: the kill lands mid-restore
     before = table_fingerprints(pg, chat_db)
     assert workspace.play("backup-db.yml").rc == 0
     disaster(pg, chat_db)
@@ -179,7 +175,7 @@ def test_a_killed_controller_cannot_let_a_second_run_in(workspace, pg, chat_db):
         gatekeeper.execute(f'CREATE ROLE "{gate}"')
         first = start_controller(workspace, confirm=True,
                                  pg_recover_health_query=f"SELECT wait_while_role_exists('{gate}')")
-        wait_for(lambda: restoring(pg, staging), 60, "the restore into the staging database")
+        wait_for(lambda: restore_processes(chat_db), 60, "pg_restore into the staging database")
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
         holder = lock_holder(pg, chat_db)
