@@ -54,3 +54,43 @@ options:
     type: path
     required: true
 """
+
+    ARCHIVE = r"""
+options:
+  archive:
+    description:
+      - Where the continuous archive (base backups and WAL, written by Barman's cloud tools) lives, and how the
+        tools reach it. Credentials are read from files in O(archive.aws_dir), never from a command line.
+    type: dict
+    required: true
+    suboptions:
+      destination:
+        description: The archive's S3 URL, C(s3://bucket/prefix).
+        type: str
+        required: true
+      server_name:
+        description: The name this cluster archives under (one cluster per name; C([A-Za-z0-9_.-])).
+        type: str
+        required: true
+      tools_dir:
+        description: The virtualenv holding C(barman-cloud-*) (the C(pg_archive) role installs it).
+        type: path
+        default: /opt/runbook-recovery/barman-cloud
+      aws_dir:
+        description:
+          - Directory with the C(credentials) and C(config) files of O(archive.profile) (region, C(endpoint_url)),
+            readable by the server's OS user, which runs C(archive_command) and C(restore_command).
+        type: path
+        required: true
+      profile:
+        description: The AWS profile in those files.
+        type: str
+        default: runbook-archive
+      compression:
+        description: How WAL and base backups are compressed.
+        type: str
+        default: gzip
+        choices: [gzip, bzip2, snappy, none]
+requirements:
+  - Barman's cloud tools (PyPI C(barman[cloud])) in O(archive.tools_dir); boto3 for the Python running the module
+"""

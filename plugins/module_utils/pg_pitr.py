@@ -1,0 +1,560 @@
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Point-in-time recovery of one database (a throwaway cluster replays to the target, the database is dumped
+out of it and goes through recover-db's staging -> validate -> swap -> probe -> rollback path while the live
+cluster keeps serving), of the whole cluster (the data directory moved aside and put back on any failure),
+and the drill that proves the archive restores."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+
+from ansible_collections.runbook.recovery.plugins.module_utils.backups import LocalStore
+from ansible_collections.runbook.recovery.plugins.module_utils.common import (
+    RunbookError,
+    compact_timestamp,
+    human_size,
+    isoformat,
+    utc_now,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.pg_backup import BackupOptions, BackupRun
+from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import Recovery, count_problems
+from ansible_collections.runbook.recovery.plugins.module_utils.pitr import (
+    DEFAULT_SEGMENT_SIZE,
+    Archive,
+    ArchiveConfig,
+    Target,
+    Throwaway,
+    as_user,
+    choose_backup,
+    lsn_int,
+    remove_leftovers,
+    segment_name,
+    segment_of,
+    wal_plan,
+    window_text,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
+    ConnParams,
+    count_rows,
+    database_properties,
+    pg_tool,
+    server_identity,
+    user_tables,
+)
+
+ARCHIVE_WAIT = 120
+
+
+def archive_argument_spec() -> dict:
+    return dict(archive=dict(type="dict", required=True, options=dict(
+        destination=dict(type="str", required=True),
+        server_name=dict(type="str", required=True),
+        tools_dir=dict(type="path", default="/opt/runbook-recovery/barman-cloud"),
+        aws_dir=dict(type="path", required=True),
+        profile=dict(type="str", default="runbook-archive"),
+        compression=dict(type="str", default="gzip", choices=["gzip", "bzip2", "snappy", "none"]),
+    )))
+
+
+def archive_config(params: dict) -> ArchiveConfig:
+    config = ArchiveConfig(**params["archive"])
+    config.validate()
+    return config
+
+
+def server_facts(conn) -> dict:
+    row = conn.execute(
+        "SELECT current_setting('data_directory'), current_setting('wal_segment_size'), pg_is_in_recovery(), "
+        "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text, "
+        "now()").fetchone()
+    size_text = row[1]
+    units = {"MB": 1024 * 1024, "GB": 1024 ** 3, "kB": 1024}
+    segment_size = next((int(size_text[:-len(u)]) * f for u, f in units.items() if size_text.endswith(u)),
+                        DEFAULT_SEGMENT_SIZE)
+    data = row[0]
+    try:
+        owner = pwd.getpwuid(os.stat(data).st_uid).pw_name
+    except OSError:
+        owner = None
+    return {"data_directory": data, "segment_size": segment_size, "in_recovery": row[2], "current_lsn": row[3],
+            "now": row[4], "os_user": owner}
+
+
+def recovery_plan(archive: Archive, facts: dict, target: Target) -> dict:
+    """The base backup, the WAL range and whether the archive holds it, the target and the window. Refuses
+    a target outside the window and a gap in the range, before anything changes."""
+    if facts["in_recovery"]:
+        raise RunbookError("this server is a standby (in recovery): recover on the primary. Nothing was changed.")
+    backups = archive.backups()
+    segment_size = facts["segment_size"]
+    wal = archive.wal_objects(segment_size)
+    backup = choose_backup(backups, target)
+    current_segment = segment_of(facts["current_lsn"], segment_size)
+    if target.kind == "lsn":
+        if lsn_int(target.value) > lsn_int(facts["current_lsn"]):
+            raise RunbookError(f"target_lsn {target.value} is in the future: the server is at {facts['current_lsn']}. "
+                               f"The recoverable window is {window_text(backups)}. Nothing was changed.")
+        last_needed = segment_of(target.value, segment_size)
+    elif target.kind == "time":
+        # The segment holding the target was archived at or after it: everything up to the first one archived
+        # after the target (or, if none is yet, up to the segment being written now).
+        after = sorted(s for (_t, s), at in wal["segments"].items() if at >= target.moment)
+        last_needed = after[0] if after else current_segment
+    else:
+        last_needed = current_segment
+    plan_wal = wal_plan(backup, wal["segments"], last_needed, segment_size)
+    if plan_wal["missing"]:
+        raise RunbookError(
+            f"the WAL archive has a gap: {', '.join(plan_wal['missing'])} missing between {plan_wal['from']} and "
+            f"{plan_wal['to']}, which a recovery from base backup {backup['id']} to {target.describe()} needs. "
+            "Nothing was changed. Choose a target before the gap, or restore the missing segments to the archive.",
+            wal=plan_wal)
+    return {"target": target.describe(), "base_backup": {k: (isoformat(v) if hasattr(v, "isoformat") else v)
+                                                         for k, v in backup.items()},
+            "wal": plan_wal, "window": window_text(backups),
+            "restore_bytes": backup["size_bytes"], "restore_size": human_size(backup["size_bytes"])}
+
+
+def archive_everything_until_now(conn, timeout: float = ARCHIVE_WAIT) -> str:
+    """Commit, switch to a new segment, and wait until the archiver has sent it: every commit made before
+    this call is then in the archive (a target time 'now' or a recent one needs that)."""
+    conn.execute("SELECT txid_current()")
+    finished = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+    deadline = time.monotonic() + timeout
+    while True:
+        row = conn.execute("SELECT last_archived_wal, last_failed_wal, last_failed_time > "
+                           "coalesce(last_archived_time, 'epoch') FROM pg_stat_archiver").fetchone()
+        if row[0] and row[0][8:] >= finished[8:] and row[0][:8] >= finished[:8]:
+            return finished
+        if time.monotonic() > deadline:
+            failing = f"; the archiver is failing (last failed: {row[1]})" if row[2] else ""
+            raise RunbookError(f"WAL segment {finished} was not archived within {timeout:.0f} s{failing}. Nothing "
+                               "was changed: fix archiving (the health sweep's archive findings) first.")
+        time.sleep(0.2)
+
+
+def check_free_space(path: str, needed: int, what: str) -> None:
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return
+    if free < needed:
+        raise RunbookError(f"{path} has {human_size(free)} free; {what} needs about {human_size(needed)}. Free "
+                           "space there (or set pg_pitr_work_dir elsewhere); nothing was changed.")
+
+
+# -- one database --------------------------------------------------------------------------------------------
+class DatabasePitr(Recovery):
+    """Replay a throwaway cluster to the target, dump the database out of it, and recover it like recover-db
+    does (same lock, same staging/swap/probe/rollback, same database state carried from the dump)."""
+
+    def __init__(self, params: ConnParams, store: LocalStore, database: str, archive: Archive, target: Target,
+                 work_dir: str, replay_timeout: float = 3600, **kwargs):
+        super().__init__(params, store, database, backup="latest", **kwargs)
+        self.archive, self.target, self.work_dir, self.replay_timeout = archive, target, work_dir, replay_timeout
+        self.records = store
+
+    def plan(self, verify_checksums: bool = True):
+        self.validate()
+        with self.locked():
+            return self._pitr_plan()
+
+    def _pitr_plan(self) -> dict:
+        with self.params.connect() as conn:
+            facts = server_facts(conn)
+            current = database_properties(conn, self.database)
+            before = self._snapshot(conn, current)
+        plan = recovery_plan(self.archive, facts, self.target)
+        self.archive.os_user = self.archive.os_user or facts["os_user"]
+        needed = self.force or self.target.kind == "latest" or before.get("restored_backup") != self.target.label
+        plan.update(needed=needed, scope="database", database=self.database, staging_database=self.staging,
+                    keep_current_as=self.kept_name() if before["exists"] else None,
+                    connections_to_terminate=self._connections_count(), work_dir=self.work_dir)
+        if needed:
+            check_free_space(self.work_dir, int(plan["restore_bytes"] * 1.1),
+                             f"restoring base backup {plan['base_backup']['id']} into a throwaway cluster")
+        self.result.update(before=before, plan=plan, changed=needed, facts={"segment_size": facts["segment_size"]})
+        if needed:
+            self.result["msg"] = (
+                f"would restore base backup {plan['base_backup']['id']} into a throwaway cluster under "
+                f"{self.work_dir}, replay WAL {plan['wal']['from']}..{plan['wal']['to']} ({plan['wal']['segments']} "
+                f"segments, all in the archive) to {self.target.describe()}, dump {self.database} out of it, "
+                f"restore that into {self.staging}, and swap it in"
+                + (f" (the current database is kept as {plan['keep_current_as']})" if before["exists"] else ""))
+        else:
+            self.result["msg"] = f"{self.database} already holds {self.target.describe()}: nothing to do"
+        return plan
+
+    def _connections_count(self) -> int:
+        with self.params.connect() as conn:
+            return self._connections(conn)
+
+    def run(self) -> dict:
+        self.validate()
+        with self.locked() as self.lock:
+            plan = self._pitr_plan()
+            if not plan["needed"]:
+                return self.result
+            started = time.monotonic()
+            self.result["removed_leftovers"] = remove_leftovers(self.work_dir, self.archive.os_user)
+            with self.params.connect() as conn:
+                self.result["archived_through"] = archive_everything_until_now(conn)
+            os.makedirs(self.work_dir, mode=0o755, exist_ok=True)
+            dumps = tempfile.mkdtemp(prefix="runbook-pitr-dump-", dir=self.work_dir)
+            try:
+                throwaway = Throwaway(self.work_dir, self.archive.os_user, self.params.user, self.params.password)
+                try:
+                    replay = self._replay(throwaway, plan)
+                    backup = self._dump(throwaway, dumps)
+                finally:
+                    throwaway.destroy()
+                self.result["replay"] = {**replay, "dumped_backup": backup["id"]}
+                self.store, self.wanted = LocalStore(dumps), backup["id"]
+                result = self._run()
+            finally:
+                self.store = self.records
+                shutil.rmtree(dumps, ignore_errors=True)
+            self._record()
+            if isinstance(result.get("after"), dict):
+                result["after"]["restored_backup"] = self.target.label
+            result["plan"] = {**plan, **{k: v for k, v in result.get("plan", {}).items() if k == "tables"}}
+            result["elapsed_seconds"] = round(time.monotonic() - started, 3)
+            result["msg"] = (f"{self.database} is back to {self.target.describe()} (base backup "
+                             f"{plan['base_backup']['id']} + WAL); the previous database is kept as "
+                             f"{result.get('kept_database')}")
+            return result
+
+    def _replay(self, throwaway: Throwaway, plan: dict) -> dict:
+        throwaway.create()
+        self.result["throwaway"] = throwaway.base
+        began = time.monotonic()
+        throwaway.restore(self.archive, plan["base_backup"]["id"])
+        restored = time.monotonic() - began
+        throwaway.configure(self.archive, self.target)
+        try:
+            replayed = throwaway.start(self.replay_timeout)
+        except RunbookError as exc:
+            raise RunbookError(f"the point-in-time replay to {self.target.describe()} failed, so {self.database} was "
+                               f"not touched: {exc}") from exc
+        return {"restore_seconds": round(restored, 3), "replay_seconds": round(replayed, 3)}
+
+    def _dump(self, throwaway: Throwaway, dumps: str) -> dict:
+        source = throwaway.params()
+        with source.connect() as conn:
+            if database_properties(conn, self.database) is None:
+                raise RunbookError(f"database {self.database!r} did not exist at {self.target.describe()}: nothing to "
+                                   f"recover it from. {self.database} was not touched.")
+        result = BackupRun(source, LocalStore(dumps), BackupOptions(self.database, jobs=self.jobs), False).run()
+        return result["backup"]
+
+    def _record(self) -> None:
+        try:
+            with self.params.connect() as conn:
+                self.records.record_restored(self.database, server_identity(conn, self.result["recovered_oid"]),
+                                             self.target.label)
+        except (OSError, KeyError) as exc:
+            self.result.setdefault("warnings", []).append(
+                f"could not record the recovered target in {self.records.root} ({exc}): a rerun recovers again.")
+
+
+# -- the whole cluster -------------------------------------------------------------------------------------
+@contextmanager
+def host_lock(path: str):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise RunbookError(f"another cluster recovery holds {path}: wait for it to finish. Nothing was "
+                               "changed.") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ClusterPitr:
+    """Stop the server, move its data directory aside (kept, never deleted here), restore and replay into a
+    fresh one, start, probe; on any failure put the old directory back and start it."""
+
+    def __init__(self, params: ConnParams, archive: Archive, target: Target, stop_command: list[str],
+                 start_command: list[str], health_query: str = "SELECT 1", replay_timeout: float = 3600,
+                 data_directory: str | None = None):
+        self.params, self.archive, self.target = params, archive, target
+        self.stop_command, self.start_command = stop_command, start_command
+        self.health_query, self.replay_timeout = health_query, replay_timeout
+        self.data_directory = data_directory
+        self.result = {"changed": False, "scope": "cluster", "rolled_back": False}
+
+    def plan(self) -> dict:
+        with self.params.connect() as conn:
+            facts = server_facts(conn)
+        if self.data_directory and os.path.realpath(self.data_directory) != os.path.realpath(facts["data_directory"]):
+            raise RunbookError(f"pg_data_directory {self.data_directory} is not the server's data directory "
+                               f"({facts['data_directory']}). Nothing was changed.")
+        self.data_directory = facts["data_directory"]
+        if not os.path.isdir(self.data_directory):
+            raise RunbookError(f"the data directory {self.data_directory} is not on this host: a cluster recovery runs "
+                               "on the database server itself. Nothing was changed.")
+        self.archive.os_user = self.archive.os_user or facts["os_user"]
+        plan = recovery_plan(self.archive, facts, self.target)
+        stamp = compact_timestamp(utc_now())
+        plan.update(needed=True, scope="cluster", data_directory=self.data_directory,
+                    keep_data_directory_as=f"{self.data_directory}.pre_pitr_{stamp}",
+                    stop_command=self.stop_command, start_command=self.start_command)
+        check_free_space(os.path.dirname(self.data_directory), int(plan["restore_bytes"] * 1.1),
+                         f"restoring base backup {plan['base_backup']['id']} beside the current data directory")
+        self.result.update(plan=plan, changed=True, msg=(
+            f"would stop the server, move {self.data_directory} aside to {plan['keep_data_directory_as']} (kept), "
+            f"restore base backup {plan['base_backup']['id']}, replay WAL {plan['wal']['from']}..{plan['wal']['to']} "
+            f"to {self.target.describe()}, promote, start and probe; any failure puts the old directory back"))
+        return plan
+
+    def run(self) -> dict:
+        with host_lock(os.path.join(os.path.dirname(os.path.realpath(self._data_dir_guess())),
+                                    ".runbook-cluster-pitr.lock")):
+            plan = self.plan()
+            started = time.monotonic()
+            with self.params.connect() as conn:
+                self.result["archived_through"] = archive_everything_until_now(conn)
+            data, kept = self.data_directory, plan["keep_data_directory_as"]
+            mode, owner = os.stat(data).st_mode & 0o777, os.stat(data)
+            self._stop()
+            os.rename(data, kept)
+            self.result.update(kept_data_directory=kept)
+            try:
+                os.mkdir(data, mode)
+                os.chown(data, owner.st_uid, owner.st_gid)
+                self.archive.run("barman-cloud-restore", self.archive.config.destination,
+                                 self.archive.config.server_name, plan["base_backup"]["id"], data,
+                                 as_server_user=True)
+                self._configure(data)
+                self._start()
+                self._wait_promoted()
+                self._unconfigure(data)
+                self._probe()
+            except BaseException as exc:
+                self._put_back(data, kept)
+                raise RunbookError(f"the cluster recovery to {self.target.describe()} failed: {exc} The old data "
+                                   f"directory is back in place and the server was started on it.",
+                                   **self.result) from exc
+            self.result.update(changed=True, elapsed_seconds=round(time.monotonic() - started, 3), msg=(
+                f"the cluster is back to {self.target.describe()}; the previous data directory is kept as {kept} "
+                "(remove it once you are sure)"))
+            return self.result
+
+    def _data_dir_guess(self) -> str:
+        if self.data_directory:
+            return self.data_directory
+        with self.params.connect() as conn:
+            return server_facts(conn)["data_directory"]
+
+    def _run_command(self, command: list[str], what: str) -> None:
+        result = subprocess.run(command, capture_output=True, text=True, cwd="/", stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise RunbookError(f"{what} failed (exit {result.returncode}): "
+                               f"{(result.stderr or result.stdout).strip()[-800:]}")
+
+    def _pid(self, data: str) -> int | None:
+        try:
+            with open(os.path.join(data, "postmaster.pid")) as handle:
+                return int(handle.readline().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _stop(self) -> None:
+        pid = self._pid(self.data_directory)
+        if self.stop_command:
+            self._run_command(self.stop_command, "stopping the server")
+        else:
+            self._run_command(as_user(self.archive.os_user, [pg_tool("pg_ctl"), "stop", "-D", self.data_directory,
+                                                             "-m", "fast", "-w", "-t", "120"]), "pg_ctl stop")
+        deadline = time.monotonic() + 60
+        while pid and os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self._pid(self.data_directory) and pid and os.path.exists(f"/proc/{pid}"):
+            raise RunbookError("the server did not stop; nothing was changed.")
+
+    def _start(self) -> None:
+        if self.start_command:
+            self._run_command(self.start_command, "starting the server")
+        else:
+            log = os.path.join(os.path.dirname(self.data_directory), "postgresql-pitr-start.log")
+            self._run_command(as_user(self.archive.os_user, [pg_tool("pg_ctl"), "start", "-D", self.data_directory,
+                                                             "-l", log, "-w", "-t", "120"]), "pg_ctl start")
+
+    _MARK = "# runbook.recovery cluster point-in-time recovery (removed after promotion)\n"
+
+    def _configure(self, data: str) -> None:
+        settings = {"restore_command": self.archive.config.restore_command(), "recovery_target_action": "promote",
+                    "recovery_target_timeline": "latest", **self.target.settings()}
+        auto = os.path.join(data, "postgresql.auto.conf")
+        with open(auto, "a") as handle:
+            handle.write("\n" + self._MARK)
+            for key, value in settings.items():
+                handle.write(f"{key} = '{value.replace(chr(39), chr(39) * 2)}'\n")
+            handle.write(self._MARK)
+        for name in ("postmaster.pid", "standby.signal"):
+            if os.path.exists(os.path.join(data, name)):
+                os.unlink(os.path.join(data, name))
+        open(os.path.join(data, "recovery.signal"), "w").close()
+        owner = os.stat(data)
+        for name in ("postgresql.auto.conf", "recovery.signal"):
+            os.chown(os.path.join(data, name), owner.st_uid, owner.st_gid)
+
+    def _unconfigure(self, data: str) -> None:
+        auto = os.path.join(data, "postgresql.auto.conf")
+        with open(auto) as handle:
+            text = handle.read()
+        head, _, rest = text.partition("\n" + self._MARK)
+        _, _, tail = rest.partition(self._MARK)
+        with open(auto, "w") as handle:
+            handle.write(head + ("\n" if not head.endswith("\n") else "") + tail)
+
+    def _wait_promoted(self) -> None:
+        deadline = time.monotonic() + self.replay_timeout
+        while True:
+            pid = self._pid(self.data_directory)
+            try:
+                with self.params.connect() as conn:
+                    if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                        return
+            except RunbookError:
+                if not pid or not os.path.exists(f"/proc/{pid}"):
+                    raise RunbookError("the server stopped during the replay: "
+                                       f"{self._log_hint()}") from None
+            if time.monotonic() > deadline:
+                raise RunbookError(f"the replay did not finish within {self.replay_timeout:.0f} s")
+            time.sleep(0.3)
+
+    def _log_hint(self) -> str:
+        return "see the server log (recovery ended before the target, or a WAL segment could not be restored)"
+
+    def _probe(self) -> None:
+        try:
+            with self.params.connect() as conn:
+                conn.execute("SET statement_timeout = '30s'")
+                conn.execute(self.health_query).fetchall()
+        except Exception as exc:
+            raise RunbookError(f"the SQL health probe on the recovered cluster failed: {' '.join(str(exc).split())}."
+                               ) from exc
+
+    def _put_back(self, data: str, kept: str) -> None:
+        pid = self._pid(data)
+        if pid and os.path.exists(f"/proc/{pid}"):
+            subprocess.run(as_user(self.archive.os_user, [pg_tool("pg_ctl"), "stop", "-D", data, "-m", "immediate",
+                                                          "-w", "-t", "60"]), capture_output=True, cwd="/")
+            deadline = time.monotonic() + 30
+            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                time.sleep(0.1)
+        if os.path.exists(data):
+            failed = f"{data}.failed_pitr_{compact_timestamp(utc_now())}"
+            os.rename(data, failed)
+            self.result["failed_data_directory"] = failed
+        os.rename(kept, data)
+        self.result.update(rolled_back=True, kept_data_directory=None)
+        self._start()
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with self.params.connect() as conn:
+                    conn.execute("SELECT 1")
+                return
+            except RunbookError:
+                time.sleep(0.3)
+
+
+# -- the drill -----------------------------------------------------------------------------------------------
+class Drill:
+    """Newest base backup + WAL, up to the newest archived segment, into a throwaway cluster; pg_amcheck on it;
+    every table of the newest logical backup of each database present and counted. RPO and RTO measured."""
+
+    def __init__(self, params: ConnParams, archive: Archive, work_dir: str, store: LocalStore | None,
+                 databases: list[str], replay_timeout: float = 3600, jobs: int = 2):
+        self.params, self.archive, self.work_dir, self.store = params, archive, work_dir, store
+        self.databases, self.replay_timeout, self.jobs = databases, replay_timeout, jobs
+
+    def run(self, check_mode: bool) -> dict:
+        started = time.monotonic()
+        with self.params.connect() as conn:
+            facts = server_facts(conn)
+        self.archive.os_user = self.archive.os_user or facts["os_user"]
+        backups = self.archive.backups()
+        if not backups:
+            raise RunbookError("the archive holds no finished base backup: take one (playbooks/base-backup.yml).")
+        wal = self.archive.wal_objects(facts["segment_size"])
+        backup = backups[-1]
+        newest_at = max(wal["segments"].values()) if wal["segments"] else None
+        rpo = round((utc_now() - newest_at).total_seconds(), 1) if newest_at else None
+        newest = max(wal["segments"], key=lambda k: (k[1], k[0])) if wal["segments"] else None
+        plan_wal = wal_plan(backup, wal["segments"], newest[1] if newest else 0, facts["segment_size"])
+        result = {"changed": False, "base_backup": backup["id"], "wal": plan_wal, "rpo_seconds": rpo,
+                  "newest_wal": segment_name(*newest, facts["segment_size"]) if newest else None}
+        if plan_wal["missing"]:
+            raise RunbookError(f"the WAL archive has a gap after base backup {backup['id']}: "
+                               f"{', '.join(plan_wal['missing'])} missing.", **result)
+        if check_mode:
+            result["msg"] = (f"would restore base backup {backup['id']} and replay {plan_wal['segments']} segments "
+                             "into a throwaway cluster, run pg_amcheck and compare row counts")
+            return result
+        throwaway = Throwaway(self.work_dir, self.archive.os_user, self.params.user, self.params.password)
+        try:
+            throwaway.create()
+            throwaway.restore(self.archive, backup["id"])
+            throwaway.configure(self.archive, Target("latest"))
+            result["replay_seconds"] = round(throwaway.start(self.replay_timeout), 3)
+            result["amcheck"] = self._amcheck(throwaway)
+            result["tables"] = self._compare(throwaway)
+        finally:
+            throwaway.destroy()
+        result["rto_seconds"] = round(time.monotonic() - started, 1)
+        problems = result["amcheck"]["problems"] + [t for t in result["tables"]["problems"]]
+        result["ok"] = not problems
+        result["msg"] = (f"drill of base backup {backup['id']} + {plan_wal['segments']} WAL segments: "
+                         + ("restored, pg_amcheck clean, every logically backed-up table present"
+                            if not problems else "PROBLEMS: " + "; ".join(problems[:5]))
+                         + f" (RPO {rpo} s, RTO {result['rto_seconds']} s)")
+        if problems:
+            raise RunbookError(result["msg"], **result)
+        return result
+
+    def _amcheck(self, throwaway: Throwaway) -> dict:
+        command = [pg_tool("pg_amcheck"), "--all", "--install-missing", f"--jobs={self.jobs}", "--no-password"]
+        run = subprocess.run(command, env=throwaway.params().env(), capture_output=True, text=True, cwd="/",
+                             stdin=subprocess.DEVNULL)
+        output = (run.stdout + run.stderr).strip()
+        return {"exit": run.returncode, "problems": [f"pg_amcheck: {output[-800:]}"] if run.returncode else []}
+
+    def _compare(self, throwaway: Throwaway) -> dict:
+        out = {"databases": {}, "problems": []}
+        for database in self.databases:
+            backups = self.store.list(database) if self.store else []
+            if not backups:
+                continue
+            newest = backups[-1]
+            expected = newest.table_counts()
+            try:
+                with throwaway.params().connect(database) as conn:
+                    present = set(user_tables(conn))
+                    found = count_rows(conn, [key for key in expected if key in present])
+            except RunbookError as exc:
+                out["problems"].append(f"{database}: {exc}")
+                continue
+            missing = [f"{s}.{n}" for (s, n) in expected if (s, n) not in found]
+            changed = count_problems(expected, {k: v for k, v in found.items()})
+            out["databases"][database] = {"logical_backup": newest.backup_id, "tables": len(expected),
+                                          "missing": missing, "rows_differ": len(changed)}
+            out["problems"] += [f"{database}: table {name} of backup {newest.backup_id} is missing" for name in missing]
+        return out
+
