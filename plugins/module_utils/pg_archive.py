@@ -108,7 +108,8 @@ class Archiving:
         if changes:
             parts.append(("set " if done else "would set ") + ", ".join(sorted(changes)))
         if restart:
-            parts.append(("restarted the server" if done else "would restart the server") + f" (for {', '.join(pending)})")
+            verb = "restarted the server" if done else "would restart the server"
+            parts.append(f"{verb} (for {', '.join(pending)})")
         if bucket in ("created", "would create"):
             parts.append(f"{bucket} bucket {self.archive.config.bucket}")
         if not parts:
@@ -266,10 +267,11 @@ class BaseBackups:
 def report_summary(report: dict) -> dict:
     backups = report["backups"]
     newest = backups[-1] if backups else None
+    age = round((utc_now() - newest["end_time"]).total_seconds() / 3600, 2) if newest else None
     return {
         "backups": [{k: (isoformat(v) if hasattr(v, "isoformat") else v) for k, v in b.items()} for b in backups],
         "newest_backup": newest["id"] if newest else None,
-        "newest_backup_age_hours": round((utc_now() - newest["end_time"]).total_seconds() / 3600, 2) if newest else None,
+        "newest_backup_age_hours": age,
         "window": report["window"], "gaps": report["gaps"], "newest_wal": report["newest_wal"],
         "newest_wal_at": report["newest_wal_at"], "segments": report["segments"],
     }

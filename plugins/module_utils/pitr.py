@@ -117,7 +117,7 @@ class Target:
     def settings(self) -> dict[str, str]:
         """recovery_target_* for postgresql.auto.conf."""
         if self.kind == "time":
-            return {"recovery_target_time": self.moment.astimezone(datetime.timezone.utc).strftime(
+            return {"recovery_target_time": self.moment.astimezone(datetime.UTC).strftime(
                 "%Y-%m-%d %H:%M:%S.%f+00")}
         if self.kind == "lsn":
             return {"recovery_target_lsn": self.value}
@@ -164,7 +164,7 @@ def parse_target(target_time: str | None = None, target_lsn: str | None = None, 
     except ValueError as exc:
         raise RunbookError(f"target_time={value!r} is not a valid date and time ({exc}): write it like "
                            "2026-11-25T14:02:00Z. Nothing was changed.") from exc
-    moment = moment.astimezone(datetime.timezone.utc)
+    moment = moment.astimezone(datetime.UTC)
     now = now or utc_now()
     if moment > now:
         raise RunbookError(f"target_time={value} is in the future (it is {isoformat(now)} now): nothing can be "
@@ -319,7 +319,7 @@ class Archive:
                     base = item["Key"].rsplit("/", 1)[-1]
                     parsed = parse_segment(base, segment_size)
                     if parsed:
-                        segments[parsed] = item["LastModified"].astimezone(datetime.timezone.utc)
+                        segments[parsed] = item["LastModified"].astimezone(datetime.UTC)
                     elif _HISTORY_NAME.match(base):
                         histories.add(int(base[:8], 16))
         except (BotoCoreError, ClientError) as exc:
@@ -356,8 +356,8 @@ def _barman_time(text) -> datetime.datetime | None:
     except ValueError:
         moment = datetime.datetime.strptime(text, "%a %b %d %H:%M:%S %Y")
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.astimezone(datetime.timezone.utc)
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC)
 
 
 # -- choosing a backup and checking the WAL a recovery needs ------------------------------------------------------
@@ -383,7 +383,7 @@ def choose_backup(backups: list[dict], target: Target) -> dict:
         # Our restore points are named runbook-<procedure>-<UTC time>: start from the newest backup before it.
         found = re.search(r"(\d{8}T\d{6}Z)$", target.value)
         if found:
-            moment = datetime.datetime.strptime(found.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+            moment = datetime.datetime.strptime(found.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
             candidates = [b for b in backups if b["end_time"] <= moment]
             if not candidates:
                 raise RunbookError(f"restore point {target.value} was made before the recoverable window ({window}). "

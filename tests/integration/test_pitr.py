@@ -4,91 +4,21 @@ a restore point or an LSN, through real ansible-playbook runs."""
 
 from __future__ import annotations
 
-import datetime
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
-import boto3
 import psycopg
 import pytest
-from conftest import ROOT, Workspace, connect, create_chat_db, free_port
+from conftest import connect
+from pitr_world import ArchivedCluster, open_world, server_now, utc_iso
 
 from sandbox.pgcluster import PgCluster
 
 
-
-class ArchivedCluster:
-    """A cluster of its own (normal durability settings: full_page_writes stays on), archiving into a fresh
-    bucket of the emulator, with a workspace whose inventory holds the archive settings."""
-
-    def __init__(self, emulator, base: Path, name: str = "pitr"):
-        self.cluster = PgCluster(os.path.join("/tmp", f"rr-pitr-{uuid.uuid4().hex[:8]}"), free_port(),
-                                 settings={"fsync": "off", "synchronous_commit": "off"})
-        self.cluster.start()
-        self.emulator = emulator
-        self.bucket = f"rr-pitr-{uuid.uuid4().hex[:8]}"
-        self.work_dir = self.cluster.base / "pitr-work"
-        self.archive = {"destination": f"s3://{self.bucket}/pg", "server_name": name,
-                        "aws_dir": str(self.cluster.base / "aws")}
-        self.workspace = Workspace(self.cluster, [], base)
-        self.inventory()
-
-    def inventory(self, **extra) -> None:
-        env = self.emulator
-        self.workspace.write_inventory(
-            pg_archive=self.archive,
-            pg_archive_aws={"endpoint_url": env["AWS_ENDPOINT_URL"], "region": env["AWS_DEFAULT_REGION"],
-                            "access_key": env["AWS_ACCESS_KEY_ID"], "secret_key": env["AWS_SECRET_ACCESS_KEY"]},
-            pg_archive_create_bucket=True,
-            pg_archive_restart_command=[sys.executable, str(ROOT / "sandbox/pgcluster.py"), "restart",
-                                        str(self.cluster.base), str(self.cluster.port)],
-            pg_pitr_work_dir=str(self.work_dir),
-            pg_pitr_stop_command=[sys.executable, str(ROOT / "sandbox/pgcluster.py"), "stop",
-                                  str(self.cluster.base), str(self.cluster.port)],
-            pg_pitr_start_command=[sys.executable, str(ROOT / "sandbox/pgcluster.py"), "start",
-                                   str(self.cluster.base), str(self.cluster.port)],
-            **extra)
-
-    def s3(self):
-        env = self.emulator
-        return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-                            aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
-
-    def wal_keys(self) -> list[str]:
-        pages = self.s3().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="pg/pitr/wals/")
-        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
-
-    def rows(self, database: str, query: str):
-        with connect(self.cluster, database) as conn:
-            return conn.execute(query).fetchall()
-
-    def destroy(self) -> None:
-        self.cluster.destroy()
-
-
 @pytest.fixture(scope="module")
 def archived(aws_emulator, tmp_path_factory):
-    world = ArchivedCluster(aws_emulator, tmp_path_factory.mktemp("pitr"))
-    first = world.workspace.play("setup-archiving.yml")
-    assert first.rc == 0, first.output[-3000:]
-    world.first_setup = first
-    yield world
-    world.destroy()
-
-
-def utc_iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def server_now(world: ArchivedCluster) -> datetime.datetime:
-    return world.rows("postgres", "SELECT clock_timestamp()")[0][0]
+    yield from open_world(aws_emulator, tmp_path_factory)
 
 
 # -- archiving ------------------------------------------------------------------------------------------
