@@ -4,16 +4,25 @@ a restore point or an LSN, through real ansible-playbook runs."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import connect
+from conftest import ROOT, connect
 from pitr_world import ArchivedCluster, open_world, server_now, utc_iso
 
 from sandbox.pgcluster import PgCluster
+
+# One worker runs this file's tests, in order: they share one archiving cluster, and the last replaces its data.
+pytestmark = pytest.mark.xdist_group("pitr")
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +124,151 @@ def test_one_database_back_to_a_second_while_the_cluster_serves(archived):
 
     again = archived.workspace.play("recover-db.yml", database=shop, target_time=target, confirm=True)
     assert again.rc == 0 and again.changed == 0, again.output[-3000:]
+
+
+def switch_and_wait(world: ArchivedCluster, times: int = 1) -> str:
+    """Write, switch to a new WAL segment and wait until the archiver has sent it; the last one sent."""
+    with connect(world.cluster) as conn:
+        for _ in range(times):
+            conn.execute("SELECT txid_current()")
+            name = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+            deadline = time.monotonic() + 60
+            while (conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0] or "") < name:
+                assert time.monotonic() < deadline, f"{name} was not archived"
+                time.sleep(0.1)
+    return name
+
+
+def test_target_name_undoes_a_kill_long_queries_run(archived):
+    notes = f"notes_{uuid.uuid4().hex[:6]}"
+    make_database(archived, notes, "CREATE TABLE notes (body text NOT NULL); INSERT INTO notes VALUES ('before')")
+    runaway = threading.Thread(target=lambda: _sleep_query(archived, notes), daemon=True)
+    runaway.start()
+    time.sleep(2)
+    run = archived.workspace.play("kill-long-queries.yml", pg_sessions_max_duration="1s", confirm=True)
+    assert run.rc == 0 and run.changed > 0, run.output[-3000:]
+    runaway.join(timeout=10)
+    point = archived.workspace.audit()[-1]["restore_point"]
+    assert point["name"].startswith("runbook-kill-long-queries-")
+    with connect(archived.cluster, notes) as conn:
+        conn.execute("INSERT INTO notes VALUES ('after')")
+
+    recover = archived.workspace.play("recover-db.yml", database=notes, target_name=point["name"], confirm=True)
+    assert recover.rc == 0, recover.output[-4000:]
+    assert archived.rows(notes, "SELECT body FROM notes") == [("before",)]
+
+    # The LSN of the same restore point takes it to the same place (and the LSN form is validated).
+    with connect(archived.cluster, notes) as conn:
+        conn.execute("INSERT INTO notes VALUES ('after again')")
+    by_lsn = archived.workspace.play("recover-db.yml", database=notes, target_lsn=point["lsn"], confirm=True)
+    assert by_lsn.rc == 0, by_lsn.output[-4000:]
+    assert archived.rows(notes, "SELECT body FROM notes") == [("before",)]
+
+
+def _sleep_query(world: ArchivedCluster, database: str) -> None:
+    try:
+        with connect(world.cluster, database) as conn:
+            conn.execute("SELECT pg_sleep(60)")
+    except psycopg.Error:
+        pass
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    ({"target_time": "2099-01-01T00:00:00Z"}, "is in the future"),
+    ({"target_time": "2020-01-01T00:00:00Z"}, "is before the recoverable window"),
+    ({"target_time": "2026-11-25T14:02:00"}, "it has no time zone"),
+    ({"target_time": "yesterday at two"}, "it is not a date and time"),
+    ({"target_lsn": "12345"}, "is not an LSN"),
+    ({"target_time": "2026-11-25T14:02:00Z", "target_lsn": "0/3000000"}, "give one recovery target"),
+    ({"scope": "cluster", "target": "latest"}, "Not confirmed, nothing was changed"),
+])
+def test_bad_input_is_refused_before_any_change(archived, extra, says):
+    before = archived.rows("postgres", "SELECT datname FROM pg_database ORDER BY 1")
+    pid = archived.cluster.pid()
+    confirm = {} if extra.get("scope") == "cluster" else {"confirm": True}
+    run = archived.workspace.play("recover-db.yml", database="postgres", **extra, **confirm)
+    assert run.rc != 0 and run.says(says), run.output[-3000:]
+    assert archived.rows("postgres", "SELECT datname FROM pg_database ORDER BY 1") == before
+    assert archived.cluster.pid() == pid
+    assert not archived.work_dir.exists() or list(archived.work_dir.iterdir()) == []
+
+
+def test_a_gap_in_the_wal_is_refused_in_the_plan(archived):
+    gapdb = f"gap_{uuid.uuid4().hex[:6]}"
+    make_database(archived, gapdb, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+    switch_and_wait(archived, times=3)
+    s3 = archived.s3()
+    keys = [k for k in archived.wal_keys() if k.rsplit("/", 1)[-1][:24].isalnum() and ".history" not in k]
+    victim = keys[-2]
+    body = s3.get_object(Bucket=archived.bucket, Key=victim)["Body"].read()
+    s3.delete_object(Bucket=archived.bucket, Key=victim)
+    try:
+        run = archived.workspace.play("recover-db.yml", database=gapdb, target="latest", confirm=True)
+        assert run.rc != 0 and run.says("the WAL archive has a gap"), run.output[-3000:]
+        assert run.says(victim.rsplit("/", 1)[-1][:24])
+        assert archived.rows(gapdb, "SELECT n FROM t") == [(1,)]
+        assert not any(r.get("result") == "recovered" and r.get("database") == gapdb
+                       for r in archived.workspace.audit())
+    finally:
+        s3.put_object(Bucket=archived.bucket, Key=victim, Body=body)
+
+
+def test_a_throwaway_cluster_killed_during_replay_leaves_the_live_cluster_alone(archived):
+    victimdb = f"victim_{uuid.uuid4().hex[:6]}"
+    make_database(archived, victimdb, "CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 1000)")
+    switch_and_wait(archived, times=4)  # segments to replay: the replay takes a moment
+    varsfile = archived.workspace.base / "kill.json"
+    varsfile.write_text(json.dumps({"database": victimdb, "target": "latest", "confirm": True}))
+    command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(archived.workspace.inventory),
+               "playbooks/recover-db.yml", "-e", f"@{varsfile}"]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        pidfiles = archived.work_dir.glob("runbook-pitr-*/data/postmaster.pid") if archived.work_dir.exists() else []
+        for pidfile in pidfiles:
+            try:
+                killed = int(pidfile.read_text().split("\n", 1)[0])
+                os.kill(killed, signal.SIGKILL)
+            except (OSError, ValueError):
+                killed = None
+            break
+        time.sleep(0.02)
+    output, _ = proc.communicate(timeout=300)
+    assert killed, "never saw the throwaway cluster's postmaster"
+    assert proc.returncode != 0, output[-3000:]
+    assert "was not touched" in " ".join(output.split()), output[-3000:]
+    assert archived.rows(victimdb, "SELECT count(*) FROM t") == [(1000,)]
+    names = [r[0] for r in archived.rows("postgres", "SELECT datname FROM pg_database")]
+    assert not [n for n in names if n.startswith(victimdb + "__")], names
+    assert list(archived.work_dir.iterdir()) == [], "the throwaway cluster was not cleaned up"
+
+
+# -- the whole cluster (last: it replaces the data directory) ------------------------------------------------
+def test_cluster_round_trip_and_a_failed_probe_puts_the_old_directory_back(archived):
+    clusterdb = f"whole_{uuid.uuid4().hex[:6]}"
+    make_database(archived, clusterdb, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+    time.sleep(1.1)
+    moment = server_now(archived)
+    time.sleep(1.1)
+    with connect(archived.cluster, clusterdb) as conn:
+        conn.execute("INSERT INTO t VALUES (2)")
+        conn.execute("CREATE TABLE only_after_the_target (n int)")
+    data = archived.cluster.data
+
+    # A probe that only the current cluster passes: the recovered one fails it, the old directory comes back.
+    failing = archived.workspace.play("recover-db.yml", scope="cluster", target_time=utc_iso(moment), confirm=True,
+                                      pg_recover_health_query="SELECT count(*) FROM only_after_the_target")
+    assert failing.rc != 0 and failing.says("The old data directory is back in place"), failing.output[-4000:]
+    assert archived.rows(clusterdb, "SELECT n FROM t ORDER BY n") == [(1,), (2,)]
+    assert sorted(p.name for p in data.parent.glob("data.failed_pitr_*")), "the failed attempt is kept for a look"
+
+    run = archived.workspace.play("recover-db.yml", scope="cluster", target_time=utc_iso(moment), confirm=True)
+    assert run.rc == 0, run.output[-4000:]
+    assert archived.rows(clusterdb, "SELECT n FROM t ORDER BY n") == [(1,)]
+    kept = sorted(data.parent.glob("data.pre_pitr_*"))
+    assert kept, "the previous data directory is kept"
+    # The recovered cluster serves and archives on its new timeline.
+    assert archived.rows("postgres", "SELECT timeline_id FROM pg_control_checkpoint()")[0][0] >= 2
+    switch_and_wait(archived)
