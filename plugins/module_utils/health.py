@@ -34,6 +34,11 @@ DEFAULT_THRESHOLDS = {
     "backup_age_hours": ("above", 26, 50),
     "backup_verification_failed": ("above", None, 1),
     "backup_space_ratio": ("below", 2, 1),
+    # Continuous archiving (point-in-time recovery): the newest base backup's age (a daily base backup), how long
+    # the oldest segment waiting for the archiver has waited, and an archiver whose last attempt failed.
+    "base_backup_age_hours": ("above", 26, 50),
+    "archive_lag_seconds": ("above", 300, 900),
+    "archive_failing": ("above", None, 1),
 }
 # Below this many block reads+hits the cache hit ratio says nothing yet.
 MIN_BLOCK_ACCESSES = 1000
@@ -203,4 +208,52 @@ def redis_findings(client, target: str, thresholds: dict) -> list[dict]:
                       "message": f"{human_size(used)} used and no maxmemory set: Redis can take all the host's memory"})
     found.append(finding(target, "redis_evicted_keys", stats.get("evicted_keys", 0), thresholds,
                          f"{stats.get('evicted_keys', 0)} keys evicted since start (policy {policy})"))
+    return found
+
+
+def archive_findings(params: ConnParams, archive, thresholds: dict) -> list[dict]:
+    """The WAL archive of the server: the archiver (behind, failing) from pg_stat_archiver, and the newest base
+    backup from the archive itself. An archive that cannot be read is a critical finding."""
+    from ansible_collections.runbook.recovery.plugins.module_utils.pg_archive import archiver_stats, report_summary
+    from ansible_collections.runbook.recovery.plugins.module_utils.pg_pitr import server_facts
+
+    target = f"{params.where} -> {archive.config.destination}/{archive.config.server_name}"
+    found = []
+    try:
+        with params.connect() as conn:
+            stats = archiver_stats(conn)
+            facts = server_facts(conn)
+    except RunbookError as exc:
+        return [{"target": target, "check": "archive_failing", "value": None, "severity": "critical",
+                 "message": str(exc)}]
+    if stats["archive_mode"] == "off":
+        return [{"target": target, "check": "archive_failing", "value": 1, "severity": "critical",
+                 "message": "archive_mode is off: no point-in-time recovery past the last base backup "
+                            "(run setup-archiving.yml)"}]
+    failing = 1 if stats["failing"] else 0
+    found.append(finding(target, "archive_failing", failing, thresholds,
+                         f"the archiver is failing: {stats['failed_count']} failures, the last on "
+                         f"{stats['last_failed_wal']} at {stats['last_failed_time']} (last success "
+                         f"{stats['last_archived_time'] or 'never'})" if failing else
+                         f"archiving works ({stats['archived_count']} archived, {stats['failed_count']} failed "
+                         "attempts in total)"))
+    found.append(finding(target, "archive_lag_seconds", stats["lag_seconds"], thresholds,
+                         f"{stats['pending_segments']} segment(s) waiting for the archiver, the oldest for "
+                         f"{stats['lag_seconds']:.0f}s" if stats["pending_segments"] else "no segment waiting"))
+    try:
+        summary = report_summary(archive.check(facts["segment_size"]))
+    except RunbookError as exc:
+        found.append({"target": target, "check": "base_backup_age_hours", "value": None, "severity": "critical",
+                      "message": f"the archive cannot be read: {exc}"})
+        return found
+    age = summary["newest_backup_age_hours"]
+    if age is None:
+        found.append({"target": target, "check": "base_backup_age_hours", "value": None, "severity": "critical",
+                      "message": "the archive holds no base backup (run base-backup.yml)"})
+    else:
+        found.append(finding(target, "base_backup_age_hours", age, thresholds,
+                             f"newest base backup {summary['newest_backup']} is {age:.1f}h old"))
+    if summary["gaps"]:
+        found.append({"target": target, "check": "archive_failing", "value": 1, "severity": "critical",
+                      "message": f"the WAL archive misses {', '.join(summary['gaps'][:5])}: no recovery crosses it"})
     return found

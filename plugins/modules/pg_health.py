@@ -39,12 +39,47 @@ options:
         cache_hit_ratio (lower is worse), invalid_indexes, database_size_bytes; with O(backup_root),
         backup_age_hours (default warning 26, critical 50), backup_verification_failed (1 when the newest backup
         failed a verification; critical at 1), backup_space_ratio (free space over what the next backup needs,
-        lower is worse; warning 2, critical 1)."
+        lower is worse; warning 2, critical 1); with O(archive), base_backup_age_hours (warning 26, critical 50),
+        archive_lag_seconds (how long the oldest WAL segment has waited for the archiver; warning 300, critical 900)
+        and archive_failing (1 when the archiver's last attempt failed, or the archive has a WAL gap; critical)."
     type: dict
     default: {}
   backup_root:
     description: The backup store (C(pg_backup_root)) whose backups of O(databases) are checked. Unset, none are.
     type: path
+  archive:
+    description:
+      - The server's WAL archive (the inventory's C(pg_archive), see M(runbook.recovery.pg_archiving)); set, the
+        archiver (C(pg_stat_archiver), segments waiting) and the newest base backup are checked. An archive that
+        cannot be read, C(archive_mode=off) and a WAL gap are critical findings.
+    type: dict
+    version_added: 0.2.0
+    suboptions:
+      destination:
+        description: The archive's S3 URL, C(s3://bucket/prefix).
+        type: str
+        required: true
+      server_name:
+        description: The name this cluster archives under.
+        type: str
+        required: true
+      tools_dir:
+        description: The virtualenv holding C(barman-cloud-*).
+        type: path
+        default: /opt/runbook-recovery/barman-cloud
+      aws_dir:
+        description: Directory with the C(credentials) and C(config) files of O(archive.profile).
+        type: path
+        required: true
+      profile:
+        description: The AWS profile in those files.
+        type: str
+        default: runbook-archive
+      compression:
+        description: How WAL and base backups are compressed.
+        type: str
+        default: gzip
+        choices: [gzip, bzip2, snappy, none]
 """
 
 EXAMPLES = r"""
@@ -77,11 +112,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import LocalStore
 from ansible_collections.runbook.recovery.plugins.module_utils.common import validate_name
 from ansible_collections.runbook.recovery.plugins.module_utils.health import (
+    archive_findings,
     backup_findings,
     merge_thresholds,
     postgres_findings,
     worst,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.pg_pitr import archive_argument_spec, archive_config
+from ansible_collections.runbook.recovery.plugins.module_utils.pitr import Archive
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
     failures_reported,
@@ -95,6 +133,7 @@ def main():
         databases=dict(type="list", elements="str", default=[]),
         thresholds=dict(type="dict", default={}),
         backup_root=dict(type="path"),
+        archive=dict(type="dict", options=archive_argument_spec()["archive"]["options"]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
@@ -105,6 +144,8 @@ def main():
         findings = postgres_findings(ConnParams.from_params(p), p["databases"], thresholds)
         if p["backup_root"]:
             findings += backup_findings(LocalStore(p["backup_root"]), p["databases"], thresholds)
+        if p["archive"]:
+            findings += archive_findings(ConnParams.from_params(p), Archive(archive_config(p)), thresholds)
     module.exit_json(changed=False, findings=findings, worst=worst(findings))
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import ROOT, connect
+from conftest import ROOT, connect, free_port
 from pitr_world import ArchivedCluster, open_world, server_now, utc_iso
 
 from sandbox.pgcluster import PgCluster
@@ -243,6 +243,45 @@ def test_a_throwaway_cluster_killed_during_replay_leaves_the_live_cluster_alone(
     names = [r[0] for r in archived.rows("postgres", "SELECT datname FROM pg_database")]
     assert not [n for n in names if n.startswith(victimdb + "__")], names
     assert list(archived.work_dir.iterdir()) == [], "the throwaway cluster was not cleaned up"
+
+
+def archive_findings(world: ArchivedCluster) -> dict[str, dict]:
+    document = json.loads((world.workspace.base / "reports" / "health-latest.json").read_text())
+    return {f["check"]: f for f in document["findings"]
+            if f["check"] in ("archive_failing", "archive_lag_seconds", "base_backup_age_hours")}
+
+
+def test_health_sweep_watches_the_archive_and_an_unreachable_bucket_is_critical(archived):
+    healthy = archived.workspace.play("health-sweep.yml")
+    assert healthy.rc == 0, healthy.output[-3000:]
+    found = archive_findings(archived)
+    assert {check: f["severity"] for check, f in found.items()} == {
+        "archive_failing": "ok", "archive_lag_seconds": "ok", "base_backup_age_hours": "ok"}
+
+    config = Path(archived.archive["aws_dir"]) / "config"
+    original = config.read_text()
+    config.write_text(original.replace(archived.emulator["AWS_ENDPOINT_URL"], f"http://127.0.0.1:{free_port()}"))
+    try:
+        with connect(archived.cluster) as conn:
+            failed = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]
+            conn.execute("SELECT txid_current()")
+            conn.execute("SELECT pg_switch_wal()")
+            deadline = time.monotonic() + 60
+            while conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0] == failed:
+                assert time.monotonic() < deadline, "the archiver never tried the unreachable bucket"
+                time.sleep(0.2)
+            # PostgreSQL keeps serving while archiving fails.
+            conn.execute("CREATE TABLE IF NOT EXISTS still_serving (n int)")
+            conn.execute("INSERT INTO still_serving VALUES (1)")
+        sweep = archived.workspace.play("health-sweep.yml")
+        assert sweep.rc != 0 and "worst finding is CRITICAL" in sweep.output, sweep.output[-3000:]
+        failing = archive_findings(archived)["archive_failing"]
+        assert failing["severity"] == "critical" and "the archiver is failing" in failing["message"]
+        assert archived.rows("postgres", "SELECT count(*) FROM still_serving")[0][0] >= 1
+    finally:
+        config.write_text(original)
+    switch_and_wait(archived)  # the segments that waited reach the archive once it is back
+    assert archived.workspace.play("health-sweep.yml").rc == 0
 
 
 # -- the whole cluster (last: it replaces the data directory) ------------------------------------------------
