@@ -8,12 +8,13 @@ DOCUMENTATION = r"""
 module: pg_base_backup
 short_description: Take compressed base backups to S3 with barman-cloud-backup, apply a recovery window, check the archive
 description:
-  - "O(state=present): take a base backup (C(barman-cloud-backup), compressed, parallel upload, run as the data
+  - "Take a base backup (C(barman-cloud-backup), compressed, parallel upload, run as the data
     directory's owner on the database host) unless one finished within O(skip_if_newer_than); then delete what
     the recovery window no longer needs (C(barman-cloud-backup-delete -r 'RECOVERY WINDOW OF N DAYS'), keeping at
     least O(minimum_redundancy) backups and the WAL they need); then check the archive."
-  - "O(state=info): only the check: base backups, the recoverable window, the newest archived WAL segment and its
-    age, and every WAL segment missing since the oldest backup began (gaps)."
+  - "The check: base backups, the recoverable window, the newest archived WAL segment and its age, and every WAL
+    segment missing since the oldest backup began (gaps). In check mode only this, and what would be taken and
+    deleted."
 version_added: 0.2.0
 author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
@@ -27,11 +28,6 @@ attributes:
     support: none
     description: RV(created) and RV(removed) name the change.
 options:
-  state:
-    description: V(present) takes a backup when needed and applies retention; V(info) only reports.
-    type: str
-    choices: [present, info]
-    default: present
   skip_if_newer_than:
     description: Seconds; no backup is taken when the newest finished within this time. Unset, one is always taken.
     type: float
@@ -117,7 +113,6 @@ def main():
     argument_spec = postgres_argument_spec()
     argument_spec.update(archive_argument_spec())
     argument_spec.update(
-        state=dict(type="str", choices=["present", "info"], default="present"),
         skip_if_newer_than=dict(type="float"),
         recovery_window_days=dict(type="int", default=7),
         minimum_redundancy=dict(type="int", default=1),
@@ -129,12 +124,7 @@ def main():
     with failures_reported(module, result):
         backups = BaseBackups(ConnParams.from_params(p), Archive(archive_config(p)), p["skip_if_newer_than"],
                               p["recovery_window_days"], p["minimum_redundancy"], p["jobs"])
-        if p["state"] == "info":
-            backups.validate()
-            result = backups.run(check_mode=True, take=False)
-            result["changed"] = False
-        else:
-            result = backups.run(module.check_mode)
+        result = backups.run(module.check_mode)
     module.exit_json(**result)
 
 
