@@ -8,6 +8,7 @@ and the drill that proves the archive restores."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pwd
 import shutil
@@ -287,8 +288,8 @@ class ClusterPitr:
 
     def __init__(self, params: ConnParams, archive: Archive, target: Target, stop_command: list[str],
                  start_command: list[str], health_query: str = "SELECT 1", replay_timeout: float = 3600,
-                 data_directory: str | None = None):
-        self.params, self.archive, self.target = params, archive, target
+                 data_directory: str | None = None, force: bool = False):
+        self.params, self.archive, self.target, self.force = params, archive, target, force
         self.stop_command, self.start_command = stop_command, start_command
         self.health_query, self.replay_timeout = health_query, replay_timeout
         self.data_directory = data_directory
@@ -305,6 +306,15 @@ class ClusterPitr:
             raise RunbookError(f"the data directory {self.data_directory} is not on this host: a cluster recovery runs "
                                "on the database server itself. Nothing was changed.")
         self.archive.os_user = self.archive.os_user or facts["os_user"]
+        record = self._record_path()
+        if not self.force and self.target.kind != "latest" and os.path.exists(record):
+            with open(record) as handle:
+                held = json.load(handle)
+            if held == {"identity": self._identity(), "target": self.target.label}:
+                self.result.update(plan={"needed": False, "scope": "cluster", "target": self.target.describe()},
+                                   changed=False, msg=f"the cluster already holds {self.target.describe()} (a "
+                                   "recovery of ours made it, and nothing has promoted since): nothing to do")
+                return self.result["plan"]
         plan = recovery_plan(self.archive, facts, self.target)
         stamp = compact_timestamp(utc_now())
         plan.update(needed=True, scope="cluster", data_directory=self.data_directory,
@@ -322,6 +332,8 @@ class ClusterPitr:
         with host_lock(os.path.join(os.path.dirname(os.path.realpath(self._data_dir_guess())),
                                     ".runbook-cluster-pitr.lock")):
             plan = self.plan()
+            if not plan["needed"]:
+                return self.result
             started = time.monotonic()
             with self.params.connect() as conn:
                 self.result["archived_through"] = archive_everything_until_now(conn)
@@ -346,10 +358,29 @@ class ClusterPitr:
                 raise RunbookError(f"the cluster recovery to {self.target.describe()} failed: {exc} The old data "
                                    f"directory is back in place and the server was started on it.",
                                    **self.result) from exc
+            self._write_record()
             self.result.update(changed=True, elapsed_seconds=round(time.monotonic() - started, 3), msg=(
                 f"the cluster is back to {self.target.describe()}; the previous data directory is kept as {kept} "
                 "(remove it once you are sure)"))
             return self.result
+
+    def _record_path(self) -> str:
+        return os.path.join(os.path.dirname(os.path.realpath(self.data_directory)), ".runbook-cluster-pitr.json")
+
+    def _identity(self) -> str:
+        """The cluster and its current timeline: a later promotion (another recovery) changes it."""
+        with self.params.connect() as conn:
+            system, walfile = conn.execute("SELECT system_identifier, pg_walfile_name(pg_current_wal_lsn()) "
+                                           "FROM pg_control_system()").fetchone()
+        return f"{system}:{int(walfile[:8], 16)}"
+
+    def _write_record(self) -> None:
+        try:
+            with open(self._record_path(), "w") as handle:
+                json.dump({"identity": self._identity(), "target": self.target.label}, handle)
+        except OSError as exc:
+            self.result.setdefault("warnings", []).append(f"could not record the recovered target ({exc}): a rerun "
+                                                          "recovers again.")
 
     def _data_dir_guess(self) -> str:
         if self.data_directory:

@@ -272,7 +272,7 @@ def main():
             if p["scope"] == "cluster":
                 recovery = ClusterPitr(params, archive, target, p["stop_command"], p["start_command"],
                                        health_query=p["health_query"], replay_timeout=p["replay_timeout"],
-                                       data_directory=p["data_directory"])
+                                       data_directory=p["data_directory"], force=p["force"])
                 result = act(recovery, module.check_mode)
             else:
                 if not p["database"]:

@@ -306,6 +306,8 @@ def test_cluster_round_trip_and_a_failed_probe_puts_the_old_directory_back(archi
     run = archived.workspace.play("recover-db.yml", scope="cluster", target_time=utc_iso(moment), confirm=True)
     assert run.rc == 0, run.output[-4000:]
     assert archived.rows(clusterdb, "SELECT n FROM t ORDER BY n") == [(1,)]
+    again = archived.workspace.play("recover-db.yml", scope="cluster", target_time=utc_iso(moment), confirm=True)
+    assert again.rc == 0 and again.changed == 0 and again.says("the cluster already holds"), again.output[-3000:]
     kept = sorted(data.parent.glob("data.pre_pitr_*"))
     assert kept, "the previous data directory is kept"
     # The recovered cluster serves and archives on its new timeline.
