@@ -4,6 +4,7 @@ playbook workspace whose inventory holds the archive settings: shared by the poi
 from __future__ import annotations
 
 import datetime
+import fcntl
 import os
 import sys
 import uuid
@@ -70,7 +71,11 @@ def open_world(aws_emulator, tmp_path_factory, name: str = "pitr"):
     """The body of a module's `archived` fixture: archiving set up by setup-archiving.yml (its run kept as
     world.first_setup), torn down after the module."""
     world = ArchivedCluster(aws_emulator, tmp_path_factory.mktemp(name), name)
-    first = world.workspace.play("setup-archiving.yml")
+    # Test files on other xdist workers set up their own clusters at the same time: the first run installs the
+    # archive tools into their one shared virtualenv, the others wait for it rather than install over it.
+    with open("/tmp/runbook-recovery-tests-archive-tools.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        first = world.workspace.play("setup-archiving.yml")
     assert first.rc == 0, first.output[-3000:]
     world.first_setup = first
     yield world
