@@ -83,8 +83,14 @@ def server_facts(conn) -> dict:
     data = row[0]
     try:
         owner = pwd.getpwuid(os.stat(data).st_uid).pw_name
-    except OSError:
+    except (OSError, KeyError):
         owner = None
+    if owner is None and os.geteuid() == 0:
+        # PostgreSQL refuses to run as root: the throwaway runs as the usual server user.
+        try:
+            owner = pwd.getpwnam("postgres").pw_name
+        except KeyError:
+            owner = None
     return {"data_directory": data, "segment_size": segment_size, "in_recovery": row[2], "current_lsn": row[3],
             "now": row[4], "os_user": owner}
 
@@ -142,14 +148,18 @@ def archive_everything_until_now(conn, timeout: float = ARCHIVE_WAIT) -> str:
         time.sleep(0.2)
 
 
-def check_free_space(path: str, needed: int, what: str) -> None:
+def check_free_space(path: str, needed: int, what: str) -> int | None:
+    """Free bytes at `path` (or its nearest existing parent); refuses when below `needed`."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
     try:
         free = shutil.disk_usage(path).free
     except OSError:
-        return
+        return None
     if free < needed:
         raise RunbookError(f"{path} has {human_size(free)} free; {what} needs about {human_size(needed)}. Free "
                            "space there (or set pg_pitr_work_dir elsewhere); nothing was changed.")
+    return free
 
 
 # -- one database --------------------------------------------------------------------------------------------
@@ -180,14 +190,16 @@ class DatabasePitr(Recovery):
                     keep_current_as=self.kept_name() if before["exists"] else None,
                     connections_to_terminate=self._connections_count(), work_dir=self.work_dir)
         if needed:
-            check_free_space(self.work_dir, int(plan["restore_bytes"] * 1.1),
-                             f"restoring base backup {plan['base_backup']['id']} into a throwaway cluster")
+            free = check_free_space(self.work_dir, int(plan["restore_bytes"] * 1.1),
+                                    f"restoring base backup {plan['base_backup']['id']} into a throwaway cluster")
+            plan["work_dir_free"] = human_size(free) if free is not None else None
         self.result.update(before=before, plan=plan, changed=needed, facts={"segment_size": facts["segment_size"]})
         if needed:
             self.result["msg"] = (
-                f"would restore base backup {plan['base_backup']['id']} into a throwaway cluster under "
-                f"{self.work_dir}, replay WAL {plan['wal']['from']}..{plan['wal']['to']} ({plan['wal']['segments']} "
-                f"segments, all in the archive) to {self.target.describe()}, dump {self.database} out of it, "
+                f"would restore base backup {plan['base_backup']['id']} ({plan['restore_size']}; "
+                f"{plan.get('work_dir_free')} free) into a throwaway cluster under {self.work_dir}, replay WAL "
+                f"{plan['wal']['from']}..{plan['wal']['to']} ({plan['wal']['segments']} segments, all in the archive) "
+                f"to {self.target.describe()}, dump {self.database} out of it, "
                 f"restore that into {self.staging}, and swap it in"
                 + (f" (the current database is kept as {plan['keep_current_as']})" if before["exists"] else ""))
         else:
@@ -320,8 +332,9 @@ class ClusterPitr:
         plan.update(needed=True, scope="cluster", data_directory=self.data_directory,
                     keep_data_directory_as=f"{self.data_directory}.pre_pitr_{stamp}",
                     stop_command=self.stop_command, start_command=self.start_command)
-        check_free_space(os.path.dirname(self.data_directory), int(plan["restore_bytes"] * 1.1),
-                         f"restoring base backup {plan['base_backup']['id']} beside the current data directory")
+        free = check_free_space(os.path.dirname(self.data_directory), int(plan["restore_bytes"] * 1.1),
+                                f"restoring base backup {plan['base_backup']['id']} beside the current data directory")
+        plan["free_beside_data_directory"] = human_size(free) if free is not None else None
         self.result.update(plan=plan, changed=True, msg=(
             f"would stop the server, move {self.data_directory} aside to {plan['keep_data_directory_as']} (kept), "
             f"restore base backup {plan['base_backup']['id']}, replay WAL {plan['wal']['from']}..{plan['wal']['to']} "
