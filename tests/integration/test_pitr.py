@@ -47,6 +47,18 @@ def test_archiving_is_on_and_idempotent(archived):
     assert check.rc == 0 and check.changed == 0, check.output[-3000:]
 
 
+def test_bad_archiving_input_is_refused_before_any_change(archived):
+    settings = archived.rows("postgres", "SELECT name, setting FROM pg_settings WHERE name LIKE 'archive%'")
+    slow = archived.workspace.play("setup-archiving.yml", pg_archive_timeout=600)
+    assert slow.rc != 0 and slow.says("archive_timeout=600 is outside 1..60 seconds"), slow.output[-2000:]
+    nowhere = archived.workspace.play("setup-archiving.yml", pg_archive_create_bucket=False, pg_archive={
+        **archived.archive, "destination": f"s3://rr-missing-{uuid.uuid4().hex[:6]}/pg"})
+    assert nowhere.rc != 0 and nowhere.says("does not exist: create it"), nowhere.output[-2000:]
+    window = archived.workspace.play("base-backup.yml", pg_archive_recovery_window_days=0)
+    assert window.rc != 0 and window.says("recovery_window_days=0"), window.output[-2000:]
+    assert archived.rows("postgres", "SELECT name, setting FROM pg_settings WHERE name LIKE 'archive%'") == settings
+
+
 def test_base_backup_playbook_and_archive_check(archived):
     run, tasks = archived.workspace.play_json("base-backup.yml", pg_archive_base_backup_skip_if_newer_than=0)
     assert run.rc == 0, run.output[-3000:]
