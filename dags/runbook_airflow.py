@@ -37,7 +37,7 @@ COLLECTED = (
     "runbook.recovery.pg_maintenance", "runbook.recovery.pg_integrity", "runbook.recovery.pg_sessions",
     "runbook.recovery.health_report", "runbook.recovery.log_retention", "runbook.recovery.dynamodb_backup",
     "runbook.recovery.cfn_failed_stacks", "runbook.recovery.lambda_concurrency",
-    "runbook.recovery.apigateway_stage_throttle", "runbook.recovery.ecs_service_count",
+    "runbook.recovery.apigateway_stage_throttle", "runbook.recovery.ecs_service_count", "runbook.recovery.pg_pitr",
 )
 _DROPPED_KEYS = ("invocation", "diff", "stdout_lines", "stderr_lines", "item", "ansible_loop_var")
 
@@ -225,16 +225,19 @@ class PlaybookOperator(BaseOperator):
     """Runs a playbook of this project with ansible-runner; returns the recap and the results that matter as XCom.
 
     `extravars` and `limit` are templated (with render_template_as_native_obj, `{{ params.x }}` keeps its type).
+    `publish`: keys of the collected results each pushed as an XCom of its own (`xcom_pull(key=...)`, for a
+    dashboard or a later task): the value when one result has it, {host: value} when several hosts' do.
     """
 
     template_fields: Sequence[str] = ("extravars", "limit", "reason")
     ui_color = "#e8f1fb"
 
     def __init__(self, *, playbook: str, extravars: dict | None = None, check: bool = False,
-                 limit: str | None = None, reason: str | None = None, expect_no_change: bool = False, **kwargs):
+                 limit: str | None = None, reason: str | None = None, expect_no_change: bool = False,
+                 publish: Sequence[str] = (), **kwargs):
         super().__init__(**kwargs)
         self.playbook, self.extravars, self.check, self.limit = playbook, extravars or {}, check, limit
-        self.reason, self.expect_no_change = reason, expect_no_change
+        self.reason, self.expect_no_change, self.publish = reason, expect_no_change, tuple(publish)
         self._run: PlaybookRun | None = None
 
     def execute(self, context) -> dict:
@@ -251,11 +254,21 @@ class PlaybookOperator(BaseOperator):
         if self.expect_no_change and outcome["changed"]:
             raise PlaybookFailed(f"verification failed: {self.playbook} in check mode would still change "
                                  f"{outcome['changed']} things after the apply; see the log above.")
+        for key in self.publish:
+            context["ti"].xcom_push(key=key, value=published(outcome, key))
         return outcome
 
     def on_kill(self) -> None:
         if self._run is not None:
             self._run.stop()
+
+
+def published(outcome: dict, key: str):
+    """A result key of a playbook run: its value, or {host: value} when several hosts reported it."""
+    by_host = {row["host"]: row[key] for rows in outcome["results"].values() for row in rows if key in row}
+    if not by_host:
+        raise PlaybookFailed(f"{outcome['playbook']} succeeded but no task reported {key}: see the log above.")
+    return next(iter(by_host.values())) if len(by_host) == 1 else by_host
 
 
 def alert_on_failure(context) -> None:
@@ -293,13 +306,16 @@ class InventoryTargets(BaseOperator):
     """What a scheduled run acts on, read from the inventory when the task runs (never at parse time).
 
     `per_value=True`: one item per value of the hosts' list variable, as PlaybookOperator arguments
-    ({"limit": host, "extravars": {extravar: value}}), for .expand_kwargs(). Otherwise the task is skipped (and
-    what follows it) when no host sets the variable.
+    ({"limit": host, "extravars": {extravar: value}}), for .expand_kwargs(). `per_host=True`: one item
+    ({"limit": host}) per host that sets the variable, for .expand_kwargs(). Otherwise, and with per_host, the task
+    is skipped (and what follows it) when no host sets the variable.
     """
 
-    def __init__(self, *, group: str, variable: str, extravar: str | None = None, per_value: bool = False, **kwargs):
+    def __init__(self, *, group: str, variable: str, extravar: str | None = None, per_value: bool = False,
+                 per_host: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.group, self.variable, self.extravar, self.per_value = group, variable, extravar, per_value
+        self.per_host = per_host
 
     def execute(self, context):
         from airflow.sdk.exceptions import AirflowSkipException
@@ -313,6 +329,8 @@ class InventoryTargets(BaseOperator):
             return targets
         if not any(row[self.variable] for row in rows):
             raise AirflowSkipException(f"The inventory sets no {self.variable} on the {self.group} hosts.")
+        if self.per_host:
+            return [{"limit": row["host"]} for row in rows if row[self.variable]]
         return rows
 
 

@@ -1,8 +1,11 @@
 """The routine procedures, on schedules: PostgreSQL backups (one mapped task per database of the inventory, read
 at run time) and their restore-level verification when a backup lands, integrity checks, VACUUM/ANALYZE by need,
-the health sweep, log retention and DynamoDB backups. Each task runs a playbook of this project."""
+the point-in-time recovery drill (one mapped task per archiving host), the health sweep, log retention and DynamoDB
+backups. Each task runs a playbook of this project."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from airflow.sdk import DAG, Asset
 from runbook_airflow import START, InventoryTargets, PlaybookOperator, default_args, scheduled_procedure
@@ -47,6 +50,22 @@ pg_maintenance = scheduled_procedure("pg_maintenance", "db-maintenance.yml", sch
 `db-maintenance.yml`: only the tables autovacuum's arithmetic says need it, with a lock timeout so a busy table is
 skipped, not waited on; invalid indexes rebuilt concurrently. The tables done are in the task's XCom.
 """)
+
+with DAG("pitr_drill", schedule="0 5 * * *", start_date=START, catchup=False, max_active_runs=1,
+         tags=["runbook", "scheduled", "postgres", "pitr"], default_args=default_args(retries=1), doc_md="""
+### Point-in-time recovery drill, daily
+One `verify-backups.yml -e verify_level=pitr --limit HOST` per `postgres` host of the inventory that archives its WAL
+(`pg_archive`, set up by `setup-archiving.yml`), read when the run starts: the newest base backup and every archived
+WAL segment restored into a throwaway cluster (removed at the end), `pg_amcheck` on it, and every table of each
+database's newest logical backup present. Fails on a missing table, a corrupt relation or a gap in the WAL.
+Each host's task pushes `rpo_seconds` (age of the newest archived WAL) and `rto_seconds` (the drill's duration) as
+XComs of their own; the whole result is its return value.
+""") as pitr_drill:
+
+    archived = InventoryTargets(task_id="archived_hosts", group="postgres", variable="pg_archive", per_host=True)
+    PlaybookOperator.partial(task_id="drill", playbook="verify-backups.yml", extravars={"verify_level": "pitr"},
+                             publish=["rpo_seconds", "rto_seconds"], execution_timeout=timedelta(hours=2),
+                             map_index_template="{{ task.limit }}").expand_kwargs(archived.output)
 
 health_sweep = scheduled_procedure("health_sweep", "health-sweep.yml", schedule="*/15 * * * *", retries=1,
                                    tags=["health"], doc_md="""

@@ -1,7 +1,8 @@
 """The DAGs end to end with dag.test(), each run in its own process against real servers: a backup that is verified
 and announces itself as an asset, its restore-level verification, the health sweep's report and its failure on a
-critical finding, and recover_db behind an approval answered over the REST API - approved it restores the rows,
-rejected it changes nothing. The helper's failures name the failed task, and a password never reaches the log."""
+critical finding, the point-in-time recovery drill's RPO and RTO as XComs, and recover_db behind an approval answered
+over the REST API - approved it restores the rows, rejected it changes nothing. The helper's failures name the failed
+task, and a password never reaches the log."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import sqlite3
 import psycopg
 import pytest
 from aws_world import clients
-from conftest import Workspace, finish, table_fingerprints
+from conftest import Workspace, connect, finish, table_fingerprints
+from pitr_world import archive_now, open_world
 
 
 @pytest.fixture
@@ -61,6 +63,33 @@ def test_health_sweep_reports_and_fails_on_a_critical_finding(airflow, ws):
     output, result = airflow.run_dag("scheduled", "health_sweep", env=inventory(ws))
     assert result and result["state"] == "failed" and result["tasks"]["run"] == "failed", output[-6000:]
     assert "health-sweep.yml failed:" in output and "worst finding is CRITICAL" in output
+
+
+@pytest.fixture
+def archived(aws_emulator, tmp_path_factory):
+    yield from open_world(aws_emulator, tmp_path_factory, "dagdrill")
+
+
+def test_pitr_drill_restores_the_archive_and_pushes_rpo_and_rto(airflow, archived):
+    with connect(archived.cluster) as conn:
+        conn.execute("CREATE DATABASE drilled")
+    with connect(archived.cluster, "drilled") as conn:
+        conn.execute("CREATE TABLE items (n int); INSERT INTO items SELECT generate_series(1, 100)")
+    archived.inventory(pg_databases=["drilled"])
+    assert archived.workspace.play("backup-db.yml").rc == 0
+    archive_now(archived)  # the drill replays what the archive holds: the new database must be in it
+
+    output, result = airflow.run_dag("scheduled", "pitr_drill", env=inventory(archived.workspace))
+    assert result and result["state"] == "success", output[-6000:]
+    assert result["tasks"] == {"archived_hosts": "success", "drill[0]": "success"}
+    assert result["xcom"]["archived_hosts"] == [{"limit": "testdb"}]
+    pushed = result["pushed"]["drill[0]"]
+    assert isinstance(pushed["rpo_seconds"], int | float) and 0 <= pushed["rpo_seconds"] < 600, pushed
+    assert isinstance(pushed["rto_seconds"], int | float) and pushed["rto_seconds"] > 0, pushed
+    [drill] = result["xcom"]["drill[0]"]["results"]["pg_pitr"]
+    assert drill["rpo_seconds"] == pushed["rpo_seconds"] and drill["rto_seconds"] == pushed["rto_seconds"]
+    assert drill["ok"] and drill["tables"]["databases"]["drilled"]["missing"] == []
+    assert list(archived.work_dir.iterdir()) == [], "the throwaway cluster was left behind"
 
 
 def test_a_failed_playbook_fails_the_task_and_alerts_the_sns_topic(airflow, pg, aws_emulator, tmp_path):

@@ -7,6 +7,7 @@ import datetime
 import fcntl
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -88,3 +89,16 @@ def utc_iso(moment: datetime.datetime) -> str:
 
 def server_now(world: ArchivedCluster) -> datetime.datetime:
     return world.rows("postgres", "SELECT clock_timestamp()")[0][0]
+
+
+def archive_now(world: ArchivedCluster) -> str:
+    """Switch to a new WAL segment and wait until the archiver has sent the one just finished: everything
+    committed before is then in the archive (a drill replays only what is there). Its name."""
+    with connect(world.cluster) as conn:
+        conn.execute("SELECT txid_current()")
+        name = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+        deadline = time.monotonic() + 60
+        while (conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0] or "") < name:
+            assert time.monotonic() < deadline, f"{name} was not archived within 60 s"
+            time.sleep(0.1)
+    return name
