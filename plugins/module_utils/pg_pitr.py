@@ -13,7 +13,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import tempfile
 import time
 from contextlib import contextmanager
 
@@ -35,6 +34,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.pitr import (
     Throwaway,
     as_user,
     choose_backup,
+    claimed_directory,
     lsn_int,
     remove_leftovers,
     segment_name,
@@ -220,8 +220,7 @@ class DatabasePitr(Recovery):
             self.result["removed_leftovers"] = remove_leftovers(self.work_dir, self.archive.os_user)
             with self.params.connect() as conn:
                 self.result["archived_through"] = archive_everything_until_now(conn)
-            os.makedirs(self.work_dir, mode=0o755, exist_ok=True)
-            dumps = tempfile.mkdtemp(prefix="runbook-pitr-dump-", dir=self.work_dir)
+            dumps, claim = claimed_directory(self.work_dir, "runbook-pitr-dump-")
             try:
                 throwaway = Throwaway(self.work_dir, self.archive.os_user, self.params.user, self.params.password)
                 try:
@@ -235,6 +234,7 @@ class DatabasePitr(Recovery):
             finally:
                 self.store = self.records
                 shutil.rmtree(dumps, ignore_errors=True)
+                claim.close()
             self._record()
             if isinstance(result.get("after"), dict):
                 result["after"]["restored_backup"] = self.target.label
@@ -552,6 +552,7 @@ class Drill:
             result["msg"] = (f"would restore base backup {backup['id']} and replay {plan_wal['segments']} segments "
                              "into a throwaway cluster, run pg_amcheck and compare row counts")
             return result
+        result["removed_leftovers"] = remove_leftovers(self.work_dir, self.archive.os_user)
         throwaway = Throwaway(self.work_dir, self.archive.os_user, self.params.user, self.params.password)
         try:
             throwaway.create()
@@ -585,6 +586,8 @@ class Drill:
         for database in self.databases:
             backups = self.store.list(database) if self.store else []
             if not backups:
+                where = self.store.root if self.store else "the backup store"
+                out["problems"].append(f"{database}: no logical backup in {where} to compare with")
                 continue
             newest = backups[-1]
             expected = newest.table_counts()

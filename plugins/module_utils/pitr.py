@@ -10,6 +10,7 @@ this file decides what to copy and checks what came back."""
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import os
 import pwd
@@ -472,8 +473,7 @@ class Throwaway:
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def create(self) -> None:
-        os.makedirs(self.work_dir, mode=0o755, exist_ok=True)
-        self.base = tempfile.mkdtemp(prefix=WORK_PREFIX, dir=self.work_dir)
+        self.base, self._claim = claimed_directory(self.work_dir, WORK_PREFIX)
         os.chmod(self.base, 0o755)
         for path in (self.data, self.socket_dir):
             os.mkdir(path, 0o700)
@@ -580,6 +580,7 @@ class Throwaway:
             return
         stop_and_remove(self.base, self.os_user)
         self.base = None
+        self._claim.close()
 
 
 def _alive(pid: int) -> bool:
@@ -608,13 +609,36 @@ def stop_and_remove(base: str, os_user: str | None) -> None:
     shutil.rmtree(base, ignore_errors=True)
 
 
+IN_USE = ".in-use"
+
+
+def claimed_directory(work_dir: str, prefix: str):
+    """A new directory under `work_dir` and the open, exclusively locked file that says it is in use: the lock
+    ends with this process, however it ends, so a directory whose lock can be taken was left by a dead run."""
+    os.makedirs(work_dir, mode=0o755, exist_ok=True)
+    base = tempfile.mkdtemp(prefix=prefix, dir=work_dir)
+    handle = open(os.path.join(base, IN_USE), "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return base, handle
+
+
 def remove_leftovers(work_dir: str, os_user: str | None) -> list[str]:
-    """Throwaway clusters left by runs that died (called while holding the recovery lock, so none is live)."""
+    """Throwaway clusters and dumps left by runs that died; a directory another live run (a drill, a recovery
+    of another database) holds is left alone."""
     removed = []
     if not os.path.isdir(work_dir):
         return removed
     for name in sorted(os.listdir(work_dir)):
-        if name.startswith(WORK_PREFIX):
-            stop_and_remove(os.path.join(work_dir, name), os_user)
-            removed.append(os.path.join(work_dir, name))
+        path = os.path.join(work_dir, name)
+        if not name.startswith(WORK_PREFIX) or not os.path.isdir(path):
+            continue
+        try:
+            with open(os.path.join(path, IN_USE), "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                stop_and_remove(path, os_user)
+        except BlockingIOError:
+            continue  # a live run's
+        except OSError:
+            stop_and_remove(path, os_user)
+        removed.append(path)
     return removed
