@@ -38,6 +38,7 @@ COLLECTED = (
     "runbook.recovery.health_report", "runbook.recovery.log_retention", "runbook.recovery.dynamodb_backup",
     "runbook.recovery.cfn_failed_stacks", "runbook.recovery.lambda_concurrency",
     "runbook.recovery.apigateway_stage_throttle", "runbook.recovery.ecs_service_count", "runbook.recovery.pg_pitr",
+    "runbook.recovery.pg_base_backup",
 )
 _DROPPED_KEYS = ("invocation", "diff", "stdout_lines", "stderr_lines", "item", "ansible_loop_var")
 

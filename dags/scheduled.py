@@ -51,6 +51,19 @@ pg_maintenance = scheduled_procedure("pg_maintenance", "db-maintenance.yml", sch
 skipped, not waited on; invalid indexes rebuilt concurrently. The tables done are in the task's XCom.
 """)
 
+with DAG("base_backup_postgres", schedule="30 0 * * *", start_date=START, catchup=False, max_active_runs=1,
+         tags=["runbook", "scheduled", "postgres", "pitr", "backup"], default_args=default_args(retries=1),
+         doc_md="""
+### Base backups for point-in-time recovery, daily
+One `base-backup.yml --limit HOST` per `postgres` host of the inventory that archives its WAL (`pg_archive`): a
+compressed base backup to the archive (none when one is younger than `pg_archive_base_backup_skip_if_newer_than`),
+the recovery-window retention, and a check of the archive (a WAL gap fails the task, naming the segments).
+""") as base_backup_postgres:
+
+    archiving = InventoryTargets(task_id="archived_hosts", group="postgres", variable="pg_archive", per_host=True)
+    PlaybookOperator.partial(task_id="base_backup", playbook="base-backup.yml", execution_timeout=timedelta(hours=6),
+                             map_index_template="{{ task.limit }}").expand_kwargs(archiving.output)
+
 with DAG("pitr_drill", schedule="0 5 * * *", start_date=START, catchup=False, max_active_runs=1,
          tags=["runbook", "scheduled", "postgres", "pitr"], default_args=default_args(retries=1), doc_md="""
 ### Point-in-time recovery drill, daily

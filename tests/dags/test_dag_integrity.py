@@ -20,7 +20,7 @@ def dagbag(airflow):
 
 
 SCHEDULED = {"backup_postgres", "verify_backups", "pg_integrity", "pg_maintenance", "health_sweep", "log_retention",
-             "backup_dynamodb", "pitr_drill"}
+             "backup_dynamodb", "pitr_drill", "base_backup_postgres"}
 MANUAL = {"recover_db", "emergency_shutdown", "emergency_resume", "scale", "bootstrap_fixes", "kill_long_queries"}
 
 

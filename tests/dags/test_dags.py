@@ -75,8 +75,13 @@ def test_pitr_drill_restores_the_archive_and_pushes_rpo_and_rto(airflow, archive
         conn.execute("CREATE DATABASE drilled")
     with connect(archived.cluster, "drilled") as conn:
         conn.execute("CREATE TABLE items (n int); INSERT INTO items SELECT generate_series(1, 100)")
-    archived.inventory(pg_databases=["drilled"])
+    # Today's base backup by its DAG (a new one whatever the age of the last), then the drill restores it.
+    archived.inventory(pg_databases=["drilled"], pg_archive_base_backup_skip_if_newer_than=0)
     assert archived.workspace.play("backup-db.yml").rc == 0
+    output, result = airflow.run_dag("scheduled", "base_backup_postgres", env=inventory(archived.workspace))
+    assert result and result["state"] == "success", output[-6000:]
+    [taken] = result["xcom"]["base_backup[0]"]["results"]["pg_base_backup"]
+    assert taken["created"] and taken["newest_backup"] == taken["created"] and taken["gaps"] == []
     archive_now(archived)  # the drill replays what the archive holds: the new database must be in it
 
     output, result = airflow.run_dag("scheduled", "pitr_drill", env=inventory(archived.workspace))
