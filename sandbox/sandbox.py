@@ -1,14 +1,15 @@
 """Start, stop, seed and describe the local sandbox: PostgreSQL, Redis and the AWS API emulator.
 
-    python sandbox/sandbox.py up       # idempotent: starts what is not running, seeds what is missing
+    python sandbox/sandbox.py up       # idempotent: starts what is not running, seeds what is missing,
+                                       # backs up chat, archives WAL (a first base backup)
     python sandbox/sandbox.py down     # stops everything; no process is left behind
     python sandbox/sandbox.py status   # what runs where
     python sandbox/sandbox.py env      # shell exports for the AWS emulator (eval "$(... env)")
     python sandbox/sandbox.py aws-up   # only the AWS emulator, seeded (molecule's prepare uses it)
     python sandbox/sandbox.py aws-down
 
-Everything lives under .sandbox/ in the checkout (ignored by git). Ports come from
-inventories/local/group_vars/all/sandbox.yml, the same file the playbooks read.
+Everything lives under .sandbox/ in the checkout (ignored by git), but Barman's cloud tools, installed once under
+.cache/. Ports come from inventories/local/group_vars/all/sandbox.yml, the same file the playbooks read.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -117,20 +119,62 @@ def seed_postgres(cluster: PgCluster) -> bool:
     return True
 
 
+def play(playbook: str, what: str) -> str:
+    """Run one of the playbooks a person would run against this sandbox; its output, or exit naming `what`."""
+    ansible_playbook = Path(sys.executable).with_name("ansible-playbook")
+    # This sandbox's directory and ports (a second sandbox may run beside the first); nothing secret.
+    where = json.dumps({"sandbox_dir": str(SANDBOX), **SETTINGS})
+    result = subprocess.run([str(ansible_playbook), f"playbooks/{playbook}", "-e", where], cwd=ROOT,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+    return result.stdout
+
+
 def first_backup() -> bool:
     """A verified logical backup of the demo database, so the health sweep (which watches backups) starts
     healthy; taken by the playbook a person would run."""
     backups = SANDBOX / "backups" / DEMO_DATABASE
     if backups.is_dir() and any((p / "manifest.json").exists() for p in backups.iterdir()):
         return False
-    playbook = Path(sys.executable).with_name("ansible-playbook")
-    # This sandbox's directory and ports (a second sandbox may run beside the first); nothing secret.
-    where = json.dumps({"sandbox_dir": str(SANDBOX), **SETTINGS})
-    result = subprocess.run([str(playbook), "playbooks/backup-db.yml", "-e", where], cwd=ROOT, capture_output=True,
-                            text=True, stdin=subprocess.DEVNULL)
-    if result.returncode != 0:
-        raise SystemExit(f"the first backup of {DEMO_DATABASE} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+    play("backup-db.yml", f"the first backup of {DEMO_DATABASE}")
     return True
+
+
+def archiving(cluster: PgCluster) -> bool:
+    """Continuous WAL archiving into the emulator's S3 and a first base backup, by setup-archiving.yml. The emulator
+    keeps S3 in memory: after it restarts the bucket is gone, and the playbook creates it and takes a new first base
+    backup. When the server archives without failing and the archive holds a base backup, the playbook (idempotent,
+    but some 20 s) is not run."""
+    if archiving_in_place(cluster):
+        return False
+    recap = play("setup-archiving.yml", "setting up WAL archiving")
+    return re.search(r"\bchanged=[1-9]", recap) is not None
+
+
+def wal_archive() -> dict:
+    """The inventory's pg_archive (its destination and server_name are plain strings)."""
+    return yaml.safe_load((ROOT / "inventories/local/group_vars/postgres.yml").read_text())["pg_archive"]
+
+
+def archiving_in_place(cluster: PgCluster) -> bool:
+    import boto3
+    import psycopg
+
+    archive = wal_archive()
+    bucket, _, prefix = archive["destination"].removeprefix("s3://").partition("/")
+    with psycopg.connect(**cluster.conninfo()) as conn:
+        mode, failing = conn.execute(
+            "SELECT current_setting('archive_mode'), last_failed_time > coalesce(last_archived_time, '-infinity') "
+            "FROM pg_stat_archiver").fetchone()
+    if mode != "on" or failing:
+        return False
+    s3 = boto3.session.Session(region_name=SETTINGS["sandbox_aws_region"]).client("s3")
+    try:
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{archive['server_name']}/base/", MaxKeys=1)
+    except s3.exceptions.NoSuchBucket:
+        return False
+    return listed.get("KeyCount", 0) > 0
 
 
 # -- Redis -----------------------------------------------------------------------------------
@@ -266,6 +310,7 @@ def up() -> None:
     report["aws resources seeded"] = seed_aws()
     (SANDBOX / "backups").mkdir(mode=0o700, exist_ok=True)
     report["chat backed up"] = first_backup()
+    report["wal archiving set up"] = archiving(cluster)
     for what, changed in report.items():
         print(f"  {what:<24} {'yes' if changed else 'already'}")
     status()
@@ -296,6 +341,8 @@ def status() -> int:
     for name, running, where in rows:
         print(f"{name:<14} {'running' if running else 'stopped':<8} {where}")
     print(f"backups        {SANDBOX / 'backups'}")
+    archive = wal_archive()
+    print(f"wal archive    {archive['destination']}/{archive['server_name']} (in the AWS emulator)")
     return 0 if all(r[1] for r in rows) else 3
 
 
