@@ -26,11 +26,18 @@ help:
 	@echo "make sandbox-up | sandbox-down | sandbox-status"
 	@echo "make bench          backup/recovery/verification and maintenance/health sweep against the raw tools"
 
+# Besides the servers: a C compiler, libpq headers and Python headers and venv, for the archive tools (psycopg2 is
+# built from source into their own virtualenv, see roles/pg_archive/files/barman-cloud.lock).
 deps-system:
 	@missing=""; \
 	[ -x "$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n1)" ] || missing="$$missing postgresql"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v $(PYTHON) >/dev/null || missing="$$missing python3 python3-venv"; \
+	/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	command -v pg_config >/dev/null || missing="$$missing libpq-dev"; \
+	[ -e "$$(/usr/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || \
+		missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

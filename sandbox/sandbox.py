@@ -8,8 +8,9 @@
     python sandbox/sandbox.py aws-up   # only the AWS emulator, seeded (molecule's prepare uses it)
     python sandbox/sandbox.py aws-down
 
-Everything lives under .sandbox/ in the checkout (ignored by git), but Barman's cloud tools, installed once under
-.cache/. Ports come from inventories/local/group_vars/all/sandbox.yml, the same file the playbooks read.
+Everything lives under .sandbox/ in the checkout (ignored by git), Barman's cloud tools too (.sandbox/barman-cloud,
+where the server's OS user runs them). Ports come from inventories/local/group_vars/all/sandbox.yml, the same
+file the playbooks read.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ from conftest import ROOT, Workspace, connect, free_port
 
 from sandbox.pgcluster import PgCluster
 
+# Barman's cloud tools for every test: installed by the first setup-archiving.yml run, where the server's OS user
+# can run them (the checkout may be unreadable to it).
+TOOLS_DIR = "/tmp/runbook-recovery-tests/barman-cloud"
+
 
 class ArchivedCluster:
     """A cluster of its own (normal durability settings: full_page_writes stays on), archiving into a fresh
@@ -28,7 +32,7 @@ class ArchivedCluster:
         self.emulator = emulator
         self.bucket = f"rr-pitr-{uuid.uuid4().hex[:8]}"
         self.work_dir = self.cluster.base / "pitr-work"
-        self.archive = {"destination": f"s3://{self.bucket}/pg", "server_name": name,
+        self.archive = {"destination": f"s3://{self.bucket}/pg", "server_name": name, "tools_dir": TOOLS_DIR,
                         "aws_dir": str(self.cluster.base / "aws")}
         self.workspace = Workspace(self.cluster, [], base)
         self.inventory()
