@@ -23,6 +23,34 @@ name (the previous one is kept) and SQL/HTTP probes run, with automatic rollback
 replaces which database.
 """)
 
+recover_db_to_a_point_in_time = manual_procedure(
+    "recover_db_to_a_point_in_time", "recover-db.yml", tags=["postgres", "recovery", "pitr"],
+    params={
+        "database": dict(default="chat", type="string", minLength=1, title="Database",
+                         description="The database to recover (scope database), as named in the inventory."),
+        "scope": dict(default="database", type="string", enum=["database", "cluster"], title="Scope",
+                      description="database: that database alone, the rest of the cluster keeps serving. cluster: "
+                                  "the whole server is stopped and its data directory replaced (the old one kept)."),
+        "target_time": dict(default="", type="string", title="Target time",
+                            pattern="^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?"
+                                    "(Z|[+-][0-9]{2}:?[0-9]{2})$",
+                            description="An instant with its zone, e.g. 2026-11-25T14:02:00Z. Give one target only."),
+        "target_lsn": dict(default="", type="string", pattern="^$|^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$",
+                           title="Target LSN", description="Or an LSN, e.g. an audit record's restore_point.lsn."),
+        "target_name": dict(default="", type="string", maxLength=63, title="Target restore point",
+                            description="Or a restore point, e.g. the restore_point.name a run of ours recorded."),
+    },
+    extravars={"database": "{{ params.database }}", "scope": "{{ params.scope }}",
+               "target_time": "{{ params.target_time }}", "target_lsn": "{{ params.target_lsn }}",
+               "target_name": "{{ params.target_name }}", "require_target": True},
+    doc_md="""
+### Recover a PostgreSQL database (or the cluster) to a point in time
+`recover-db.yml` with a target: the newest base backup before it and the archived WAL replay in a throwaway cluster,
+the database is dumped out of it and swapped in like a backup recovery (the previous one kept, probes, rollback);
+with scope `cluster` the server's data directory is replaced instead. The plan names the base backup, the WAL range
+(a gap is refused), the window and the space. `target=latest` moves with every run: use the playbook for it.
+""")
+
 emergency_shutdown = manual_procedure(
     "emergency_shutdown", "emergency-shutdown.yml", tags=["aws", "emergency"],
     params={"shutdown_scope": dict(default="chatbot", type="string", minLength=1, title="Scope",

@@ -130,6 +130,14 @@ def recovery_plan(archive: Archive, facts: dict, target: Target) -> dict:
             "restore_bytes": backup["size_bytes"], "restore_size": human_size(backup["size_bytes"])}
 
 
+def wal_state(wal: dict) -> str:
+    pending = wal["not_archived_yet"]
+    if not pending:
+        return f"{wal['segments']} segments, all in the archive"
+    return (f"{wal['segments']} segments: {wal['segments'] - pending} in the archive, the last {pending} still on "
+            "the server, archived first")
+
+
 def archive_everything_until_now(conn, timeout: float = ARCHIVE_WAIT) -> str:
     """Commit, switch to a new segment, and wait until the archiver has sent it: every commit made before
     this call is then in the archive (a target time 'now' or a recent one needs that)."""
@@ -198,7 +206,7 @@ class DatabasePitr(Recovery):
             self.result["msg"] = (
                 f"would restore base backup {plan['base_backup']['id']} ({plan['restore_size']}; "
                 f"{plan.get('work_dir_free')} free) into a throwaway cluster under {self.work_dir}, replay WAL "
-                f"{plan['wal']['from']}..{plan['wal']['to']} ({plan['wal']['segments']} segments, all in the archive) "
+                f"{plan['wal']['from']}..{plan['wal']['to']} ({wal_state(plan['wal'])}) "
                 f"to {self.target.describe()}, dump {self.database} out of it, "
                 f"restore that into {self.staging}, and swap it in"
                 + (f" (the current database is kept as {plan['keep_current_as']})" if before["exists"] else ""))
@@ -338,6 +346,7 @@ class ClusterPitr:
         self.result.update(plan=plan, changed=True, msg=(
             f"would stop the server, move {self.data_directory} aside to {plan['keep_data_directory_as']} (kept), "
             f"restore base backup {plan['base_backup']['id']}, replay WAL {plan['wal']['from']}..{plan['wal']['to']} "
+            f"({wal_state(plan['wal'])}) "
             f"to {self.target.describe()}, promote, start and probe; any failure puts the old directory back"))
         return plan
 

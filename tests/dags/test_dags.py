@@ -1,19 +1,20 @@
 """The DAGs end to end with dag.test(), each run in its own process against real servers: a backup that is verified
 and announces itself as an asset, its restore-level verification, the health sweep's report and its failure on a
-critical finding, the point-in-time recovery drill's RPO and RTO as XComs, and recover_db behind an approval answered
-over the REST API - approved it restores the rows, rejected it changes nothing. The helper's failures name the failed
-task, and a password never reaches the log."""
+critical finding, the point-in-time recovery drill's RPO and RTO as XComs, and recover_db (from a backup, and to a
+point in time) behind an approval answered over the REST API - approved it restores the rows, rejected it changes
+nothing. The helper's failures name the failed task, and a password never reaches the log."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import psycopg
 import pytest
 from aws_world import clients
 from conftest import Workspace, connect, finish, table_fingerprints
-from pitr_world import archive_now, open_world
+from pitr_world import archive_now, open_world, server_now, utc_iso
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_health_sweep_reports_and_fails_on_a_critical_finding(airflow, ws):
     assert "health-sweep.yml failed:" in output and "worst finding is CRITICAL" in output
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def archived(aws_emulator, tmp_path_factory):
     yield from open_world(aws_emulator, tmp_path_factory, "dagdrill")
 
@@ -172,3 +173,32 @@ def test_recover_db_waits_for_an_approval(api_server, ws, pg, chat_db, answer):
         assert [r for r in ws.audit() if r["procedure"] == "recover-db"] == []
 
 
+
+
+def test_recover_db_to_a_point_in_time_from_the_form(api_server, archived):
+    with connect(archived.cluster) as conn:
+        conn.execute("CREATE DATABASE timed")
+    with connect(archived.cluster, "timed") as conn:
+        conn.execute("CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept')")
+    time.sleep(1.1)
+    moment = server_now(archived)
+    time.sleep(1.1)
+    with connect(archived.cluster, "timed") as conn:
+        conn.execute("DELETE FROM notes")
+        conn.execute("INSERT INTO notes VALUES ('written after the target')")
+    archived.inventory(pg_databases=["timed"])
+
+    conf = {"database": "timed", "scope": "database", "target_time": utc_iso(moment), "target_lsn": "",
+            "target_name": "", "reason": "INC-4712 notes deleted"}
+    run = api_server.run_dag("manual", "recover_db_to_a_point_in_time", conf=conf, env=inventory(archived.workspace),
+                             background=True)
+    detail = api_server.wait_for_approval_request("recover_db_to_a_point_in_time", run)
+    assert "would restore base backup" in detail["body"] and "INC-4712 notes deleted" in detail["body"]
+    api_server.answer(detail, "Approve")
+    output, result = finish(run)
+    assert result and result["state"] == "success", output[-6000:]
+    assert result["tasks"] == {"plan": "success", "approve": "success", "apply": "success", "verify": "success"}
+    with connect(archived.cluster, "timed") as conn:
+        assert conn.execute("SELECT body FROM notes").fetchall() == [("kept",)]
+    [record] = [r for r in archived.workspace.audit() if r.get("result") == "recovered"]
+    assert record["target"] == f"time {utc_iso(moment)}" and "via Airflow" in record["actor"]
