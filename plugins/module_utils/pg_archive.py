@@ -6,6 +6,7 @@ archive's health (the newest base backup, WAL gaps, the archiver falling behind 
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import time
@@ -252,7 +253,10 @@ class BaseBackups:
         raise RunbookError(f"barman-cloud-backup finished but base backup {name} is not listed as DONE.")
 
     def _retention(self, check_mode: bool) -> list[str]:
-        before = {b["id"] for b in self.archive.backups()}
+        backups = self.archive.backups()
+        before = {b["id"] for b in backups}
+        if not retention_may_delete(backups, self.window_days, self.minimum_redundancy):
+            return []
         policy = f"RECOVERY WINDOW OF {self.window_days} DAYS"
         args = ["-r", policy, "-m", str(self.minimum_redundancy), self.archive.config.destination,
                 self.archive.config.server_name]
@@ -262,6 +266,15 @@ class BaseBackups:
         self.archive.run("barman-cloud-backup-delete", *args)
         after = {b["id"] for b in self.archive.backups()}
         return sorted(before - after)
+
+
+def retention_may_delete(backups: list[dict], window_days: int, minimum_redundancy: int, now=None) -> bool:
+    """Whether the recovery window can remove anything: it keeps every backup that ended inside the window and
+    the newest one before it (the start of the window needs it), and never fewer than the minimum. When it
+    cannot, the engine's delete (seconds of listing) is not run at all."""
+    start = (now or utc_now()) - datetime.timedelta(days=window_days)
+    older = [b for b in backups if b["end_time"] < start]
+    return len(older) > 1 and len(backups) > minimum_redundancy
 
 
 def report_summary(report: dict) -> dict:

@@ -155,3 +155,15 @@ def test_the_archive_tools_pins_agree_with_requirements_lock():
     assert tools["barman"] == "3.19.1"  # 3.20 needs Python 3.12
     assert {name: (version, project[name]) for name, version in tools.items()
             if name in project and project[name] != version} == {}
+
+
+def test_retention_runs_the_engine_only_when_the_window_can_remove_something():
+    from ansible_collections.runbook.recovery.plugins.module_utils.pg_archive import retention_may_delete
+
+    def ended(*days_ago):
+        return [{"end_time": NOW - datetime.timedelta(days=d)} for d in days_ago]
+
+    assert not retention_may_delete(ended(1, 2, 3), 7, 1, NOW)  # all inside the window
+    assert not retention_may_delete(ended(1, 8), 7, 1, NOW)  # the one before the window is kept
+    assert retention_may_delete(ended(1, 8, 9), 7, 1, NOW)
+    assert not retention_may_delete(ended(8, 9), 7, 2, NOW)  # the minimum redundancy keeps both
