@@ -361,12 +361,15 @@ class ClusterPitr:
                 self.result["archived_through"] = archive_everything_until_now(conn)
             data, kept = self.data_directory, plan["keep_data_directory_as"]
             mode, owner = os.stat(data).st_mode & 0o777, os.stat(data)
+            self.spool_dir = f"{data}.walspool"
+            shutil.rmtree(self.spool_dir, ignore_errors=True)  # segments of another recovery are not ours to replay
             self._stop()
             os.rename(data, kept)
             self.result.update(kept_data_directory=kept)
             try:
-                os.mkdir(data, mode)
-                os.chown(data, owner.st_uid, owner.st_gid)
+                for path in (data, self.spool_dir):
+                    os.mkdir(path, mode)
+                    os.chown(path, owner.st_uid, owner.st_gid)
                 self.archive.run("barman-cloud-restore", self.archive.config.destination,
                                  self.archive.config.server_name, plan["base_backup"]["id"], data,
                                  as_server_user=True)
@@ -380,6 +383,8 @@ class ClusterPitr:
                 raise RunbookError(f"the cluster recovery to {self.target.describe()} failed: {exc} The old data "
                                    f"directory is back in place and the server was started on it.",
                                    **self.result) from exc
+            finally:
+                shutil.rmtree(self.spool_dir, ignore_errors=True)
             self._write_record()
             self.result.update(changed=True, elapsed_seconds=round(time.monotonic() - started, 3), msg=(
                 f"the cluster is back to {self.target.describe()}; the previous data directory is kept as {kept} "
@@ -447,7 +452,8 @@ class ClusterPitr:
     _MARK = "# runbook.recovery cluster point-in-time recovery (removed after promotion)\n"
 
     def _configure(self, data: str) -> None:
-        settings = {"restore_command": self.archive.config.restore_command(), "recovery_target_action": "promote",
+        settings = {"restore_command": self.archive.config.restore_command(self.spool_dir),
+                    "recovery_target_action": "promote",
                     "recovery_target_timeline": "latest", **self.target.settings()}
         auto = os.path.join(data, "postgresql.auto.conf")
         with open(auto, "a") as handle:

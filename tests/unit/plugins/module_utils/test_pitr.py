@@ -133,6 +133,11 @@ def test_archive_commands_carry_no_secret_and_quote_paths():
         "AWS_SHARED_CREDENTIALS_FILE=/etc/rr/main/credentials AWS_CONFIG_FILE=/etc/rr/main/config "
         "/opt/tools/bin/barman-cloud-wal-archive -P runbook-archive --gzip s3://bucket/pg main %p")
     assert config.server_prefix() == "pg/main/" and config.bucket == "bucket"
+    # A recovery's restore_command: segments fetched ahead are moved into place by the shell.
+    assert config.restore_command("/w/spool") == (
+        'if [ -f /w/spool/%f ]; then mv /w/spool/%f "%p"; else AWS_SHARED_CREDENTIALS_FILE=/etc/rr/main/credentials '
+        "AWS_CONFIG_FILE=/etc/rr/main/config /opt/tools/bin/barman-cloud-wal-restore -P runbook-archive -p 16 "
+        "--spool-dir /w/spool s3://bucket/pg main %f %p; fi")
     for bad in (ArchiveConfig("bucket/pg", "main", "/opt/t", "/a"),
                 ArchiveConfig("s3://b-1/p", "ma in", "/opt/t", "/a"),
                 ArchiveConfig("s3://b-1/p", "main", "relative", "/a")):
