@@ -97,7 +97,7 @@ unit: venv
 	$(BIN)/pytest tests/unit -q
 
 integration: venv
-	$(BIN)/pytest tests/integration -q -n $(PYTEST_WORKERS) --dist loadgroup --durations=20
+	$(BIN)/pytest tests/integration -q -n $(PYTEST_WORKERS) --dist loadfile --durations=20
 
 dags: venv
 	$(BIN)/pytest tests/dags -q -n $(PYTEST_WORKERS) --durations=20

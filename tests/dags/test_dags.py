@@ -66,7 +66,8 @@ def test_health_sweep_reports_and_fails_on_a_critical_finding(airflow, ws):
     assert "health-sweep.yml failed:" in output and "worst finding is CRITICAL" in output
 
 
-@pytest.fixture(scope="module")
+# Per worker, not per module: xdist interleaves this file's tests with others, which would tear a module fixture down.
+@pytest.fixture(scope="session")
 def archived(aws_emulator, tmp_path_factory):
     yield from open_world(aws_emulator, tmp_path_factory, "dagdrill")
 

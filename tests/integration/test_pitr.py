@@ -21,8 +21,8 @@ from pitr_world import ArchivedCluster, open_world, server_now, utc_iso
 
 from sandbox.pgcluster import PgCluster
 
-# One worker runs this file's tests, in order: they share one archiving cluster, and the last replaces its data.
-pytestmark = pytest.mark.xdist_group("pitr")
+# make integration hands each file to one worker (--dist loadfile): these tests share one archiving cluster, in
+# order, and the last replaces its data.
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ import pytest
 from conftest import connect
 from pitr_world import ArchivedCluster, archive_now, open_world
 
-# One worker runs this file's tests: they share one archiving cluster.
-pytestmark = pytest.mark.xdist_group("pitr_drill")
+# make integration hands each file to one worker (--dist loadfile): these tests share one archiving cluster.
 
 DRILL = "Restore the newest base backup and all archived WAL, pg_amcheck, compare with the logical backups"
 
