@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import ROOT, connect, free_port
-from pitr_world import ArchivedCluster, open_world, server_now, utc_iso
+from pitr_world import ArchivedCluster, archive_now, open_world, server_now, utc_iso
 
 from sandbox.pgcluster import PgCluster
 
@@ -139,15 +139,9 @@ def test_one_database_back_to_a_second_while_the_cluster_serves(archived):
 
 
 def switch_and_wait(world: ArchivedCluster, times: int = 1) -> str:
-    """Write, switch to a new WAL segment and wait until the archiver has sent it; the last one sent."""
-    with connect(world.cluster) as conn:
-        for _ in range(times):
-            conn.execute("SELECT txid_current()")
-            name = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
-            deadline = time.monotonic() + 60
-            while (conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0] or "") < name:
-                assert time.monotonic() < deadline, f"{name} was not archived"
-                time.sleep(0.1)
+    """archive_now, `times` over: that many segments finished and archived."""
+    for _ in range(times):
+        name = archive_now(world)
     return name
 
 
