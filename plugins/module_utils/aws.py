@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
 
+# boto3 itself is imported when the first client is made (half a second of every module run that needs none:
+# pg_backup without an S3 copy, pg_health without an archive); its exceptions are cheap to import.
 try:
-    import boto3
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
     HAS_BOTO3 = True
@@ -50,8 +50,11 @@ def resources_argument_spec(states=("stopped", "resumed", "present", "undone"), 
 
 
 def client(service: str, params: dict, pool_size: int = 10):
-    if not HAS_BOTO3:
-        raise RunbookError("boto3 is required on the managed host for AWS operations: pip install boto3")
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise RunbookError("boto3 is required on the managed host for AWS operations: pip install boto3") from None
     session = boto3.session.Session(
         profile_name=params.get("profile"), region_name=params.get("region"),
         aws_access_key_id=params.get("access_key"), aws_secret_access_key=params.get("secret_key"),

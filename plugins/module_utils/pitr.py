@@ -33,11 +33,9 @@ from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     tied_to_this_process,
 )
 
-try:
-    import boto3
+try:  # boto3 itself is imported when the archive is first listed (see aws.py)
     from botocore.exceptions import BotoCoreError, ClientError
 except ImportError:  # pragma: no cover - reported when the archive is listed
-    boto3 = None
     BotoCoreError = ClientError = Exception
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
@@ -302,9 +300,11 @@ class Archive:
 
     def _s3(self):
         if self._client is None:
-            if boto3 is None:
+            try:
+                import boto3
+            except ImportError:
                 raise RunbookError("boto3 is required to list the archive: install it for the Python that runs "
-                                   "the modules.")
+                                   "the modules.") from None
             saved = {key: os.environ.get(key) for key in self.config.env()}
             os.environ.update(self.config.env())
             try:

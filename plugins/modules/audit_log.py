@@ -14,6 +14,8 @@ description:
   - The audit log records runs; it is not managed state. Appending is therefore reported as
     C(changed=false), so that a playbook's second run still shows C(changed=0) for the systems it manages.
   - In check mode nothing is written.
+  - It always runs on the controller, as an action plugin, without starting a module process; the module is
+    what runs when it is called another way (ansible -m, or delegated to another host).
 version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)
 attributes:
@@ -68,63 +70,19 @@ record:
            "result": "recovered", "database": "chat", "backup": "20261123T051200Z"}
 """
 
-import fcntl
-import getpass
-import json
-import os
-import socket
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import isoformat, utc_now
-
-
-def actor(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    for variable in ("RUNBOOK_ACTOR", "SUDO_USER"):
-        if os.environ.get(variable):
-            return os.environ[variable]
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry for our uid
-        return str(os.getuid())
-
-
-def append(path: str, record: dict) -> None:
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, (json.dumps(record, sort_keys=True, default=str) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from ansible_collections.runbook.recovery.plugins.module_utils.audit import ARGUMENT_SPEC, append, make_record
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            procedure=dict(type="str", required=True),
-            result=dict(type="str", required=True),
-            actor=dict(type="str"),
-            details=dict(type="dict", default={}),
-        ),
-        supports_check_mode=True,
-    )
-    params = module.params
-    record = {**params["details"], "at": isoformat(utc_now()), "actor": actor(params["actor"]),
-              "controller": socket.gethostname(), "procedure": params["procedure"], "result": params["result"]}
-    if os.environ.get("RUNBOOK_REASON"):  # why the run was made, as given in the Airflow trigger form
-        record["reason"] = os.environ["RUNBOOK_REASON"]
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    record = make_record(module.params)
     if not module.check_mode:
         try:
-            append(params["path"], record)
+            append(module.params["path"], record)
         except OSError as exc:
-            module.fail_json(msg=f"cannot append to the audit log {params['path']}: {exc}", record=record)
+            module.fail_json(msg=f"cannot append to the audit log {module.params['path']}: {exc}", record=record)
     module.exit_json(changed=False, record=record)
 
 

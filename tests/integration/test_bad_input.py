@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import pytest
-from conftest import databases, disaster, table_fingerprints, tree_state
+from conftest import Workspace, create_chat_db, databases, disaster, table_fingerprints, tree_state
 
 # Refused: quotes, semicolons, slashes, control characters, more than 63 bytes (PostgreSQL would cut it).
 BAD_NAMES = ["chat'; DROP TABLE users; --", "chat;vacuum", '"chat"', "../etc", "a/b", "chat\nx", "é" * 32]
 
 
-@pytest.fixture
-def backed_up(workspace, pg, chat_db):
+@pytest.fixture(scope="module")
+def module_db(pg):
+    return create_chat_db(pg)
+
+
+@pytest.fixture(scope="module")
+def backed_up(pg, module_db, tmp_path_factory):
+    """One backup, then a disaster, shared by every test here: each checks that nothing of it changed."""
+    workspace = Workspace(pg, [module_db], tmp_path_factory.mktemp("bad-input"))
     assert workspace.play("backup-db.yml").rc == 0
-    disaster(pg, chat_db)
+    disaster(pg, module_db)
     return workspace
+
+
+@pytest.fixture
+def chat_db(module_db):
+    return module_db
 
 
 def unchanged(workspace, pg, chat_db):
@@ -86,6 +98,11 @@ def test_recover_without_confirm_is_refused(backed_up, pg, chat_db):
 
 
 def test_recover_needs_a_database_when_inventory_has_several(backed_up, pg, chat_db):
+    before = unchanged(backed_up, pg, chat_db)
     backed_up.write_inventory(pg_databases=[chat_db, "other"])
-    run = backed_up.play("recover-db.yml", confirm=True)
+    try:
+        run = backed_up.play("recover-db.yml", confirm=True)
+    finally:
+        backed_up.write_inventory()
     assert run.rc != 0 and "Name the database to recover" in run.output
+    assert unchanged(backed_up, pg, chat_db) == before

@@ -9,6 +9,7 @@ table-cell-*, state-badge), aria-label (Browse, Required Actions) and the form f
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import unquote
 
 import psycopg
@@ -158,6 +159,21 @@ def task_logs(airflow, dag_id: str, run_id: str):
     return read
 
 
+def executor_let_go(airflow, dag_id: str, run_id: str, task: str, timeout: float = 120) -> None:
+    """Wait until the scheduler has taken the executor's report that the task's first execution ended (it parked
+    in awaiting_input). An answer given before that report (seen here when a loaded machine delayed the report by
+    5 s) re-queues the task, and the late report of the first execution then fails it ("executor reported that
+    the task instance finished with state success, but the task instance's state attribute is queued"): an Airflow
+    race that a person, who reads the plan first, does not meet."""
+    line = f"TaskInstance Finished: dag_id={dag_id}, task_id={task}, run_id={run_id},"
+    log = airflow.home / "scheduler.log"
+    deadline = time.monotonic() + timeout
+    while not any(line in row and "state=awaiting_input" in row
+                  for row in log.read_text(errors="replace").splitlines()):
+        assert time.monotonic() < deadline, f"the scheduler never took the executor's report on {task} of {run_id}"
+        time.sleep(0.5)
+
+
 def damage(pg, chat_db) -> None:
     with psycopg.connect(**pg.conninfo(chat_db), autocommit=True) as conn:
         conn.execute("DELETE FROM chat_messages WHERE id % 2 = 0")
@@ -183,6 +199,7 @@ def test_recover_db_from_the_ui(ui, scheduler, pg, chat_db, tmp_path, answer):
     run_id = ui.trigger("recover_db", {"database": chat_db, "backup": "latest", "reason": REASON})
     logs = task_logs(scheduler, "recover_db", run_id)
     ui.wait_for_task("approve", "Awaiting Input", 240, logs)
+    executor_let_go(scheduler, "recover_db", run_id, "approve")
     assert table_fingerprints(pg, chat_db) == damaged  # the plan changed nothing
 
     shown = ui.open_required_action("recover_db", run_id, "approve")

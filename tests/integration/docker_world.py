@@ -1,0 +1,108 @@
+"""A Docker daemon of the tests' own (Debian's docker.io: private socket, data root, exec root and pid file; vfs
+storage, no bridge, no iptables), an image built FROM scratch with a static busybox (no registry is reachable), and
+compose services made through the API with the labels compose v1 and v2 set. Nothing here touches a daemon it did
+not start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+
+IMAGE = "rr-busybox:test"
+PROJECT_LABEL, SERVICE_LABEL = "com.docker.compose.project", "com.docker.compose.service"
+NUMBER_LABEL = "com.docker.compose.container-number"
+# The container is healthy once /ok exists; it makes /ok at start unless /fail-on-start exists, so a container can
+# be made to come back unhealthy from its next restart.
+APP_COMMAND = ["sh", "-c", "rm -f /ok; [ -e /fail-on-start ] || touch /ok; trap 'exit 0' TERM; "
+                           "while :; do sleep 1; done"]
+HEALTHCHECK = {"test": ["CMD", "test", "-e", "/ok"], "interval": 300_000_000, "timeout": 1_000_000_000,
+               "retries": 1, "start_period": 0}
+
+
+class DockerDaemon:
+    def __init__(self):
+        self.base = Path(tempfile.mkdtemp(prefix="rr-docker-", dir="/tmp"))
+        self.socket = self.base / "docker.sock"
+        self.host = f"unix://{self.socket}"
+        self.pidfile = self.base / "docker.pid"
+        self.log = open(self.base / "dockerd.log", "w")
+        self.process = subprocess.Popen(
+            ["dockerd", "--storage-driver", "vfs", "--bridge", "none", "--iptables=false", "--ip-masq=false",
+             "--host", self.host, "--data-root", str(self.base / "root"), "--exec-root", str(self.base / "exec"),
+             "--pidfile", str(self.pidfile)],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.client = docker.DockerClient(base_url=self.host, timeout=60)
+                self.client.ping()
+                break
+            except docker.errors.DockerException:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("dockerd did not start: " + (self.base / "dockerd.log").read_text()[-3000:])
+                time.sleep(0.2)
+        self.build_image()
+
+    def build_image(self) -> None:
+        context = self.base / "image"
+        context.mkdir()
+        shutil.copy(shutil.which("busybox"), context / "busybox")
+        (context / "Dockerfile").write_text(
+            'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+            'CMD ["sh"]\n')
+        self.client.images.build(path=str(context), tag=IMAGE, rm=True)
+
+    def compose_service(self, project: str, service: str, count: int, healthcheck: bool = True) -> list:
+        """`count` containers of a compose service, as compose names and labels them, running."""
+        return [self.container(f"{project}_{service}_{n}", labels={
+            PROJECT_LABEL: project, SERVICE_LABEL: service, NUMBER_LABEL: str(n),
+            "com.docker.compose.oneoff": "False"}, healthcheck=healthcheck) for n in range(1, count + 1)]
+
+    def container(self, name: str, labels: dict | None = None, healthcheck: bool = True):
+        container = self.client.containers.run(IMAGE, APP_COMMAND, name=name, labels=labels or {}, detach=True,
+                                               network_mode="none", stop_signal="SIGTERM",
+                                               healthcheck=HEALTHCHECK if healthcheck else None)
+        return container
+
+    def wait_healthy(self, containers: list, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        for container in containers:
+            while True:
+                container.reload()
+                if container.attrs["State"].get("Health", {}).get("Status", "healthy") == "healthy":
+                    break
+                assert time.monotonic() < deadline, f"{container.name} is not healthy"
+                time.sleep(0.2)
+
+    def running(self, project: str, service: str) -> list[str]:
+        found = self.client.containers.list(filters={"label": [f"{PROJECT_LABEL}={project}",
+                                                               f"{SERVICE_LABEL}={service}"]})
+        return sorted(c.name for c in found)
+
+    def started_at(self, name: str) -> str:
+        return self.client.containers.get(name).attrs["State"]["StartedAt"]
+
+    def stop(self) -> None:
+        try:
+            for container in self.client.containers.list(all=True):
+                container.remove(force=True)
+        except Exception:  # noqa: BLE001 - the daemon may be gone already
+            pass
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+        subprocess.run(["umount", "-R", str(self.base / "exec")], capture_output=True, check=False)
+        shutil.rmtree(self.base, ignore_errors=True)
