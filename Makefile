@@ -7,8 +7,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.lock | cut -d' ' -f1)
 COLLECTION_LINK := .ansible/collections/ansible_collections/runbook/recovery
 PYTEST_WORKERS ?= 2
+DAG_WORKERS ?= 2
 MOLECULE_JOBS ?= 2
-TEST_PHASES := lint sanity unit integration dags ui molecule
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.ansible/collections
@@ -45,7 +45,7 @@ deps-system:
 
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -r requirements.lock
 	rm -f $(VENV)/.installed-* && touch $@
 
 $(COLLECTION_LINK):
@@ -100,7 +100,7 @@ integration: venv
 	$(BIN)/pytest tests/integration -q -n $(PYTEST_WORKERS) --dist loadfile --durations=20
 
 dags: venv
-	$(BIN)/pytest tests/dags -q -n $(PYTEST_WORKERS) --durations=20
+	$(BIN)/pytest tests/dags -q -n $(DAG_WORKERS) --durations=20
 
 # One PostgreSQL cluster, Redis and AWS emulator for every role's scenario: started once, cleaned up once (also
 # when a scenario fails); logs in .ansible/molecule/. The AWS scenarios run beside the others (MOLECULE_JOBS=1: one
@@ -108,18 +108,10 @@ dags: venv
 molecule: venv
 	MOLECULE_JOBS=$(MOLECULE_JOBS) bash tests/molecule/run.sh
 
-# The phases in order, then a table of their wall times; it is printed also when a phase fails (the phases after
-# it do not run).
+# Every phase, in two lanes side by side (tests/phases.sh says which and why), then a table of their wall times;
+# it is printed also when a phase fails (the phases after it do not run).
 test: venv
-	@status=0; table=""; begin=$$SECONDS; \
-	for phase in $(TEST_PHASES); do \
-		if [ $$status -ne 0 ]; then table+=$$(printf '\n  %-12s %6s  not run' $$phase -); continue; fi; \
-		start=$$SECONDS; result=ok; \
-		$(MAKE) --no-print-directory $$phase || { status=$$?; result=FAILED; }; \
-		table+=$$(printf '\n  %-12s %5ss  %s' $$phase $$((SECONDS - start)) $$result); \
-	done; \
-	printf '\n== make test: wall time per phase%s\n  %-12s %5ss\n' "$$table" total $$((SECONDS - begin)); \
-	exit $$status
+	bash tests/phases.sh
 
 bench: venv
 	$(BIN)/python bench/backup_restore.py --mb $${BENCH_MB:-300}

@@ -10,10 +10,9 @@ import json
 import sqlite3
 import time
 
-import psycopg
 import pytest
 from aws_world import clients
-from conftest import Workspace, connect, finish, table_fingerprints
+from conftest import Workspace, connect, finish
 from pitr_world import archive_now, open_world, server_now, utc_iso
 
 
@@ -138,44 +137,8 @@ def test_postgres_credentials_come_from_the_connection_and_never_reach_the_log(a
     assert not any(pg.password in text for text in logs)
 
 
-def damage(pg, chat_db) -> None:
-    with psycopg.connect(host="127.0.0.1", port=pg.port, user="postgres", password=pg.password, dbname=chat_db,
-                         autocommit=True) as conn:
-        conn.execute("DELETE FROM chat_messages WHERE id % 2 = 0")
-
-
-@pytest.mark.parametrize("answer", ["Approve", "Reject"])
-def test_recover_db_waits_for_an_approval(api_server, ws, pg, chat_db, answer):
-    assert ws.play("backup-db.yml").rc == 0
-    backed_up = table_fingerprints(pg, chat_db)
-    damage(pg, chat_db)
-    damaged = table_fingerprints(pg, chat_db)
-    assert damaged != backed_up
-
-    run = api_server.run_dag("manual", "recover_db", conf={"database": chat_db, "backup": "latest",
-                                                             "reason": "INC-4711 messages lost"},
-                             env=inventory(ws), background=True)
-    detail = api_server.wait_for_approval_request("recover_db", run)
-    assert detail["subject"] == "recover_db: apply this plan?"
-    assert "INC-4711 messages lost" in detail["body"] and "recover-db.yml --check" in detail["body"]
-    assert table_fingerprints(pg, chat_db) == damaged  # the plan changed nothing
-
-    api_server.answer(detail, answer)
-    output, result = finish(run)
-    assert result and result["state"] == "success", output[-6000:]
-    if answer == "Approve":
-        assert result["tasks"] == {"plan": "success", "approve": "success", "apply": "success", "verify": "success"}
-        assert table_fingerprints(pg, chat_db) == backed_up
-        [record] = [r for r in ws.audit() if r["procedure"] == "recover-db"]
-        assert record["reason"] == "INC-4711 messages lost" and "via Airflow recover_db" in record["actor"]
-    else:
-        assert result["tasks"] == {"plan": "success", "approve": "success", "apply": "skipped", "verify": "skipped"}
-        assert table_fingerprints(pg, chat_db) == damaged
-        assert [r for r in ws.audit() if r["procedure"] == "recover-db"] == []
-
-
-
-
+# recover_db's approval, approved and rejected, is tested in the real UI with a real scheduler (tests/ui/); here,
+# the point-in-time DAG's approval is answered over the REST API.
 def test_recover_db_to_a_point_in_time_from_the_form(api_server, archived):
     with connect(archived.cluster) as conn:
         conn.execute("CREATE DATABASE timed")

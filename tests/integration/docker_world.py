@@ -44,10 +44,11 @@ class DockerDaemon:
                 self.client = docker.DockerClient(base_url=self.host, timeout=60)
                 self.client.ping()
                 break
-            except docker.errors.DockerException:
+            except docker.errors.DockerException as exc:
                 if self.process.poll() is not None or time.monotonic() > deadline:
+                    log = (self.base / "dockerd.log").read_text()[-3000:]
                     self.stop()
-                    raise RuntimeError("dockerd did not start: " + (self.base / "dockerd.log").read_text()[-3000:])
+                    raise RuntimeError(f"dockerd did not start: {log}") from exc
                 time.sleep(0.2)
         self.build_image()
 

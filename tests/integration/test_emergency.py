@@ -31,7 +31,7 @@ def account_limits(world: World) -> tuple:
 def test_round_trip_restores_every_value_exactly(tmp_path, world):
     world.build(reserved=(7, None, 0))
     ws = workspace_for(tmp_path, world)
-    before = world.observe()
+    before = world.observe(cli=False)
     t = world.tag
     assert before[f"lambda:{t}-fn-0"] == 7 and before[f"lambda:{t}-fn-1"] is None and before[f"lambda:{t}-fn-2"] == 0
     assert before[f"stage:{t}-ws"] == (500, 1000.0) and before[f"stage:{t}-http"] == (None, None)
@@ -103,7 +103,7 @@ def test_value_changed_during_the_incident_is_stopped_again_and_the_first_record
 
     again = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
     assert again.rc == 0 and again.changed == 1, again.output
-    assert world.observe()[f"lambda:{name}"] == 0
+    assert world.observe(cli=False)[f"lambda:{name}"] == 0
     assert ws.play(RESUME, confirm=True, shutdown_scope="incident").rc == 0
     assert world.observe()[f"lambda:{name}"] == 7
 
@@ -111,7 +111,7 @@ def test_value_changed_during_the_incident_is_stopped_again_and_the_first_record
 def test_partial_failure_stops_the_others_reports_the_failure_and_resume_restores_all(tmp_path, world, aws_emulator):
     world.build(reserved=(7, 8, 9, None, 4, 5), rest_stage=False, unthrottled_stage=False)
     ws = workspace_for(tmp_path, world)
-    before = world.observe()
+    before = world.observe(cli=False)
     t = world.tag
     aws_emulator.inject({"operation": "PutFunctionConcurrency", "match": f"{t}-fn-2", "code": "AccessDeniedException",
                          "status": 403, "message": "not allowed on this function"})
@@ -169,7 +169,7 @@ def test_functions_selected_by_tags(tmp_path, world):
 def test_missing_confirm_shows_the_plan_and_changes_nothing(tmp_path, world):
     world.build(reserved=(7,), unthrottled_stage=False, rest_stage=False)
     ws = workspace_for(tmp_path, world)
-    before = world.observe()
+    before = world.observe(cli=False)
     run = ws.play(SHUTDOWN, shutdown_scope="incident")
     assert run.rc != 0
     assert run.says("Not confirmed: nothing was changed") and "-e confirm=true" in run.output
@@ -191,7 +191,7 @@ def test_selector_matching_nothing_fails_before_any_change(tmp_path, world):
     scope = world.scope()
     scope["lambda"]["prefixes"].append(f"{world.tag}-typo-")
     ws = workspace_for(tmp_path, world, incident=scope)
-    before = world.observe()
+    before = world.observe(cli=False)
     run = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
     assert run.rc != 0
     assert run.says(f"prefix '{world.tag}-typo-' matches no Lambda function")
