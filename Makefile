@@ -27,7 +27,8 @@ help:
 	@echo "make bench          backup/recovery/verification and maintenance/health sweep against the raw tools"
 
 # Besides the servers: a C compiler, libpq headers and Python headers and venv, for the archive tools (psycopg2 is
-# built from source into their own virtualenv, see roles/pg_archive/files/barman-cloud.lock).
+# built from source into their own virtualenv, see roles/pg_archive/files/barman-cloud.lock); Docker (the tests start
+# a daemon of their own) and a static busybox (the tests' images are built FROM scratch: no registry is reachable).
 deps-system:
 	@missing=""; \
 	[ -x "$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n1)" ] || missing="$$missing postgresql"; \
@@ -38,6 +39,8 @@ deps-system:
 	command -v pg_config >/dev/null || missing="$$missing libpq-dev"; \
 	[ -e "$$(/usr/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || \
 		missing="$$missing python3-dev"; \
+	command -v dockerd >/dev/null || missing="$$missing docker.io"; \
+	dpkg-query -W -f='$${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -1,0 +1,163 @@
+"""The application side of a procedure, against a Docker daemon of the tests' own (docker_world): a compose service's
+containers (found by compose's labels) stopped by recover-db before the restore and started after, also after a
+rollback, and emergency shutdown/resume bringing back exactly the containers that ran, at the same count."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+
+import pytest
+import yaml
+from conftest import PlaybookWorkspace, Workspace, create_chat_db, disaster, table_fingerprints
+from docker_world import DockerDaemon
+
+# make integration hands this file to one worker (--dist loadfile): its tests share one daemon.
+
+
+@pytest.fixture(scope="module")
+def dockerd():
+    daemon = DockerDaemon()
+    yield daemon
+    daemon.stop()
+
+
+def backend(dockerd: DockerDaemon, count: int = 3) -> tuple[str, list]:
+    """A compose project with `count` healthy backend containers, and one container of another service."""
+    project = f"chat{uuid.uuid4().hex[:6]}"
+    containers = dockerd.compose_service(project, "backend", count)
+    dockerd.compose_service(project, "cache", 1, healthcheck=False)
+    dockerd.wait_healthy(containers)
+    return project, containers
+
+
+def state(dockerd: DockerDaemon, name: str) -> dict:
+    return dockerd.client.containers.get(name).attrs["State"]
+
+
+def recovery_workspace(pg, tmp_path, dockerd: DockerDaemon, services: list) -> tuple[Workspace, str]:
+    database = create_chat_db(pg)
+    ws = Workspace(pg, [database], tmp_path)
+    ws.write_inventory(pg_app_services=services, app_docker_host=dockerd.host, app_state_dir=str(tmp_path / "app"))
+    assert ws.play("backup-db.yml").rc == 0
+    disaster(pg, database)
+    return ws, database
+
+
+def test_recover_db_stops_the_backend_before_the_restore_and_starts_exactly_it_after(pg, tmp_path, dockerd):
+    project, containers = backend(dockerd)
+    names = [c.name for c in containers]
+    containers[2].stop(timeout=1)  # scaled in by hand before the incident: it stays stopped
+    ws, database = recovery_workspace(pg, tmp_path, dockerd, [{"type": "compose", "project": project,
+                                                               "service": "backend"}])
+    recovered = table_fingerprints(pg, database)
+    before = {name: state(dockerd, name) for name in names}
+
+    run, tasks = ws.play_json("recover-db.yml", confirm=True)
+    assert run.rc == 0, run.output[-3000:]
+    assert table_fingerprints(pg, database) != recovered  # the rows are back
+    order = list(tasks)
+    assert order.index("Stop the application") < order.index("Restore into staging, validate, swap in, probe with "
+                                                             "SQL") < order.index("Start the application")
+    assert tasks["Stop the application"]["testdb"]["actions"] == [
+        f"stopped container {name} (compose:{project}/backend)" for name in names[:2]]
+    after = {name: state(dockerd, name) for name in names}
+    for name in names[:2]:  # stopped during the run, then started again
+        assert after[name]["Running"] and after[name]["StartedAt"] > before[name]["StartedAt"], after[name]
+        assert after[name]["FinishedAt"] > before[name]["StartedAt"]
+    assert not after[names[2]]["Running"] and after[names[2]]["StartedAt"] == before[names[2]]["StartedAt"]
+    assert dockerd.running(project, "cache") == [f"{project}_cache_1"]  # another service: never touched
+    assert not (tmp_path / "app" / f"recover-db-{database}.json").exists(), "the record was left behind"
+
+    again = ws.play("recover-db.yml", confirm=True)
+    assert again.rc == 0 and again.changed == 0, again.output[-3000:]
+    assert dockerd.running(project, "backend") == sorted(names[:2])
+
+
+def test_a_failed_probe_rolls_back_and_starts_the_backend_again(pg, tmp_path, dockerd):
+    project, containers = backend(dockerd, 2)
+    ws, database = recovery_workspace(pg, tmp_path, dockerd, [{"type": "compose", "project": project,
+                                                               "service": "backend"}])
+    damaged = table_fingerprints(pg, database)
+    run = ws.play("recover-db.yml", confirm=True, pg_recover_health_query="SELECT * FROM app_ready_check")
+    assert run.rc != 0 and run.says("rolled back"), run.output[-3000:]
+    assert table_fingerprints(pg, database) == damaged
+    assert dockerd.running(project, "backend") == sorted(c.name for c in containers)
+    assert ws.audit()[-1]["result"] == "rolled_back"
+
+
+def test_a_service_with_no_container_or_an_unknown_type_is_refused_before_any_change(pg, tmp_path, dockerd):
+    project, containers = backend(dockerd, 1)
+    ws, database = recovery_workspace(pg, tmp_path, dockerd, [])
+    damaged = table_fingerprints(pg, database)
+    for services, says in (
+        ([{"type": "compose", "project": project, "service": "backnd"}], f"compose:{project}/backnd: no container "
+                                                                          f"has the labels"),
+        ([{"type": "compose", "project": f"{project}x", "service": "backend"}], "no container has the labels"),
+        ([{"type": "container", "name": "no-such-container"}], "there is no container named no-such-container"),
+        ([{"type": "kubernetes", "name": "backend"}], "has type 'kubernetes': the types are systemd, compose, "
+                                                      "container"),
+        ([{"type": "compose", "project": project}], "(compose) lacks service"),
+    ):
+        ws.write_inventory(pg_app_services=services, app_docker_host=dockerd.host,
+                           app_state_dir=str(tmp_path / "app"))
+        run = ws.play("recover-db.yml", confirm=True)
+        assert run.rc != 0 and run.says(says), (services, run.output[-3000:])
+        assert table_fingerprints(pg, database) == damaged
+        assert dockerd.running(project, "backend") == [containers[0].name]
+    assert not list((tmp_path / "app").glob("*.json")) if (tmp_path / "app").exists() else True
+
+
+class AppWorkspace(PlaybookWorkspace):
+    """An inventory with one `app` host (this machine, its Docker daemon the tests' own) and an emergency scope."""
+
+    def __init__(self, base, dockerd: DockerDaemon, services: list):
+        super().__init__(base)
+        host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                "app_docker_host": dockerd.host, "runbook_audit_log": str(self.audit_log),
+                "emergency_shutdown_state_dir": str(base / "emergency"),
+                "emergency_resume_state_dir": str(base / "emergency"),
+                "emergency_scopes": {"incident": {"app_services": services}}}
+        self.inventory.write_text(yaml.safe_dump({"all": {"children": {"app": {"hosts": {"apphost": host}}}}}))
+        self.inventory.chmod(0o600)
+
+
+def test_emergency_shutdown_and_resume_bring_back_the_same_containers_at_the_same_count(tmp_path, dockerd):
+    project, containers = backend(dockerd, 3)
+    names = [c.name for c in containers]
+    containers[0].stop(timeout=1)  # not running before the incident: the resume must not start it
+    single = dockerd.container(f"{project}-worker")
+    ws = AppWorkspace(tmp_path, dockerd, [{"type": "compose", "project": project, "service": "backend"},
+                                          {"type": "container", "name": single.name}])
+    running = sorted(names[1:])
+
+    plan = ws.play("emergency-shutdown.yml", check=True, shutdown_scope="incident")
+    assert plan.rc == 0 and plan.says(f"stopped container {names[1]}"), plan.output[-3000:]
+    assert dockerd.running(project, "backend") == running and not (tmp_path / "emergency").exists()
+
+    refused = ws.play("emergency-shutdown.yml", shutdown_scope="incident")
+    assert refused.rc != 0 and refused.says("Not confirmed: nothing was changed"), refused.output[-3000:]
+    assert dockerd.running(project, "backend") == running
+
+    stop = ws.play("emergency-shutdown.yml", confirm=True, shutdown_scope="incident")
+    assert stop.rc == 0 and stop.changed > 0, stop.output[-3000:]
+    assert dockerd.running(project, "backend") == [] and not state(dockerd, single.name)["Running"]
+    record = json.loads((tmp_path / "emergency" / "incident.json").read_text())
+    assert sorted(i["name"] for i in record["services"][f"compose:{project}/backend"]["running"]) == running
+    assert record["services"][f"compose:{project}/backend"]["count"] == 3
+
+    again = ws.play("emergency-shutdown.yml", confirm=True, shutdown_scope="incident")
+    assert again.rc == 0 and again.changed == 0, again.output[-3000:]
+    assert json.loads((tmp_path / "emergency" / "incident.json").read_text()) == record, "the first record wins"
+
+    resume = ws.play("emergency-resume.yml", confirm=True, shutdown_scope="incident")
+    assert resume.rc == 0 and resume.changed > 0, resume.output[-3000:]
+    assert dockerd.running(project, "backend") == running  # the same containers, the same count
+    assert state(dockerd, single.name)["Running"] and not state(dockerd, names[0])["Running"]
+    assert not (tmp_path / "emergency" / "incident.json").exists()
+    second = ws.play("emergency-resume.yml", confirm=True, shutdown_scope="incident")
+    assert second.rc == 0 and second.changed == 0, second.output[-3000:]
+    assert [(r["procedure"], r["result"]) for r in ws.audit()] == [
+        ("emergency-shutdown", "acted"), ("emergency-shutdown", "unchanged"),
+        ("emergency-resume", "acted"), ("emergency-resume", "unchanged")]
