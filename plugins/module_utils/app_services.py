@@ -89,6 +89,24 @@ def parse_services(raw: list) -> list[Service]:
     return services
 
 
+def select(services: list[Service], wanted: str) -> list[Service]:
+    """The services `wanted` names: a compose service by its service name or project/service, a container or a
+    systemd unit by its name (a unit also without .service). Naming nothing is refused, listing what there is."""
+    if not wanted:
+        return services
+    def names(service: Service) -> set[str]:
+        if service.type == "compose":
+            return {service.service, f"{service.project}/{service.service}"}
+        return {service.name, service.name.removesuffix(".service")}
+    chosen = [s for s in services if wanted in names(s)]
+    if not chosen:
+        known = ", ".join(s.key for s in services) or "none (app_services is empty)"
+        raise RunbookError(f"No application service is named {wanted!r} on this host: nothing was changed. Its "
+                           f"services are {known}; name one by its service name, project/service, container or "
+                           "unit name.")
+    return chosen
+
+
 # -- docker --------------------------------------------------------------------------------------------------
 class Docker:
     """The containers of the listed docker services, through the API of `host` (DOCKER_HOST style URL)."""
@@ -323,6 +341,7 @@ class AppServices:
         outcome = Outcome()
         now = self.snapshot()
         for service in self.services:
+            done = len(outcome.actions)
             if service.is_docker:
                 running = now[service.key]["running"]
                 if not running:
@@ -350,7 +369,7 @@ class AppServices:
                                        unit_active=lambda s=service: self.systemd.active(s.name))
                 if problem:
                     raise self._unhealthy(outcome, service.name, problem)
-            outcome.services.append({"service": service.key, "restarted": len(outcome.actions)})
+            outcome.services.append({"service": service.key, "restarted": outcome.actions[done:]})
         return outcome
 
     @staticmethod

@@ -47,6 +47,12 @@ options:
     type: str
     choices: [stopped, started, restarted]
     required: true
+  only:
+    description:
+      - Act on the services this names only (a compose service by its service name or C(project/service), a
+        container or unit by its name); empty acts on all of O(services). Naming nothing fails before any change.
+    type: str
+    default: ""
   record:
     description:
       - File on the host holding what was running at the stop (JSON, mode 0600). Give each procedure its own.
@@ -124,7 +130,7 @@ unhealthy:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.recovery.plugins.module_utils.app_services import AppServices, parse_services
+from ansible_collections.runbook.recovery.plugins.module_utils.app_services import AppServices, parse_services, select
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, require_non_negative
 
 
@@ -139,12 +145,13 @@ def main():
         health_timeout=dict(type="int", default=60),
         settle=dict(type="float", default=2),
         actor=dict(type="str", default=""),
+        only=dict(type="str", default=""),
     ), supports_check_mode=True)
     p = module.params
     record = None
     try:
         require_non_negative(p, "stop_timeout", "health_timeout", "settle")
-        app = AppServices(parse_services(p["services"]), p["record"], p["docker_host"], p["stop_timeout"],
+        app = AppServices(select(parse_services(p["services"]), p["only"]), p["record"], p["docker_host"], p["stop_timeout"],
                           module.check_mode)
         if p["state"] == "stopped":
             outcome, record = app.stop(by=p["actor"])

@@ -1,9 +1,11 @@
 """The application side of a procedure, against a Docker daemon of the tests' own (docker_world): a compose service's
 containers (found by compose's labels) stopped by recover-db before the restore and started after, also after a
-rollback, and emergency shutdown/resume bringing back exactly the containers that ran, at the same count."""
+rollback; emergency shutdown/resume bringing back exactly the containers that ran, at the same count; a rolling
+restart, one container at a time, that stops at the first unhealthy one."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 import uuid
@@ -112,10 +114,11 @@ def test_a_service_with_no_container_or_an_unknown_type_is_refused_before_any_ch
 class AppWorkspace(PlaybookWorkspace):
     """An inventory with one `app` host (this machine, its Docker daemon the tests' own) and an emergency scope."""
 
-    def __init__(self, base, dockerd: DockerDaemon, services: list):
+    def __init__(self, base, dockerd: DockerDaemon, services: list, app_services: list | None = None):
         super().__init__(base)
         host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                 "app_docker_host": dockerd.host, "runbook_audit_log": str(self.audit_log),
+                "app_services": app_services or [], "app_state_dir": str(base / "app"),
                 "emergency_shutdown_state_dir": str(base / "emergency"),
                 "emergency_resume_state_dir": str(base / "emergency"),
                 "emergency_scopes": {"incident": {"app_services": services}}}
@@ -161,3 +164,43 @@ def test_emergency_shutdown_and_resume_bring_back_the_same_containers_at_the_sam
     assert [(r["procedure"], r["result"]) for r in ws.audit()] == [
         ("emergency-shutdown", "acted"), ("emergency-shutdown", "unchanged"),
         ("emergency-resume", "acted"), ("emergency-resume", "unchanged")]
+
+
+def started(dockerd: DockerDaemon, name: str) -> datetime.datetime:
+    stamp = state(dockerd, name)["StartedAt"]  # RFC 3339 with nanoseconds
+    return datetime.datetime.fromisoformat(stamp[:26] + "+00:00" if stamp.endswith("Z") else stamp)
+
+
+def test_a_rolling_restart_goes_one_container_at_a_time_and_stops_at_an_unhealthy_one(tmp_path, dockerd):
+    project, containers = backend(dockerd, 3)
+    names = [c.name for c in containers]
+    ws = AppWorkspace(tmp_path, dockerd, [], app_services=[
+        {"type": "compose", "project": project, "service": "backend"}, "chat-worker.service"])
+    first = {name: started(dockerd, name) for name in names}
+
+    plan = ws.play("restart-app.yml", check=True, service="backend")
+    assert plan.rc == 0 and plan.says(f"restarted container {names[2]} (compose:{project}/backend)"), plan.output
+    refused = ws.play("restart-app.yml", service="backend")
+    assert refused.rc != 0 and refused.says("Not confirmed, nothing was changed"), refused.output[-3000:]
+    assert {name: started(dockerd, name) for name in names} == first
+
+    run = ws.play("restart-app.yml", service=f"{project}/backend", confirm=True)
+    assert run.rc == 0, run.output[-3000:]
+    second = {name: started(dockerd, name) for name in names}
+    assert all(second[name] > first[name] for name in names)
+    # One at a time: each started once the one before had been healthy and running for the settle time (2 s).
+    assert second[names[1]] - second[names[0]] >= datetime.timedelta(seconds=2)
+    assert second[names[2]] - second[names[1]] >= datetime.timedelta(seconds=2)
+    assert dockerd.running(project, "backend") == sorted(names)
+
+    containers[1].exec_run(["touch", "/fail-on-start"])  # its next start comes up unhealthy
+    broken = ws.play("restart-app.yml", service="backend", confirm=True)
+    assert broken.rc != 0 and broken.says(f"{names[1]} is not healthy after its restart"), broken.output[-3000:]
+    assert broken.says(f"restarted and healthy before it: restarted container {names[0]}")
+    assert started(dockerd, names[0]) > second[names[0]] and started(dockerd, names[1]) > second[names[1]]
+    assert started(dockerd, names[2]) == second[names[2]], "the one after the unhealthy one was restarted"
+    assert [(r["result"], r.get("unhealthy")) for r in ws.audit()] == [
+        ("refused", None), ("restarted", None), ("failed", names[1])]
+
+    unknown = ws.play("restart-app.yml", service="frontend", confirm=True)
+    assert unknown.rc != 0 and unknown.says("No application service is named 'frontend'"), unknown.output[-3000:]
