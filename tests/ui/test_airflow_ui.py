@@ -132,15 +132,21 @@ class AirflowUI:
         """The run's page, until its state badge shows an end; the run must have succeeded. Task states, as shown."""
         self.click(css(f"a[href='/dags/{dag_id}/runs/{run_id}']"), "the run's link")
 
+        final = {"Success", "Failed", "Skipped", "Upstream Failed"}
+
         def ended(driver):
+            # The run's own page (right after the click the previous page, whose header badge is the approve
+            # task's, can still be shown), its badge at an end, and its task table showing every final state.
+            if not unquote(driver.current_url).endswith(f"/dags/{dag_id}/runs/{run_id}"):
+                return None
             badge = driver.find_elements(*css("[data-testid=header-card] [data-testid=state-badge]"))
             text = badge[0].text.strip() if badge else ""
-            return text if text in ("Success", "Failed") else None
+            states = self.task_states()
+            if text in ("Success", "Failed") and len(states) == 4 and set(states.values()) <= final:
+                return text
+            return None
 
-        state = self.wait(ended, f"{run_id} to end", timeout)
-        final = {"Success", "Failed", "Skipped", "Upstream Failed"}
-        self.wait(lambda d: len(self.task_states()) == 4 and set(self.task_states().values()) <= final,
-                  "the task table to show every task's final state")
+        state = self.wait(ended, f"{run_id} to end and its task table to show every task's final state", timeout)
         if state != "Success":
             raise AssertionError(f"{run_id} ended {state}: {self.task_states()}\n{logs()}")
         return self.task_states()
