@@ -204,3 +204,30 @@ def test_a_rolling_restart_goes_one_container_at_a_time_and_stops_at_an_unhealth
 
     unknown = ws.play("restart-app.yml", service="frontend", confirm=True)
     assert unknown.rc != 0 and unknown.says("No application service is named 'frontend'"), unknown.output[-3000:]
+
+
+def test_docker_log_options_never_restart_dockerd_unless_asked_and_never_without_live_restore(tmp_path, dockerd):
+    ws = PlaybookWorkspace(tmp_path)
+    daemon_json = tmp_path / "docker" / "daemon.json"
+    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+            "runbook_audit_log": str(ws.audit_log), "logrotate_config_dir": str(tmp_path / "logrotate.d"),
+            "logrotate_state_file": str(tmp_path / "logrotate.status"), "logrotate_docker_manage": True,
+            "logrotate_docker_daemon_json": str(daemon_json), "logrotate_docker_host": dockerd.host,
+            "logrotate_docker_restart_command": ["false"]}  # it must never run here
+    ws.inventory.write_text(yaml.safe_dump({"all": {"children": {"log_hosts": {"hosts": {"logs": host}}}}}))
+    pid = dockerd.process.pid
+
+    # Asked to restart, confirmed: refused before daemon.json changes, since live-restore is off on this daemon.
+    asked = ws.play("rotate-logs.yml", logrotate_docker_restart=True, confirm=True)
+    assert asked.rc != 0 and asked.says("live-restore is off on the Docker daemon"), asked.output[-3000:]
+    assert not daemon_json.exists()
+    unconfirmed = ws.play("rotate-logs.yml", logrotate_docker_restart=True)
+    assert unconfirmed.rc != 0 and unconfirmed.says("run again with -e confirm=true"), unconfirmed.output[-3000:]
+
+    # By default: daemon.json gets the options, dockerd keeps running, and the run says what that reaches.
+    run = ws.play("rotate-logs.yml")
+    assert run.rc == 0 and run.says("was not restarted"), run.output[-3000:]
+    assert run.says("a running container keeps the log options it was created with until it is recreated")
+    assert json.loads(daemon_json.read_text())["log-opts"] == {"max-size": "10m", "max-file": "3"}
+    assert dockerd.process.poll() is None and dockerd.process.pid == pid
+    dockerd.client.ping()
