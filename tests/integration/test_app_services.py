@@ -25,13 +25,23 @@ def dockerd():
     daemon.stop()
 
 
-def backend(dockerd: DockerDaemon, count: int = 3) -> tuple[str, list]:
-    """A compose project with `count` healthy backend containers, and one container of another service."""
-    project = f"chat{uuid.uuid4().hex[:6]}"
-    containers = dockerd.compose_service(project, "backend", count)
-    dockerd.compose_service(project, "cache", 1, healthcheck=False)
-    dockerd.wait_healthy(containers)
-    return project, containers
+@pytest.fixture
+def backend(dockerd):
+    """backend(count): a compose project with `count` healthy backend containers and one container of another
+    service; removed after the test (their health checks cost CPU while they run)."""
+    projects = []
+
+    def make(count: int = 3) -> tuple[str, list]:
+        project = f"chat{uuid.uuid4().hex[:6]}"
+        projects.append(project)
+        containers = dockerd.compose_service(project, "backend", count)
+        dockerd.compose_service(project, "cache", 1, healthcheck=False)
+        dockerd.wait_healthy(containers)
+        return project, containers
+
+    yield make
+    for project in projects:
+        dockerd.remove_project(project)
 
 
 def state(dockerd: DockerDaemon, name: str) -> dict:
@@ -47,8 +57,8 @@ def recovery_workspace(pg, tmp_path, dockerd: DockerDaemon, services: list) -> t
     return ws, database
 
 
-def test_recover_db_stops_the_backend_before_the_restore_and_starts_exactly_it_after(pg, tmp_path, dockerd):
-    project, containers = backend(dockerd)
+def test_recover_db_stops_the_backend_before_the_restore_and_starts_exactly_it_after(pg, tmp_path, dockerd, backend):
+    project, containers = backend()
     names = [c.name for c in containers]
     containers[2].stop(timeout=1)  # scaled in by hand before the incident: it stays stopped
     ws, database = recovery_workspace(pg, tmp_path, dockerd, [{"type": "compose", "project": project,
@@ -77,8 +87,8 @@ def test_recover_db_stops_the_backend_before_the_restore_and_starts_exactly_it_a
     assert dockerd.running(project, "backend") == sorted(names[:2])
 
 
-def test_a_failed_probe_rolls_back_and_starts_the_backend_again(pg, tmp_path, dockerd):
-    project, containers = backend(dockerd, 2)
+def test_a_failed_probe_rolls_back_and_starts_the_backend_again(pg, tmp_path, dockerd, backend):
+    project, containers = backend(2)
     ws, database = recovery_workspace(pg, tmp_path, dockerd, [{"type": "compose", "project": project,
                                                                "service": "backend"}])
     damaged = table_fingerprints(pg, database)
@@ -89,8 +99,8 @@ def test_a_failed_probe_rolls_back_and_starts_the_backend_again(pg, tmp_path, do
     assert ws.audit()[-1]["result"] == "rolled_back"
 
 
-def test_a_service_with_no_container_or_an_unknown_type_is_refused_before_any_change(pg, tmp_path, dockerd):
-    project, containers = backend(dockerd, 1)
+def test_a_service_with_no_container_or_an_unknown_type_is_refused_before_any_change(pg, tmp_path, dockerd, backend):
+    project, containers = backend(1)
     ws, database = recovery_workspace(pg, tmp_path, dockerd, [])
     damaged = table_fingerprints(pg, database)
     for services, says in (
@@ -126,8 +136,8 @@ class AppWorkspace(PlaybookWorkspace):
         self.inventory.chmod(0o600)
 
 
-def test_emergency_shutdown_and_resume_bring_back_the_same_containers_at_the_same_count(tmp_path, dockerd):
-    project, containers = backend(dockerd, 3)
+def test_emergency_shutdown_and_resume_bring_back_the_same_containers_at_the_same_count(tmp_path, dockerd, backend):
+    project, containers = backend(3)
     names = [c.name for c in containers]
     containers[0].stop(timeout=1)  # not running before the incident: the resume must not start it
     single = dockerd.container(f"{project}-worker")
@@ -171,8 +181,8 @@ def started(dockerd: DockerDaemon, name: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(stamp[:26] + "+00:00" if stamp.endswith("Z") else stamp)
 
 
-def test_a_rolling_restart_goes_one_container_at_a_time_and_stops_at_an_unhealthy_one(tmp_path, dockerd):
-    project, containers = backend(dockerd, 3)
+def test_a_rolling_restart_goes_one_container_at_a_time_and_stops_at_an_unhealthy_one(tmp_path, dockerd, backend):
+    project, containers = backend(3)
     names = [c.name for c in containers]
     ws = AppWorkspace(tmp_path, dockerd, [], app_services=[
         {"type": "compose", "project": project, "service": "backend"}, "chat-worker.service"])
