@@ -49,7 +49,7 @@ deps-system:
 
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	rm -f $(VENV)/.installed-* && touch $@
 
 $(COLLECTION_LINK):
