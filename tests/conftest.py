@@ -1,7 +1,13 @@
 """runbook.recovery resolves from this checkout through .ansible/collections/ansible_collections/runbook/recovery,
 a link to the repository root (make creates it too). It must exist before test modules import the collection."""
 
+import json
+import os
+import resource
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LINK = ROOT / ".ansible/collections/ansible_collections/runbook/recovery"
@@ -14,12 +20,6 @@ if not LINK.exists():
 # make test must stay within its time budget on 2 cores, and the phases are CPU-bound: each test's CPU time (the
 # test process and every child it waited for: ansible-playbook and its modules, pg_dump, the AWS CLI) is summed per
 # test file, and the files that cost most are listed at the end of the run (from every xdist worker).
-import json  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import time  # noqa: E402
-
-import pytest  # noqa: E402
 
 CPU_DIR = ROOT / ".cache" / "test-cpu"
 _SPENT = pytest.StashKey[dict]()

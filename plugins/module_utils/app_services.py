@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
+from ansible_collections.runbook.recovery.plugins.module_utils.backups import write_json_atomic
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, utc_now
 
 try:
@@ -207,12 +208,7 @@ def read_record(path: str) -> dict | None:
 
 def write_record(path: str, record: dict) -> None:
     os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    temp = f"{path}.tmp"
-    with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    write_json_atomic(path, record)
 
 
 @dataclass
@@ -356,8 +352,7 @@ class AppServices:
                         container.restart(timeout=self.stop_timeout)
                     except DockerException as exc:
                         raise self._unhealthy(outcome, item["name"], f"the restart failed: {exc}") from exc
-                    problem = wait_healthy(lambda c=container: (c.reload(), c)[1], health_url, health_timeout,
-                                           settle)
+                    problem = wait_healthy(container, health_url, health_timeout, settle)
                     if problem:
                         raise self._unhealthy(outcome, item["name"], problem)
             else:
@@ -381,15 +376,15 @@ class AppServices:
                             restarted=before, unhealthy=name)
 
 
-def wait_healthy(container_now, health_url: str, timeout: float, settle: float, unit_active=None) -> str:
+def wait_healthy(container, health_url: str, timeout: float, settle: float, unit_active=None) -> str:
     """'' once healthy, else what is wrong. Healthy: Docker's health check says healthy (when the container has
     one), the container keeps running for `settle` seconds, and `health_url` (when given) answers 2xx/3xx."""
     deadline = time.monotonic() + timeout
     running_since = None
     problem = "it never became healthy"
     while True:
-        if container_now is not None:
-            container = container_now()
+        if container is not None:
+            container.reload()
             status = health_status(container)
             if not is_running(container):
                 exit_code = container.attrs.get("State", {}).get("ExitCode")

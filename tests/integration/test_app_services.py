@@ -118,7 +118,7 @@ def test_a_service_with_no_container_or_an_unknown_type_is_refused_before_any_ch
         assert run.rc != 0 and run.says(says), (services, run.output[-3000:])
         assert table_fingerprints(pg, database) == damaged
         assert dockerd.running(project, "backend") == [containers[0].name]
-    assert not list((tmp_path / "app").glob("*.json")) if (tmp_path / "app").exists() else True
+    assert not list((tmp_path / "app").glob("*.json")), "a refused run left a record"
 
 
 class AppWorkspace(PlaybookWorkspace):
