@@ -2,10 +2,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The application side of a procedure: one typed list of services (systemd units, docker compose services,
 single containers), stopped with a record of exactly what was running, started back from that record, and
-restarted one container at a time with a health check between steps.
+restarted one container at a time with a health check between steps; and a compose service scaled to N
+containers, with a record of which containers there were, so an undo puts back exactly those.
 
 Docker is driven through its API (the docker SDK). A compose service is found by the labels compose v1 and v2
-both set (com.docker.compose.project / com.docker.compose.service), so no compose file is needed.
+both set (com.docker.compose.project / com.docker.compose.service), so no compose file is needed. Scaling follows
+`docker compose up --scale`: stopped containers count and are started first, new ones are cloned from an existing
+container of the service (its API config: image, command, env, labels, health check, mounts, networks, restart
+policy) with the next container number, and a scale-down removes the highest numbers. The decisions
+(`plan_scale`, `plan_unscale`, `clone_config`) are pure functions over what the daemon reports.
 """
 
 from __future__ import annotations
@@ -152,6 +157,28 @@ class Docker:
         except NotFound:
             return None
 
+    def clone_image(self, template) -> str:
+        """The image `template` runs: by its name while the name still points at that image, else by its id (the
+        tag moved since): a new container runs the same version as the others."""
+        name, image_id = (template.attrs.get("Config") or {}).get("Image") or "", template.attrs.get("Image") or ""
+        try:
+            same = bool(name) and self.client.images.get(name).id == image_id
+        except DockerException:
+            same = False
+        return name if same else image_id
+
+    def clone(self, template, replica: Replica, image: str):
+        """A new container of `template`'s service, named and numbered as `replica`, started if replica.running."""
+        body, more_networks = clone_config(template.attrs, replica.number, image)
+        made = self.client.api.create_container_from_config(body, replica.name)
+        for network, endpoint in more_networks.items():
+            self.client.api.connect_container_to_network(made["Id"], network, aliases=endpoint.get("Aliases"),
+                                                         driver_opt=endpoint.get("DriverOpts"))
+        container = self.client.containers.get(made["Id"])
+        if replica.running:
+            container.start()
+        return container
+
 
 def container_order(container) -> tuple:
     number = (container.labels or {}).get(NUMBER_LABEL, "")
@@ -223,7 +250,7 @@ class Outcome:
 
 
 class AppServices:
-    """Stop, start from the record, and roll-restart a list of services."""
+    """Stop, start from the record, and roll-restart a list of services; scale compose services and undo it."""
 
     def __init__(self, services: list[Service], record_path: str, docker_host: str, stop_timeout: int = 10,
                  check_mode: bool = False, systemd: Systemd | None = None):
@@ -240,10 +267,7 @@ class AppServices:
             if service.is_docker:
                 containers = self.docker.containers(service)
                 if service.type == "compose" and not containers:
-                    raise RunbookError(f"{service.key}: no container has the labels {PROJECT_LABEL}="
-                                       f"{service.project} and {SERVICE_LABEL}={service.service} on "
-                                       f"{self.docker.host}. Check the project and service names "
-                                       "(docker ps --format '{{.Labels}}').")
+                    raise self._no_container(service)
                 if service.type == "container" and not containers:
                     raise RunbookError(f"{service.key}: there is no container named {service.name} on "
                                        f"{self.docker.host}. Check the name (docker ps -a).")
@@ -252,6 +276,11 @@ class AppServices:
             else:
                 state[service.key] = {"type": "systemd", "running": self.systemd.active(service.name)}
         return state
+
+    def _no_container(self, service: Service, why: str = "") -> RunbookError:
+        return RunbookError(f"{service.key}: no container has the labels {PROJECT_LABEL}={service.project} and "
+                            f"{SERVICE_LABEL}={service.service} on {self.docker.host}{why}. Check the project and "
+                            "service names (docker ps -a --format '{{.Labels}}').")
 
     def stop(self, by: str = "") -> tuple[Outcome, dict]:
         """Record what runs (unless an earlier stop's record exists: it holds what ran before that stop, which
@@ -375,6 +404,169 @@ class AppServices:
                             f"there; restarted and healthy before it: {done}. The ones after it were not touched.",
                             restarted=before, unhealthy=name)
 
+    # compose scaling
+    def scale(self, replicas: int, by: str = "", health_url: str = "", health_timeout: float = 60,
+              settle: float = 2) -> tuple[Outcome, dict | None]:
+        """Each listed compose service to `replicas` running containers (compose's --scale; see plan_scale). Before
+        the first change the containers there were are recorded (an earlier record is kept: it holds what was there
+        before that scaling, which is what the undo must bring back). Every new or started container must become
+        healthy."""
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise RunbookError(f"replicas={replicas!r} is not a number of containers: give a whole number, 0 or more "
+                               "(for example -e compose_replicas=3). Nothing was changed.")
+        steps = []
+        for service in self._compose_only():
+            containers = self.docker.containers(service)
+            if not containers:
+                raise self._no_container(service, ", so there is no container to clone: start the service once "
+                                                  "(docker compose up -d) before scaling it. Nothing was changed")
+            template = clone_template(containers)
+            current = [Replica.of(c) for c in containers]
+            plan = plan_scale(service.key, current, replicas,
+                              lambda number, t=template, s=service: replica_name(s.project, s.service, number, t.name))
+            steps.append((service, plan, template))
+        return self._converge(steps, "scale", by, health_url, health_timeout, settle)
+
+    def unscale(self, health_url: str = "", health_timeout: float = 60, settle: float = 2) -> tuple[Outcome,
+                                                                                                     dict | None]:
+        """Back to exactly the containers the record holds (see plan_unscale), then remove the record. Without a
+        record there is nothing to undo."""
+        record = read_record(self.record_path)
+        if record is None:
+            return Outcome(services=[{"service": s.key, "note": "no record of a scaling: nothing to undo"}
+                                     for s in self.services]), None
+        steps = []
+        for key, entry in sorted(record.get("services", {}).items()):
+            if entry.get("type") != "compose" or not isinstance(entry.get("containers"), list):
+                raise RunbookError(f"The record {self.record_path} holds {key}, which is not a compose scaling: it "
+                                   "was not written by a scaling. Look at it; nothing was changed.")
+            service = Service("compose", project=entry["project"], service=entry["service"])
+            containers = self.docker.containers(service)
+            recorded = [Replica.from_dict(item) for item in entry["containers"]]
+            plan = plan_unscale(key, [Replica.of(c) for c in containers], recorded)
+            if plan.create and not containers:
+                raise self._no_container(service, f", so the recorded containers "
+                                                  f"{', '.join(r.name for r in plan.create)} cannot be cloned "
+                                                  "again: bring the service up (docker compose up -d) and run the "
+                                                  f"undo again. Nothing was changed; the record {self.record_path} "
+                                                  "is kept")
+            steps.append((service, plan, clone_template(containers) if containers else None))
+        outcome, _ = self._converge(steps, "undo", "", health_url, health_timeout, settle)
+        if not self.check_mode:
+            os.unlink(self.record_path)
+        outcome.did(f"removed the record {self.record_path}")
+        return outcome, record
+
+    def _compose_only(self) -> list[Service]:
+        others = [s.key for s in self.services if s.type != "compose"]
+        if others:
+            raise RunbookError(f"Only compose services have replicas; {', '.join(others)} cannot be scaled. List "
+                               "compose services only ({project, service}). Nothing was changed.")
+        return self.services
+
+    def _converge(self, steps: list, action: str, by: str, health_url: str, health_timeout: float,
+                  settle: float) -> tuple[Outcome, dict | None]:
+        """Check every plan (nothing changes if one is refused), record what there was, then act: start and create
+        first and wait until they are healthy, then stop and remove, so the service never runs fewer containers
+        than it will have at the end."""
+        for service, plan, template in steps:
+            if plan.create:
+                self._check_clonable(service, plan, template)
+        record = self._record_before(steps, by) if action == "scale" else None
+        outcome = Outcome()
+        for service, plan, template in steps:
+            done = len(outcome.actions)
+            self._act(outcome, service, plan, template, health_url, health_timeout, settle)
+            outcome.services.append({"service": service.key, "changed": plan.changes,
+                                     "before": replica_summary(plan.before), "after": replica_summary(plan.after),
+                                     "line": plan.line(action), "actions": outcome.actions[done:]})
+        return outcome, record
+
+    def _check_clonable(self, service: Service, plan: ScalePlan, template) -> None:
+        if template is None or replica_name(service.project, service.service, 1, template.name) is None:
+            raise RunbookError(f"{service.key}: its container is named {template.name if template else '?'}, not "
+                               f"{service.project}_{service.service}_N or {service.project}-{service.service}-N (a "
+                               "container_name in the compose file), and Docker needs a name of its own for each "
+                               "container; compose refuses to scale such a service too. Remove container_name, "
+                               "recreate the service, then scale. Nothing was changed.")
+        ports = fixed_host_ports(template.attrs.get("HostConfig") or {})
+        if ports:
+            raise RunbookError(f"{service.key}: its container {template.name} publishes host port(s) "
+                               f"{', '.join(ports)}, which one container only can hold, so a new container of it "
+                               "could not start. Publish a port range (8000-8010:8080) or no host port (behind a "
+                               "proxy), then scale. Nothing was changed.")
+        taken = [r.name for r in plan.create if self.docker.get(r.name) is not None]
+        if taken:
+            raise RunbookError(f"{service.key}: a container named {', '.join(taken)} exists and is not one of this "
+                               "service's (its compose labels differ). Rename or remove it, then scale. Nothing "
+                               "was changed.")
+
+    def _record_before(self, steps: list, by: str) -> dict | None:
+        """The containers there were before this scaling, for each service it changes; an earlier record's entries
+        win (they hold what was there before the first scaling)."""
+        earlier = read_record(self.record_path)
+        record = earlier or {"version": RECORD_VERSION, "taken_at": isoformat(utc_now()), "by": by, "services": {}}
+        added = {plan.service: {"type": "compose", "project": service.project, "service": service.service,
+                                "containers": [r.as_dict() for r in plan.before]}
+                 for service, plan, _ in steps if plan.changes and plan.service not in record["services"]}
+        if not added:
+            return earlier
+        record = {**record, "services": {**record["services"], **added}}
+        if not self.check_mode:
+            write_record(self.record_path, record)
+        return record
+
+    def _act(self, outcome: Outcome, service: Service, plan: ScalePlan, template, health_url: str,
+             health_timeout: float, settle: float) -> None:
+        key = service.key
+        started = []
+        for replica in plan.start:
+            container = self.docker.get(replica.id) or self.docker.get(replica.name)
+            self._step(outcome, f"started container {replica.name} ({key})", lambda c=container: c.start())
+            started.append(container)
+        image = self.docker.clone_image(template) if plan.create else ""
+        for replica in plan.create:
+            verb = "created and started" if replica.running else "created"
+            made = []
+            self._step(outcome, f"{verb} container {replica.name} ({key})",
+                       lambda r=replica, into=made: into.append(self.docker.clone(template, r, image)))
+            if made and replica.running:
+                started.append(made[0])
+        for container in [] if self.check_mode else started:
+            problem = wait_healthy(container, health_url, health_timeout, settle)
+            if problem:
+                raise RunbookError(f"{container.name} ({key}) is not healthy: {problem}. {self._done(outcome)}",
+                                   actions=outcome.actions, unhealthy=container.name)
+        for replica in plan.stop:
+            container = self.docker.get(replica.id)
+            if container is None:
+                continue
+            self._step(outcome, f"stopped container {replica.name} ({key})",
+                       lambda c=container: c.stop(timeout=self.stop_timeout))
+        for replica in plan.remove:
+            container = self.docker.get(replica.id)
+            if container is None:
+                continue
+            # Its anonymous volumes are kept, as docker compose keeps them: nothing of its data is lost.
+            self._step(outcome, f"stopped and removed container {replica.name} ({key})",
+                       lambda c=container: (c.stop(timeout=self.stop_timeout), c.remove()))
+
+    def _step(self, outcome: Outcome, text: str, action) -> None:
+        """`action` (unless in check mode), then `text` ("stopped container x (compose:p/s)") joins the actions;
+        a Docker error says what was done before it."""
+        if not self.check_mode:
+            try:
+                action()
+            except DockerException as exc:
+                raise RunbookError(f"Failed: {text.split(' (')[0]}, as planned ({exc}). {self._done(outcome)}",
+                                   actions=outcome.actions) from exc
+        outcome.did(text)
+
+    def _done(self, outcome: Outcome) -> str:
+        done = "; ".join(outcome.actions) if outcome.actions else "nothing was changed before it"
+        return (f"Done before it: {done}. The record {self.record_path} holds the containers there were before the "
+                "scaling: the undo (playbooks/scale-undo.yml) puts them back.")
+
 
 def wait_healthy(container, health_url: str, timeout: float, settle: float, unit_active=None) -> str:
     """'' once healthy, else what is wrong. Healthy: Docker's health check says healthy (when the container has
@@ -419,3 +611,169 @@ def probe(url: str) -> str:
         return f"{url} answered {exc.code}"
     except (OSError, ValueError) as exc:
         return f"{url} did not answer ({exc})"
+
+
+# -- compose scaling: the decisions ----------------------------------------------------------------------------------
+# Set by compose v2 on a container that replaced another; a clone replaces nothing.
+REPLACE_LABEL = "com.docker.compose.replace"
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One container of a compose service, as a scaling sees (and records) it."""
+
+    name: str
+    number: int | None
+    running: bool
+    id: str = ""
+
+    @classmethod
+    def of(cls, container) -> Replica:
+        number = (container.labels or {}).get(NUMBER_LABEL, "")
+        return cls(container.name, int(number) if number.isdigit() else None, is_running(container), container.id)
+
+    @classmethod
+    def from_dict(cls, item: dict) -> Replica:
+        return cls(str(item["name"]), item.get("number"), bool(item.get("running")), str(item.get("id") or ""))
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "number": self.number, "running": self.running, "id": self.id}
+
+
+def replica_order(replica: Replica) -> tuple:
+    return (replica.number is None, replica.number or 0, replica.name)
+
+
+@dataclass
+class ScalePlan:
+    """What a scaling, or its undo, does to one compose service's containers."""
+
+    service: str
+    before: list[Replica]
+    start: list[Replica] = field(default_factory=list)
+    create: list[Replica] = field(default_factory=list)  # started once made when `running`
+    stop: list[Replica] = field(default_factory=list)
+    remove: list[Replica] = field(default_factory=list)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.start or self.create or self.stop or self.remove)
+
+    @property
+    def after(self) -> list[Replica]:
+        removed = {r.name for r in self.remove}
+        started, stopped = {r.name for r in self.start}, {r.name for r in self.stop}
+        kept = [Replica(r.name, r.number, (r.running or r.name in started) and r.name not in stopped, r.id)
+                for r in self.before if r.name not in removed]
+        return sorted(kept + self.create, key=replica_order)
+
+    def line(self, action: str) -> str:
+        """The plan as a person reads it: 'scale compose service chat/backend: 1 container(s), 1 running -> 3
+        container(s), 3 running (create chat_backend_2, chat_backend_3)'."""
+        def counted(replicas: list[Replica]) -> str:
+            return f"{len(replicas)} container(s), {sum(r.running for r in replicas)} running"
+        text = f"{action if self.changes else 'unchanged':<9} compose service {self.service.removeprefix('compose:')}: "
+        if not self.changes:
+            return text + counted(self.before)
+        steps = [f"{verb} " + ", ".join(r.name + ("" if r.running or verb != "create" else " (stopped)")
+                                        for r in replicas)
+                 for verb, replicas in (("start", self.start), ("create", self.create), ("stop", self.stop),
+                                        ("remove", self.remove)) if replicas]
+        return f"{text}{counted(self.before)} -> {counted(self.after)} ({'; '.join(steps)})"
+
+
+def replica_summary(replicas: list[Replica]) -> dict:
+    return {"containers": len(replicas), "running": [r.name for r in replicas if r.running],
+            "stopped": [r.name for r in replicas if not r.running]}
+
+
+def plan_scale(service: str, current: list[Replica], replicas: int, name_for) -> ScalePlan:
+    """compose's --scale over `current` (in container-number order): stopped containers count; the lowest-numbered
+    `replicas` are kept and those stopped among them started; the rest are stopped and removed, highest numbers
+    first; the ones missing are made with the numbers after the highest (`name_for(number)` names them). At 0 the
+    lowest-numbered container is kept, stopped, so a later scale-up or the undo has one to clone (compose would
+    remove it)."""
+    keep = current[:max(replicas, 1)]
+    plan = ScalePlan(service, list(current), remove=list(reversed(current[len(keep):])))
+    if replicas == 0:
+        plan.stop = [r for r in keep if r.running]
+    else:
+        plan.start = [r for r in keep if not r.running]
+    first = max((r.number for r in current if r.number is not None), default=0) + 1
+    plan.create = [Replica(name_for(n), n, True) for n in range(first, first + replicas - len(keep))]
+    return plan
+
+
+def plan_unscale(service: str, current: list[Replica], recorded: list[Replica]) -> ScalePlan:
+    """Back to exactly the recorded containers, matched by name: the ones the scaling made are stopped and removed,
+    recorded ones it removed are made again with their name and number, and each gets its recorded running state
+    (a container the scaling started is stopped again)."""
+    now = {r.name: r for r in current}
+    wanted = {r.name for r in recorded}
+    return ScalePlan(
+        service, list(current),
+        start=[now[r.name] for r in recorded if r.name in now and r.running and not now[r.name].running],
+        create=sorted((r for r in recorded if r.name not in now), key=replica_order),
+        stop=[now[r.name] for r in recorded if r.name in now and not r.running and now[r.name].running],
+        remove=[r for r in reversed(current) if r.name not in wanted])
+
+
+def replica_name(project: str, service: str, number: int, like: str) -> str | None:
+    """The name compose gives container `number`, in the style of the service's existing container `like`: v2's
+    project-service-N or v1's project_service_N. None when it has a name of its own (a container_name), which
+    compose cannot scale either."""
+    for sep in ("_", "-"):
+        prefix = f"{project}{sep}{service}{sep}"
+        if like.startswith(prefix) and like[len(prefix):].isdigit():
+            return f"{prefix}{number}"
+    return None
+
+
+def clone_template(containers: list):
+    """The container new ones are cloned from: the lowest-numbered running one, else the lowest-numbered."""
+    return next((c for c in containers if is_running(c)), containers[0])
+
+
+def fixed_host_ports(host_config: dict) -> list[str]:
+    """The ports published on one fixed host port ('8080->80/tcp', as docker ps shows them), which a second container could not bind; a
+    range ('8000-8010') or a port Docker picks is fine."""
+    fixed = []
+    for port, bindings in sorted((host_config.get("PortBindings") or {}).items()):
+        for binding in bindings or []:
+            host_port, host_ip = str(binding.get("HostPort") or ""), binding.get("HostIp") or ""
+            if host_port and host_port != "0" and "-" not in host_port:
+                address = f"[{host_ip}]:" if ":" in host_ip else f"{host_ip}:" if host_ip else ""
+                fixed.append(f"{address}{host_port}->{port}")
+    return fixed
+
+
+# Never copied from the template: its own host name (the id's start, unless the service sets one), MAC address and
+# container id file would clash; the image is chosen by Docker.clone_image.
+_NOT_CLONED = frozenset({"Hostname", "Domainname", "MacAddress", "Image"})
+
+
+def clone_config(attrs: dict, number: int, image: str) -> tuple[dict, dict]:
+    """The Docker API body that creates container `number` of the service whose container `attrs` (its inspect)
+    is, and the further networks to connect it to once made (the create call takes one): the same config (command,
+    entrypoint, env, labels with the new container number, health check, user, working dir, exposed ports, anonymous
+    volumes) and host config (binds, mounts, restart policy, network mode, resources, log options), and each
+    network's aliases but the template's own name and id."""
+    config = attrs.get("Config") or {}
+    body = {key: value for key, value in config.items() if key not in _NOT_CLONED}
+    if config.get("Hostname") and not str(attrs.get("Id", "")).startswith(config["Hostname"]):
+        body.update(Hostname=config["Hostname"], Domainname=config.get("Domainname") or "")  # set by the service
+    labels = {key: value for key, value in (config.get("Labels") or {}).items() if key != REPLACE_LABEL}
+    body.update(Image=image, Labels={**labels, NUMBER_LABEL: str(number)})
+    host_config = {key: value for key, value in (attrs.get("HostConfig") or {}).items() if key != "ContainerIDFile"}
+    body["HostConfig"] = host_config
+    own_names = {str(attrs.get("Name", "")).lstrip("/"), str(attrs.get("Id", ""))[:12]}
+    mode = host_config.get("NetworkMode") or "default"
+    endpoints = {}
+    if mode not in ("host", "none") and not mode.startswith("container:"):
+        for network, endpoint in ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).items():
+            aliases = [alias for alias in (endpoint or {}).get("Aliases") or [] if alias not in own_names]
+            endpoints[network] = {"Aliases": aliases or None, "DriverOpts": (endpoint or {}).get("DriverOpts")}
+    primary = mode if mode in endpoints else next(iter(endpoints), None)
+    if primary is not None:
+        body["NetworkingConfig"] = {"EndpointsConfig": {primary: endpoints.pop(primary)}}
+    return body, endpoints
