@@ -294,8 +294,10 @@ def outcome(rows: list[dict], check_mode: bool, where: str) -> dict:
         msg = f"Removed the lock held by {holder(removed[0])} from {', '.join(r['location'] for r in removed)}."
     elif not check_mode and all(r.get("result") == "already gone" for r in rows):
         msg = f"The lock held by {holder(rows[0])} was released before it was removed: {where} is unlocked."
-    elif refusal(rows):
+    elif any(r["action"] == "refuse" for r in rows):
         msg = refusal(rows)
+    elif any(r["action"] == "show" for r in rows):
+        msg = f"To remove it once its run is gone: lock_id={rows[0]['id']} with confirm=true."
     else:
         msg = (f"Would remove the lock held by {holder(removable[0])} from "
                f"{', '.join(r['location'] for r in removable)}.")
