@@ -48,7 +48,8 @@ class FoundLock:
 def check_backend(bucket: str, key: str) -> None:
     """Refuse what cannot be a Terraform S3 backend's bucket and key before any call."""
     if not bucket or not key:
-        raise RunbookError("Give the state's bucket and key (Terraform's Path line is BUCKET/KEY): nothing was removed.")
+        raise RunbookError("Give the state's bucket and key (Terraform's Path line is BUCKET/KEY): nothing was "
+                           "removed.")
     if "/" in bucket or bucket != bucket.strip():
         raise RunbookError(f"bucket {bucket!r} is not a bucket name (no slashes or spaces): give the first part of "
                            "Terraform's Path line, BUCKET/KEY. Nothing was removed.")
@@ -104,14 +105,16 @@ def parse_created(text) -> datetime.datetime | None:
 
 
 def human_duration(seconds: float) -> str:
-    """3725 -> '1h 2m'; the two largest units a person reads at a glance."""
+    """3725 -> '1h 2m', 10804 -> '3h': the largest unit and the next (when not 0), as a person reads an age."""
     seconds = int(max(0, seconds))
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    first = next((i for i, (_, size) in enumerate(units) if seconds >= size), len(units) - 1)
     parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size or (unit == "s" and not parts):
+    for unit, size in units[first:first + 2]:
+        if seconds // size or not parts:
             parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return " ".join(parts[:2])
+        seconds %= size
+    return " ".join(parts)
 
 
 def holder(row: dict) -> str:
@@ -156,9 +159,10 @@ def decide(lock: FoundLock, lock_id: str | None, min_age: float, now: datetime.d
                   f"({info.get('Created')!r}), so its age is unknown: nothing was removed. Give min_age=0 to remove "
                   "it anyway once you know its run is gone.")
     elif created is not None and row["age_seconds"] < min_age:
-        reason = (f"the lock at {lock.location}, held by {holder(row)}, is younger than min_age={human_duration(min_age)}"
-                  ": its Terraform run may still be going. Nothing was removed. Check that the run is gone (the CI "
-                  "job, the holder's terminal), then wait or give a smaller min_age.")
+        reason = (f"the lock at {lock.location}, held by {holder(row)}, is younger than "
+                  f"min_age={human_duration(min_age)}: its Terraform run may still be going. Nothing was removed. "
+                  "Check that the run is gone (the CI job, the holder's terminal), then wait or give a smaller "
+                  "min_age.")
     else:
         reason = None
     if reason:
@@ -254,7 +258,8 @@ def remove(ddb, s3, found: list[FoundLock], rows: list[dict], bucket: str, key: 
         try:
             if lock.store == "dynamodb":
                 ddb.delete_item(TableName=table, Key={"LockID": {"S": lock_path(bucket, key)}},
-                                ConditionExpression="Info = :info", ExpressionAttributeValues={":info": {"S": lock.raw}})
+                                ConditionExpression="Info = :info",
+                                ExpressionAttributeValues={":info": {"S": lock.raw}})
             else:
                 s3.delete_object(Bucket=bucket, Key=key + LOCKFILE_SUFFIX, IfMatch=lock.etag)
         except Exception as exc:
@@ -291,7 +296,7 @@ def outcome(rows: list[dict], check_mode: bool, where: str) -> dict:
     if not rows:
         msg = f"No lock on {where}: nothing to remove."
     elif removed:
-        msg = f"Removed the lock held by {holder(removed[0])} from {', '.join(r['location'] for r in removed)}."
+        msg = f"Removed the lock held by {holder(removed[0])} from {' and '.join(r['location'] for r in removed)}."
     elif not check_mode and all(r.get("result") == "already gone" for r in rows):
         msg = f"The lock held by {holder(rows[0])} was released before it was removed: {where} is unlocked."
     elif any(r["action"] == "refuse" for r in rows):

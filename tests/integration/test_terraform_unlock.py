@@ -178,7 +178,8 @@ def test_bad_input_is_refused_before_any_change(backend, ws, case):
     elif case == "no_state":
         run = ws.play(UNLOCK, bucket=backend.bucket, key="netwrok/terraform.tfstate", lock_table=backend.table,
                       lock_id=info["ID"], confirm=True)
-        expected = [f"No lock and no state object at {backend.bucket}/netwrok/terraform.tfstate", "check bucket and key"]
+        expected = [f"No lock and no state object at {backend.bucket}/netwrok/terraform.tfstate",
+                    "check bucket and key"]
     else:
         run = ws.play(UNLOCK, lock_id=info["ID"], confirm=True)
         expected = ["No Terraform state named: nothing was removed", "-e lock_path=BUCKET/KEY",
