@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import describe_error, error_code, is_aws_error
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, parse_duration
 
 LOCKFILE_SUFFIX = ".tflock"
 DIGEST_SUFFIX = "-md5"
@@ -60,6 +60,13 @@ def check_backend(bucket: str, key: str) -> None:
         if key.endswith(suffix):
             raise RunbookError(f"key {key!r} names the {what}, not the state: give key={key[:-len(suffix)]!r}. "
                                "Nothing was removed.")
+
+
+def parse_min_age(value) -> float:
+    try:
+        return parse_duration(value)
+    except RunbookError as exc:
+        raise RunbookError(f"min_age: {exc} Nothing was removed.") from None
 
 
 def lock_path(bucket: str, key: str) -> str:
@@ -231,6 +238,10 @@ def read_s3_lock(s3, bucket: str, key: str) -> FoundLock | None:
         if code == "NoSuchBucket":
             raise RunbookError(f"bucket {bucket!r} does not exist: give the backend's bucket (the Path line's first "
                                "part). Nothing was removed.") from None
+        if code in ("AccessDenied", "403"):
+            raise RunbookError(f"reading s3://{bucket}/{key}{LOCKFILE_SUFFIX} was denied ({code}). If this backend "
+                               "does not set use_lockfile, give use_lockfile=false (only the DynamoDB table is "
+                               "read then). Nothing was removed.") from None
         raise
     with obj["Body"] as body:
         raw = body.read().decode("utf-8", errors="replace")

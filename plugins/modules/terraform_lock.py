@@ -126,10 +126,11 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     aws_argument_spec,
     aws_failures_reported,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, parse_duration, utc_now
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, utc_now
 from ansible_collections.runbook.recovery.plugins.module_utils.terraform_lock import (
     check_backend,
     outcome,
+    parse_min_age,
     plan,
     read_locks,
     refusal,
@@ -155,7 +156,7 @@ def main():
     bucket, key, table = p["bucket"], p["key"], p["lock_table"] or None
     with aws_failures_reported(module, "reading the Terraform state lock"):
         check_backend(bucket, key)
-        min_age = parse_duration(p["min_age"])
+        min_age = parse_min_age(p["min_age"])
         if not table and not p["use_lockfile"]:
             raise RunbookError("Nowhere to look: give lock_table (the backend's dynamodb_table), use_lockfile=true, "
                                "or both. Nothing was removed.")
