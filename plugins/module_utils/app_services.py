@@ -735,8 +735,8 @@ def clone_template(containers: list):
 
 
 def fixed_host_ports(host_config: dict) -> list[str]:
-    """The ports published on one fixed host port ('8080->80/tcp', as docker ps shows them), which a second container could not bind; a
-    range ('8000-8010') or a port Docker picks is fine."""
+    """The ports published on one fixed host port ('8080->80/tcp', as docker ps shows them), which a second
+    container could not bind; a range ('8000-8010') or a port Docker picks is fine."""
     fixed = []
     for port, bindings in sorted((host_config.get("PortBindings") or {}).items()):
         for binding in bindings or []:
