@@ -55,7 +55,8 @@ def test_an_unreadable_time_is_refused():
 
 
 @pytest.mark.parametrize("seconds,text", [(0, "0s"), (45, "45s"), (3725, "1h 2m"), (11520, "3h 12m"),
-                                          (90061, "1d 1h"), (10804, "3h"), (86400, "1d"), (3599, "59m 59s"), (-5, "0s")])
+                                          (90061, "1d 1h"), (10804, "3h"), (86400, "1d"), (3599, "59m 59s"),
+                                          (-5, "0s")])
 def test_human_duration(seconds, text):
     assert human_duration(seconds) == text
 
