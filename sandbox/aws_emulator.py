@@ -9,7 +9,21 @@ Added here (the modules keep calling the real AWS API; only the emulator learns 
   falsy value; AWS returns ``{"ReservedConcurrentExecutions": 0}``, the state of a stopped function).
 - Lambda ``Put/Get/DeleteProvisionedConcurrencyConfig`` on an alias or a version
   (/functions/{name}/provisioned-concurrency?Qualifier=...), which moto lacks: the configuration is
-  READY at once; an unqualified function or $LATEST is refused, as AWS does.
+  READY at once; an unqualified function, $LATEST, or an alias that points at $LATEST is refused with
+  AWS's "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+- Lambda aliases as AWS keeps them: ``UpdateAlias`` with a ``RevisionId`` that is no longer the alias's
+  fails with PreconditionFailedException, and every update gives the alias a new RevisionId (moto keeps
+  one forever and ignores the parameter); a weighted alias (``RoutingConfig.AdditionalVersionWeights``)
+  must point at published versions, never at $LATEST, and its second version must exist and differ
+  from the first.
+- ECS deployments as AWS runs them (moto's service never reaches a steady state, keeps the task
+  definition string it was given, and starts no deployment): ``UpdateService`` with another task
+  definition or ``forceNewDeployment`` starts a new PRIMARY deployment (IN_PROGRESS, no task running
+  yet; the one before becomes ACTIVE), and after RUNBOOK_EMULATOR_ECS_ROLLOUT_SECONDS (1 s by default)
+  the rollout completes: one deployment, COMPLETED, runningCount = desiredCount. A new service rolls
+  out the same way. The service's ``taskDefinition`` is always the full ARN. An INACTIVE (deregistered)
+  task definition is refused ("TaskDefinition is inactive"), as AWS documents: a service cannot be
+  updated to reference one.
 - DynamoDB ``DescribeTable`` reports ``BillingModeSummary.LastUpdateToPayPerRequestDateTime`` after a
   switch to on-demand, as AWS does (moto keeps no such time).
 - API Gateway v2 ``TagResource``/``GetTags``/``UntagResource`` on a stage's ARN
@@ -39,9 +53,13 @@ import argparse
 import json
 import os
 import threading
+import time
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
+
+ECS_ROLLOUT_SECONDS = float(os.environ.get("RUNBOOK_EMULATOR_ECS_ROLLOUT_SECONDS", "1"))
+UNPUBLISHED = "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
 
 # Members of UpdateStage whose value replaces the stage's (moto attribute names).
 _REPLACED = {
@@ -147,15 +165,25 @@ def install_provisioned_concurrency() -> None:
     from moto.awslambda import urls
     from moto.awslambda.responses import LambdaResponse
 
-    configs: dict[tuple[str, str], int] = {}
+    def configs(self: Any) -> dict[tuple[str, str], int]:
+        # Kept on the backend, so moto's reset (/moto-api/reset) empties it with everything else.
+        if not hasattr(self.backend, "_runbook_provisioned"):
+            self.backend._runbook_provisioned = {}
+        return self.backend._runbook_provisioned
 
-    def target(self: Any) -> tuple[str, str]:
+    def target(self: Any, putting: bool = False) -> tuple[str, str]:
         name = unquote(self.path.rstrip("/").rsplit("/", 2)[-2])
         qualifier = self.querystring.get("Qualifier", [None])[0]
-        if not qualifier or qualifier == "$LATEST":
+        if not qualifier:
             raise _lambda_error("InvalidParameterValueException",
                                 "Provisioned concurrency needs an alias or a published version as Qualifier.")
+        if qualifier == "$LATEST":
+            raise _lambda_error("InvalidParameterValueException", UNPUBLISHED)
         function = self.backend.get_function(name, qualifier)  # NotFound like AWS for a missing alias/version
+        if putting and not qualifier.isdigit():
+            alias = self.backend.get_alias(qualifier, function.function_name)
+            if alias.function_version == "$LATEST":
+                raise _lambda_error("InvalidParameterValueException", UNPUBLISHED)
         return function.function_name, qualifier
 
     def document(requested: int) -> str:
@@ -165,19 +193,19 @@ def install_provisioned_concurrency() -> None:
                            "LastModified": datetime.now().isoformat()})
 
     def put_provisioned_concurrency_config(self: Any) -> tuple[int, dict, str]:
-        key = target(self)
-        configs[key] = int(json.loads(self.body)["ProvisionedConcurrentExecutions"])
-        return 202, {}, document(configs[key])
+        key = target(self, putting=True)
+        configs(self)[key] = int(json.loads(self.body)["ProvisionedConcurrentExecutions"])
+        return 202, {}, document(configs(self)[key])
 
     def get_provisioned_concurrency_config(self: Any) -> tuple[int, dict, str]:
         key = target(self)
-        if key not in configs:
+        if key not in configs(self):
             raise _lambda_error("ProvisionedConcurrencyConfigNotFoundException",
                                 f"No Provisioned Concurrency Config found for this function: {key[0]}:{key[1]}", 404)
-        return 200, {}, document(configs[key])
+        return 200, {}, document(configs(self)[key])
 
     def delete_provisioned_concurrency_config(self: Any) -> tuple[int, dict, str]:
-        configs.pop(target(self), None)
+        configs(self).pop(target(self), None)
         return 204, {}, ""
 
     urls.url_paths[r"{0}/(?P<api_version>[^/]+)/functions/(?P<function_name>[\w_:%-]+)/provisioned-concurrency/?$"] = \
@@ -185,6 +213,145 @@ def install_provisioned_concurrency() -> None:
     LambdaResponse.put_provisioned_concurrency_config = put_provisioned_concurrency_config
     LambdaResponse.get_provisioned_concurrency_config = get_provisioned_concurrency_config
     LambdaResponse.delete_provisioned_concurrency_config = delete_provisioned_concurrency_config
+
+
+def check_routing(backend: Any, function_name: str, version: str | None, routing: dict | None) -> None:
+    """AWS's rules for a weighted alias: published versions only, the second one existing and not the first."""
+    weights = (routing or {}).get("AdditionalVersionWeights") or {}
+    if not weights:
+        return
+    if version == "$LATEST":
+        raise _lambda_error("InvalidParameterValueException",
+                            "$LATEST is not supported for an alias pointing to more than 1 version")
+    published = {str(f.version) for f in backend.list_versions_by_function(function_name)} - {"$LATEST"}
+    for extra, weight in weights.items():
+        if extra not in published:
+            raise _lambda_error("InvalidParameterValueException",
+                                f"Version {extra} of function {function_name} does not exist (routing config)")
+        if extra == version:
+            raise _lambda_error("InvalidParameterValueException",
+                                "The additional version of a routing config must differ from the alias's version")
+        if not 0.0 <= float(weight) <= 1.0:
+            raise _lambda_error("InvalidParameterValueException", f"Weight {weight} is not between 0.0 and 1.0")
+
+
+def install_alias_revisions() -> None:
+    import uuid
+
+    from moto.awslambda.models import LambdaBackend
+    from moto.awslambda.responses import LambdaResponse
+
+    original_create, original_update = LambdaBackend.create_alias, LambdaBackend.update_alias
+    original_response_update = LambdaResponse.update_alias
+
+    def create_alias(self: Any, name: str, function_name: str, function_version: str, description: str,
+                     routing_config: Any) -> Any:
+        check_routing(self, function_name, function_version, routing_config)
+        return original_create(self, name, function_name, function_version, description, routing_config)
+
+    def update_alias(self: Any, name: str, function_name: str, function_version: str, description: str,
+                     routing_config: Any) -> Any:
+        alias = self.get_alias(name, function_name)
+        check_routing(self, function_name, function_version or alias.function_version,
+                      alias.routing_config if routing_config is None else routing_config)
+        return original_update(self, name, function_name, function_version, description, routing_config)
+
+    def update_alias_response(self: Any) -> Any:
+        function_name = unquote(self.path.rsplit("/")[-3])
+        alias = self.backend.get_alias(name=unquote(self.path.rsplit("/", 2)[-1]), function_name=function_name)
+        expected = json.loads(self.body or "{}").get("RevisionId")
+        if expected and expected != alias.revision_id:
+            raise _lambda_error("PreconditionFailedException",
+                                "The Revision Id provided does not match the latest Revision Id. Call the GetAlias "
+                                "API to retrieve the latest Revision Id", 412)
+        original_response_update(self)
+        alias.revision_id = str(uuid.uuid4())
+        return 200, {}, json.dumps(alias.to_json())
+
+    LambdaBackend.create_alias = create_alias
+    LambdaBackend.update_alias = update_alias
+    LambdaResponse.update_alias = update_alias_response
+
+
+def install_ecs_deployments() -> None:
+    from moto.core.utils import utcnow
+    from moto.ecs.exceptions import InvalidParameterException
+    from moto.ecs.models import EC2ContainerServiceBackend
+    from moto.moto_api._internal import mock_random
+
+    original_create, original_update = EC2ContainerServiceBackend.create_service, \
+        EC2ContainerServiceBackend.update_service
+    original_describe = EC2ContainerServiceBackend.describe_services
+
+    def start_deployment(service: Any, task_definition_arn: str) -> None:
+        for deployment in service.deployments:
+            if deployment["status"] == "PRIMARY":
+                deployment["status"] = "ACTIVE"
+        deployment_id = f"ecs-svc/{mock_random.randint(0, 32 ** 12)}"
+        now = utcnow()
+        service.deployments.insert(0, {
+            "id": deployment_id, "status": "PRIMARY", "taskDefinition": task_definition_arn,
+            "desiredCount": service.desired_count, "pendingCount": service.desired_count, "runningCount": 0,
+            "failedTasks": 0, "createdAt": now, "updatedAt": now, "launchType": service.launch_type,
+            "rolloutState": "IN_PROGRESS", "rolloutStateReason": f"ECS deployment {deployment_id} in progress."})
+        service.task_definition = task_definition_arn
+        service._runbook_steady_at = time.monotonic() + ECS_ROLLOUT_SECONDS
+
+    def settle(backend: Any, service: Any) -> None:
+        """Once the rollout time has passed: the PRIMARY deployment alone, COMPLETED, every task running."""
+        if time.monotonic() < getattr(service, "_runbook_steady_at", 0.0):
+            return
+        primary = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
+        desired = service.desired_count
+        if primary is None or (len(service.deployments) == 1 and primary["rolloutState"] == "COMPLETED"
+                               and service.running_count == desired and primary["runningCount"] == desired):
+            return
+        primary.update(desiredCount=desired, runningCount=desired, pendingCount=0, rolloutState="COMPLETED",
+                       rolloutStateReason=f"ECS deployment {primary['id']} completed.", updatedAt=utcnow())
+        service.deployments = [primary]
+        cluster = backend._get_cluster(service.cluster_name)
+        backend.update_cluster_resources(cluster, desired - service.running_count, task_state="RUNNING")
+        backend.update_cluster_resources(cluster, -service.pending_count, task_state="PENDING")
+        service.running_count, service.pending_count = desired, 0
+
+    def create_service(self: Any, *args: Any, **kwargs: Any) -> Any:
+        service = original_create(self, *args, **kwargs)
+        if service.deployments:
+            service._runbook_steady_at = time.monotonic() + ECS_ROLLOUT_SECONDS
+        return service
+
+    def update_service(self: Any, properties: dict[str, Any]) -> Any:
+        wanted = properties.get("task_definition")
+        force = bool(properties.pop("force_new_deployment", False))
+        service = self._get_service(properties.get("cluster", "default"), properties["service"].split("/")[-1])
+        settle(self, service)
+        if wanted:
+            definition = self.describe_task_definition(wanted)  # ClientException like AWS for a missing one
+            if definition.status != "ACTIVE":
+                raise InvalidParameterException("TaskDefinition is inactive")
+            properties["task_definition"] = definition.arn
+        before, count_given = service.task_definition, properties.get("desired_count") is not None
+        service = original_update(self, properties)
+        if not count_given:  # moto took the service's tasks off the cluster's counts and put none back
+            cluster = self._get_cluster(service.cluster_name)
+            self.update_cluster_resources(cluster, service.running_count, task_state="RUNNING")
+            self.update_cluster_resources(cluster, service.pending_count, task_state="PENDING")
+        if force or (wanted and service.task_definition != before):
+            start_deployment(service, service.task_definition)
+        elif service.deployments:
+            service.deployments[0]["desiredCount"] = service.desired_count
+            settle(self, service)
+        return service
+
+    def describe_services(self: Any, cluster: str, names: list[str]) -> Any:
+        services, failures = original_describe(self, cluster, names)
+        for service in services:
+            settle(self, service)
+        return services, failures
+
+    EC2ContainerServiceBackend.create_service = create_service
+    EC2ContainerServiceBackend.update_service = update_service
+    EC2ContainerServiceBackend.describe_services = describe_services
 
 
 def install_stack_failures() -> None:
@@ -328,6 +495,8 @@ def install_extensions() -> None:
 
     LambdaFunction.get_code = get_code_with_zero_concurrency
     install_provisioned_concurrency()
+    install_alias_revisions()
+    install_ecs_deployments()
     install_stack_failures()
 
     from moto.dynamodb.models import DynamoDBBackend

@@ -51,6 +51,10 @@ LAMBDA_FUNCTIONS = {
 }
 DYNAMODB_TABLES = ["chatbot-sessions", "chatbot-connections", "sake-sensei-users"]
 ECS_CLUSTER, ECS_SERVICE = "chat-cluster", "chat-backend"
+# Deploy histories for rollback-deploy.yml: the service runs the last of its releases (revision 1 retired, INACTIVE);
+# the function's alias points at its last published version.
+ECS_RELEASES = ["1.0.0", "1.1.0", "1.2.0"]
+LAMBDA_RELEASES = {"sake-sensei-recommendation": ("live", ["1", "2"])}
 REST_API = "chatbot-admin"
 
 
@@ -272,10 +276,18 @@ def seed_aws() -> bool:
                        DefaultRouteSettings={"ThrottlingBurstLimit": 500, "ThrottlingRateLimit": 1000.0})
     create_rest_api(session.client("apigateway"), REST_API, "prod")
 
+    for name, (alias, releases) in LAMBDA_RELEASES.items():
+        for release in releases:
+            lam.update_function_configuration(FunctionName=name, Description=f"release {release}")
+            version = lam.publish_version(FunctionName=name, Description=f"release {release}")["Version"]
+        lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=version)
+
     ecs = session.client("ecs")
     ecs.create_cluster(clusterName=ECS_CLUSTER)
-    ecs.register_task_definition(family=ECS_SERVICE, containerDefinitions=[
-        {"name": "backend", "image": "chat-backend:latest", "memory": 512, "essential": True}])
+    for release in ECS_RELEASES:
+        ecs.register_task_definition(family=ECS_SERVICE, containerDefinitions=[
+            {"name": "backend", "image": f"chat-backend:{release}", "memory": 512, "essential": True}])
+    ecs.deregister_task_definition(taskDefinition=f"{ECS_SERVICE}:1")
     ecs.create_service(cluster=ECS_CLUSTER, serviceName=ECS_SERVICE, taskDefinition=ECS_SERVICE,
                        desiredCount=2)
     seed_stacks(session)

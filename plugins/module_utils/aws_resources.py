@@ -296,6 +296,18 @@ def check_lambda_limits(wanted: dict) -> None:
             raise RunbookError(f"{setting}={value} is outside what Lambda accepts ({span}); nothing was changed.")
 
 
+UNPUBLISHED = ("AWS applies provisioned concurrency only to a published version or an alias pointing at one, never "
+               "to $LATEST (the unpublished code that changes with every deploy; PutProvisionedConcurrencyConfig "
+               "refuses it)")
+
+
+def check_qualifier(qualifier: str | None) -> None:
+    """$LATEST as the qualifier of provisioned concurrency is refused before anything is read or changed."""
+    if qualifier is not None and qualifier.strip() == "$LATEST":
+        raise RunbookError(f"qualifier=$LATEST: {UNPUBLISHED}. Nothing was changed. Publish a version (aws lambda "
+                           "publish-version), point an alias at it, and give that alias (or the version) as qualifier.")
+
+
 class LambdaCapacity(LambdaConcurrency):
     """Memory, timeout, ephemeral storage, reserved concurrency, and the provisioned concurrency of one alias or
     version (`qualifier`; its record is `...-provisioned-concurrency@<qualifier>`). Only the settings named are
@@ -332,6 +344,14 @@ class LambdaCapacity(LambdaConcurrency):
             current.values["provisioned_concurrency"] = self._provisioned(resource).get(
                 "RequestedProvisionedConcurrentExecutions")
         return current
+
+    def check(self, current: Current, changing: dict) -> None:
+        if changing.get("provisioned_concurrency") is None or self.qualifier.isdigit():
+            return
+        alias = self.clients("lambda").get_alias(FunctionName=current.raw["FunctionName"], Name=self.qualifier)
+        if alias["FunctionVersion"] == "$LATEST":
+            raise RunbookError(f"alias {self.qualifier} points at $LATEST: {UNPUBLISHED}. Nothing was changed. "
+                               "Publish a version (aws lambda publish-version) and point the alias at it first.")
 
     def _provisioned(self, resource: Resource) -> dict:
         try:

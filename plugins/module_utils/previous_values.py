@@ -279,12 +279,14 @@ def apply(kind: Kind, resources: list[Resource], decide: Callable[[Current], Pla
     return rows
 
 
-def run(kind: Kind, resources: list[Resource], state: str, check_mode: bool, wanted: dict | None = None) -> dict:
+def run(kind: Kind, resources: list[Resource], state: str, check_mode: bool, wanted: dict | None = None,
+        decide: Callable[[Current], Plan] | None = None) -> dict:
     """The result every module of this family returns: one row per resource, counts, and a message. The pool is
-    as wide as the kind's clients were built for."""
+    as wide as the kind's clients were built for. `decide` replaces the plan of `state` (a kind with plans of its
+    own, such as a deployment rollback)."""
     workers = getattr(kind.clients, "workers", DEFAULT_WORKERS)
     now = isoformat(utc_now())
-    decide = {
+    decide = decide or {
         "stopped": lambda current: plan_stop(kind, current, now),
         "resumed": lambda current: plan_resume(kind, current),
         "present": lambda current: plan_set(kind, current, wanted or {}, now),

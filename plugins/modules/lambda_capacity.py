@@ -53,7 +53,9 @@ options:
     description: Provisioned concurrency of the alias or version O(qualifier).
     type: int
   qualifier:
-    description: Alias or published version whose provisioned concurrency is set (and read, for an undo).
+    description:
+      - Alias or published version whose provisioned concurrency is set (and read, for an undo).
+      - V($LATEST), or an alias pointing at V($LATEST), is refused before any change, as AWS refuses it.
     type: str
 """
 
@@ -104,6 +106,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources imp
     LAMBDA_SELECTION_SPEC,
     LambdaCapacity,
     check_lambda_limits,
+    check_qualifier,
     resolve_functions,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
@@ -129,6 +132,7 @@ def main():
         check_lambda_limits(wanted)
         if p["provisioned_concurrency"] is not None and not p["qualifier"]:
             raise RunbookError("provisioned_concurrency applies to an alias or a published version: give qualifier.")
+        check_qualifier(p["qualifier"])
         clients = Clients(p, p["workers"])
         functions = resolve_functions(clients, p["names"], p["prefixes"], p["tags"])
     finish(module, run(LambdaCapacity(clients, p["qualifier"]), functions, p["state"], module.check_mode, wanted=wanted))

@@ -1,0 +1,174 @@
+"""Deployment rollbacks against the AWS emulator over HTTP: an ECS service back to its previous ACTIVE task definition
+revision and a Lambda alias back to its previous published version, a second rollback undoing the first; a restart's
+new deployment; and every refusal made before anything changes. What changed is read back with the AWS CLI."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from aws_world import MOTO_ACCOUNT, AwsWorkspace, aws, clients, lambda_zip
+
+ROLLBACK = "rollback-deploy.yml"
+
+
+class DeployWorld:
+    """One module's services and functions with deploy histories, and a workspace whose inventory targets them.
+
+    ECS family <tag>-app: revisions 1 (INACTIVE), 2, 3, 4; service `app` runs 4. Family <tag>-solo: revision 1 only,
+    run by service `solo`. Lambda <tag>-fn: versions 1-3, alias `live` on 3, alias `edge` on $LATEST. <tag>-solo:
+    version 1 only, alias `live` on it."""
+
+    def __init__(self, env: dict, base):
+        self.env, self.tag = env, f"d{uuid.uuid4().hex[:8]}"
+        self.cluster, self.fn, self.solo_fn = f"{self.tag}-cluster", f"{self.tag}-fn", f"{self.tag}-solo"
+        ecs, iam, lam = clients(env, "ecs", "iam", "lambda")
+        ecs.create_cluster(clusterName=self.cluster)
+        for family, releases in ((f"{self.tag}-app", 4), (f"{self.tag}-solo", 1)):
+            for release in range(1, releases + 1):
+                ecs.register_task_definition(family=family, containerDefinitions=[
+                    {"name": "app", "image": f"app:{release}", "memory": 256}])
+        ecs.deregister_task_definition(taskDefinition=f"{self.tag}-app:1")
+        ecs.create_service(cluster=self.cluster, serviceName="app", taskDefinition=f"{self.tag}-app", desiredCount=2)
+        ecs.create_service(cluster=self.cluster, serviceName="solo", taskDefinition=f"{self.tag}-solo", desiredCount=1)
+        role = iam.create_role(RoleName=f"{self.tag}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        for name, releases in ((self.fn, 3), (self.solo_fn, 1)):
+            lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="index.handler",
+                                Code={"ZipFile": lambda_zip()})
+            for release in range(1, releases + 1):
+                lam.update_function_configuration(FunctionName=name, Description=f"release {release}")
+                lam.publish_version(FunctionName=name)
+            lam.create_alias(FunctionName=name, Name="live", FunctionVersion=str(releases))
+        lam.create_alias(FunctionName=self.fn, Name="edge", FunctionVersion="$LATEST")
+
+        app = {"cluster": self.cluster, "name": "app"}
+        live = {"function": self.fn, "alias": "live"}
+        self.ws = AwsWorkspace(base, env, {}, targets={
+            "latest": {"lambda": {"names": [self.fn], "qualifier": "$LATEST"}},
+            "edge": {"lambda": {"names": [self.fn], "qualifier": "edge"}}})
+        self.ws.extra = {"deploy_targets": {
+            "release": {"ecs_services": [app], "lambda_aliases": [live]},
+            "app": {"ecs_services": [app]},
+            "fn": {"lambda_aliases": [live]},
+            "solo": {"ecs_services": [{"cluster": self.cluster, "name": "solo"}],
+                     "lambda_aliases": [{"function": self.solo_fn, "alias": "live"}]}}}
+        self.ws.write_inventory({})
+
+    def play(self, *args, **extra):
+        return self.ws.play(ROLLBACK, *args, **extra)
+
+    # -- what a person checks -------------------------------------------------------------------------
+    def service(self, name: str = "app", cli: bool = True) -> dict:
+        [service] = aws(self.env, "ecs", "describe-services", "--cluster", self.cluster, "--services", name,
+                        "--include", "TAGS", cli=cli)["services"]
+        return service
+
+    def revision(self, name: str = "app", cli: bool = True) -> str:
+        return self.service(name, cli)["taskDefinition"].rsplit("/", 1)[1]
+
+    def version(self, function: str | None = None, alias: str = "live", cli: bool = True) -> str:
+        return aws(self.env, "lambda", "get-alias", "--function-name", function or self.fn, "--name", alias,
+                   cli=cli)["FunctionVersion"]
+
+    def function_tags(self) -> dict:
+        arn = f"arn:aws:lambda:{self.env['AWS_DEFAULT_REGION']}:{MOTO_ACCOUNT}:function:{self.fn}"
+        return {k: v for k, v in aws(self.env, "lambda", "list-tags", "--resource", arn)["Tags"].items()
+                if k.startswith("runbook:")}
+
+    def snapshot(self) -> dict:
+        """Everything a refused run must leave as it was (boto3: a tenth of the CLI's time)."""
+        return {"app": self.revision(cli=False), "solo": self.revision("solo", cli=False),
+                "live": self.version(cli=False), "solo-live": self.version(self.solo_fn, cli=False),
+                "edge": self.version(alias="edge", cli=False),
+                "tags": {t["key"]: t["value"] for t in self.service(cli=False).get("tags", [])}}
+
+
+@pytest.fixture(scope="module")
+def world(aws_emulator, tmp_path_factory):
+    aws_emulator.clear_faults()
+    return DeployWorld(dict(aws_emulator), tmp_path_factory.mktemp("deploy-rollback"))
+
+
+def arn(world: DeployWorld, key: str) -> str:
+    return f"arn:aws:ecs:{world.env['AWS_DEFAULT_REGION']}:{MOTO_ACCOUNT}:task-definition/{key}"
+
+
+def test_rollback_goes_to_the_previous_revision_and_version_and_a_second_one_undoes_it(world):
+    app = f"{world.tag}-app"
+    assert (world.revision(cli=False), world.version(cli=False)) == (f"{app}:4", "3")
+
+    plan = world.play(check=True, deploy_target="release")
+    assert plan.rc == 0, plan.output
+    assert plan.says(f"task_definition={app}:4 -> task_definition={app}:3") and plan.says("version=3"), plan.output
+    unconfirmed = world.play(deploy_target="release")
+    assert unconfirmed.rc != 0 and unconfirmed.says("Not confirmed: nothing was changed"), unconfirmed.output
+    assert (world.revision(cli=False), world.version(cli=False)) == (f"{app}:4", "3")
+
+    first = world.play(confirm=True, deploy_target="release")
+    assert first.rc == 0 and first.changed >= 1, first.output
+    service = world.service()
+    assert service["taskDefinition"] == arn(world, f"{app}:3")
+    assert [(d["status"], d["runningCount"]) for d in service["deployments"]] == [("PRIMARY", 2)]  # waited: steady
+    tags = {t["key"]: t["value"] for t in service["tags"]}
+    assert tags["runbook:rollback-previous-task-definition"] == arn(world, f"{app}:4")
+    assert tags["runbook:rollback-task-definition"] == arn(world, f"{app}:3")
+    assert world.version() == "2"
+    recorded = world.function_tags()
+    assert (recorded["runbook:rollback-previous-live-version"], recorded["runbook:rollback-live-version"]) == ("3", "2")
+
+    second = world.play(confirm=True, deploy_target="release")
+    assert second.rc == 0 and second.says("undoes the rollback of"), second.output
+    assert (world.revision(), world.version()) == (f"{app}:4", "3")
+    audit = world.ws.audit()
+    assert [(r["procedure"], r["result"]) for r in audit] == [("deploy-rollback", "acted")] * 2
+    assert [r["after"]["task_definition"] for r in audit[0]["resources"] if "task_definition" in r["after"]] == \
+        [f"{app}:3"]
+
+
+def test_a_named_revision_and_version_skip_over_others_and_a_second_run_changes_nothing(world):
+    app = f"{world.tag}-app"
+    named = world.play(confirm=True, deploy_target="release", to=2)
+    assert named.rc == 0 and named.changed >= 1, named.output
+    assert (world.revision(), world.version()) == (f"{app}:2", "2")
+    again = world.play(confirm=True, deploy_target="release", to=2)
+    assert again.rc == 0 and again.changed == 0, again.output
+    assert (world.revision(cli=False), world.version(cli=False)) == (f"{app}:2", "2")
+
+
+def test_a_restart_starts_a_new_deployment_of_the_same_revision(world):
+    before = world.service()
+    restart = world.play(confirm=True, deploy_target="app", action="restart")
+    assert restart.rc == 0 and restart.changed >= 1, restart.output
+    after = world.service()
+    [deployment] = after["deployments"]
+    assert deployment["id"] != before["deployments"][0]["id"]
+    assert (deployment["taskDefinition"], deployment["rolloutState"], deployment["runningCount"]) == \
+        (before["taskDefinition"], "COMPLETED", 2)
+    assert after["taskDefinition"] == before["taskDefinition"]
+
+
+@pytest.mark.parametrize(("playbook", "extra", "messages"), [
+    (ROLLBACK, {"deploy_target": "solo"}, [
+        "{tag}-solo:1, and {tag}-solo has no ACTIVE revision older than it: nothing to roll back to",
+        "alias live of {tag}-solo points at version 1, and there is no published version older than it"]),
+    (ROLLBACK, {"deploy_target": "release", "to": 1}, [
+        "task definition {tag}-app:1 is INACTIVE (deregistered)",
+        "ACTIVE revision of {tag}-app with to=REVISION (2, 3, 4)"]),
+    (ROLLBACK, {"deploy_target": "release", "to": 9}, [
+        "task definition {tag}-app:9 does not exist", "function {tag}-fn has no published version '9'"]),
+    (ROLLBACK, {"deploy_target": "fn", "to": "$LATEST"}, [
+        "version=$LATEST: a rollback never points an alias at $LATEST"]),
+    (ROLLBACK, {"deploy_target": "nope"}, ['Unknown deploy target "nope"', "defines app, fn, release, solo"]),
+    ("scale.yml", {"scale_target": "latest", "lambda_provisioned_concurrency": 2}, [
+        "qualifier=$LATEST: AWS applies provisioned concurrency only to a published version"]),
+    ("scale.yml", {"scale_target": "edge", "lambda_provisioned_concurrency": 2}, [
+        "alias edge points at $LATEST: AWS applies provisioned concurrency only to a published version"]),
+], ids=["no-previous", "inactive", "missing", "latest-alias-target", "unknown-target", "latest-qualifier",
+        "alias-on-latest"])
+def test_bad_input_is_refused_before_any_change(world, playbook, extra, messages):
+    before = world.snapshot()
+    run = world.ws.play(playbook, confirm=True, **extra)
+    assert run.rc != 0, run.output
+    for message in messages:
+        assert run.says(message.format(tag=world.tag)), run.output
+    assert world.snapshot() == before
