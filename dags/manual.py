@@ -121,3 +121,39 @@ kill_long_queries = manual_procedure(
 ### Kill long queries
 Cancels, then terminates, sessions running longer than the limit; never its own, autovacuum or replication.
 """)
+
+restart_app = manual_procedure(
+    "restart_app", "restart-app.yml", tags=["app", "restart"],
+    params={"service": dict(default="backend", type="string", minLength=1, title="Service",
+                            description="A service of the app hosts' app_services: a compose service (backend or "
+                                        "chat/backend), a container or a systemd unit.")},
+    extravars={"service": "{{ params.service }}"},
+    verify_extravars={"verify": True},
+    doc_md="""
+### Rolling restart of an application service
+`restart-app.yml`: one container (or unit) at a time, one host at a time, each healthy (Docker's health check) before
+the next; the first that is not stops the run and is named. The approval shows the order. The last step restarts
+nothing: it checks that every container of the service runs and is healthy.
+""")
+
+terraform_unlock = manual_procedure(
+    "terraform_unlock", "terraform-unlock.yml", tags=["aws", "terraform"],
+    params={
+        "lock_path": dict(default="", type="string", pattern="^[^/]+/.+$", title="Lock path",
+                          description="The Path line of Terraform's 'Error acquiring the state lock' message: "
+                                      "BUCKET/KEY."),
+        "lock_table": dict(default="", type="string", title="Lock table",
+                           description="The backend's dynamodb_table, if it has one; empty for the S3 .tflock only."),
+        "lock_id": dict(default="", type="string", minLength=1, title="Lock ID",
+                        description="The ID line of the same message: only the lock with this ID is removed."),
+        "min_age": dict(default="1h", type="string", pattern="^[0-9]+[smhd]?$|^0$", title="Older than",
+                        description="A younger lock is refused (a live run may hold it): 1h, 30m."),
+    },
+    extravars={"lock_path": "{{ params.lock_path }}", "lock_table": "{{ params.lock_table }}",
+               "lock_id": "{{ params.lock_id }}", "min_age": "{{ params.min_age }}"},
+    doc_md="""
+### Remove a stale Terraform state lock
+`terraform-unlock.yml`, like `terraform force-unlock LOCK_ID` but only that lock, only once it is older than the
+threshold, with a delete conditional on what was read (a lock taken again meanwhile is kept and named). The approval
+shows who holds the lock, for which operation and since when. The state object and its digest are never touched.
+""")

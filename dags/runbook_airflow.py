@@ -355,9 +355,14 @@ REASON = dict(type="string", minLength=5, title="Reason",
               description="Why this run is made (an incident number, a ticket): written to the audit log.")
 
 
-def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dict, doc_md: str, tags: list[str]):
+def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dict, doc_md: str, tags: list[str],
+                     verify_extravars: dict | None = None):
     """A destructive procedure: plan (check mode) -> approval showing that plan -> apply (confirm=true, no retry)
-    -> verify (check mode again must find nothing left to change). A rejected approval skips apply and verify."""
+    -> verify (check mode again must find nothing left to change). A rejected approval skips apply and verify.
+
+    An action rather than a state (a restart, a rollback whose second run undoes the first) is never "nothing left
+    to change": `verify_extravars` turn the verify step into the playbook's own check of the result (such as
+    verify=true), still in check mode and still required to change nothing."""
     from airflow.providers.standard.operators.hitl import ApprovalOperator
     from airflow.sdk import DAG, Param
 
@@ -375,9 +380,11 @@ def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dic
             response_timeout=timedelta(hours=4), doc_md="A person reads the plan and approves or rejects it.")
         apply = PlaybookOperator(task_id="apply", playbook=playbook, extravars={**extravars, "confirm": True},
                                  reason=reason, retries=0, doc_md="The change, with confirm=true. Never retried.")
-        verify = PlaybookOperator(task_id="verify", playbook=playbook, extravars=extravars, check=True,
-                                  expect_no_change=True, reason=reason, retries=1,
-                                  doc_md="Check mode again: nothing may be left to change.")
+        checked = ("The playbook's own check of the result, in check mode: it must change nothing."
+                   if verify_extravars else "Check mode again: nothing may be left to change.")
+        verify = PlaybookOperator(task_id="verify", playbook=playbook,
+                                  extravars={**extravars, **(verify_extravars or {})}, check=True,
+                                  expect_no_change=True, reason=reason, retries=1, doc_md=checked)
         plan >> approve >> apply >> verify
     return dag
 

@@ -22,6 +22,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import write_json_atomic
@@ -277,6 +278,28 @@ class AppServices:
                 state[service.key] = {"type": "systemd", "running": self.systemd.active(service.name)}
         return state
 
+    def health(self) -> tuple[list[dict], list[str]]:
+        """Each service as it runs now (its containers with Docker's health status, or whether its unit is
+        active), and what is wrong: a service with nothing running, a running container that is not healthy.
+        A stopped container beside running ones (kept by a scale to fewer) is listed, not a problem."""
+        rows, problems = [], []
+        for service in self.services:
+            if not service.is_docker:
+                active = self.systemd.active(service.name)
+                rows.append({"service": service.key, "active": active})
+                if not active:
+                    problems.append(f"{service.name} is not active")
+                continue
+            containers = self.docker.containers(service)
+            items = [{"name": c.name, "running": is_running(c), "health": health_status(c)} for c in containers]
+            rows.append({"service": service.key, "containers": items})
+            if not any(item["running"] for item in items):
+                problems.append(f"{service.key} has no running container"
+                                + (f" (stopped: {', '.join(i['name'] for i in items)})" if items else ""))
+            problems += [f"container {item['name']} ({service.key}) is {item['health']}" for item in items
+                         if item["running"] and item["health"] not in (None, "healthy")]
+        return rows, problems
+
     def _no_container(self, service: Service, why: str = "") -> RunbookError:
         return RunbookError(f"{service.key}: no container has the labels {PROJECT_LABEL}={service.project} and "
                             f"{SERVICE_LABEL}={service.service} on {self.docker.host}{why}. Check the project and "
@@ -297,8 +320,10 @@ class AppServices:
             if service.is_docker:
                 for item in current["running"]:
                     outcome.did(f"stopped container {item['name']} ({service.key})")
-                    if not self.check_mode:
-                        self._stop_container(item["id"], service)
+                if not self.check_mode:
+                    # A service's containers stop side by side, as `docker compose stop` stops them: each may
+                    # take up to stop_timeout to exit.
+                    side_by_side(lambda item, s=service: self._stop_container(item["id"], s), current["running"])
             elif current["running"]:
                 outcome.did(f"stopped {service.name}")
                 if not self.check_mode:
@@ -328,6 +353,7 @@ class AppServices:
                 if entry is None:
                     outcome.services.append({"service": service.key, "note": "no record: left as it is"})
                     continue
+                stopped = []
                 for item in entry.get("running", []):
                     container = self.docker.get(item["id"]) or self.docker.get(item["name"])
                     if container is None:
@@ -336,8 +362,9 @@ class AppServices:
                                            f"again. The record {self.record_path} is kept.")
                     if not is_running(container):
                         outcome.did(f"started container {container.name} ({service.key})")
-                        if not self.check_mode:
-                            self._start_container(container, service)
+                        stopped.append(container)
+                if not self.check_mode:
+                    side_by_side(lambda container, s=service: self._start_container(container, s), stopped)
                 outcome.services.append({"service": service.key, "started": [i["name"] for i in entry["running"]]})
             else:
                 wanted = entry["running"] if entry is not None else True
@@ -566,6 +593,18 @@ class AppServices:
         done = "; ".join(outcome.actions) if outcome.actions else "nothing was changed before it"
         return (f"Done before it: {done}. The record {self.record_path} holds the containers there were before the "
                 "scaling: the undo (playbooks/scale-undo.yml) puts them back.")
+
+
+def side_by_side(action, items: list) -> None:
+    """action(item) for every item at once (a thread each, up to 16); the first error is raised once all ended."""
+    if len(items) <= 1:
+        for item in items:
+            action(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
+        futures = [pool.submit(action, item) for item in items]
+    for future in futures:
+        future.result()
 
 
 def wait_healthy(container, health_url: str, timeout: float, settle: float, unit_active=None) -> str:

@@ -21,8 +21,8 @@ def dagbag(airflow):
 
 SCHEDULED = {"backup_postgres", "verify_backups", "pg_integrity", "pg_maintenance", "health_sweep", "log_retention",
              "backup_dynamodb", "pitr_drill", "base_backup_postgres"}
-MANUAL = {"recover_db", "recover_db_to_a_point_in_time",
-          "emergency_shutdown", "emergency_resume", "scale", "bootstrap_fixes", "kill_long_queries"}
+MANUAL = {"recover_db", "recover_db_to_a_point_in_time", "emergency_shutdown", "emergency_resume", "scale",
+          "bootstrap_fixes", "kill_long_queries", "restart_app", "terraform_unlock"}
 
 
 def test_no_import_errors_and_every_dag_is_there(dagbag):
@@ -66,3 +66,11 @@ def test_the_recover_db_form(dagbag):
     assert set(params) == {"database", "backup", "reason"}
     assert params["backup"] == "latest"
     assert params.get_param("backup").schema["pattern"] == "^(latest|[0-9]{8}T[0-9]{6}Z)$"
+
+
+def test_a_restart_is_verified_by_the_health_of_what_it_restarted(dagbag):
+    dag = dagbag.dags["restart_app"]
+    verify = dag.task_dict["verify"]
+    # A restart always has something to do: its verify step is the playbook's health check, which restarts nothing.
+    assert verify.extravars == {"service": "{{ params.service }}", "verify": True} and verify.expect_no_change
+    assert "verify" not in dag.task_dict["apply"].extravars and "verify" not in dag.task_dict["plan"].extravars

@@ -202,6 +202,9 @@ def test_a_rolling_restart_goes_one_container_at_a_time_and_stops_at_an_unhealth
     assert second[names[1]] - second[names[0]] >= datetime.timedelta(seconds=2)
     assert second[names[2]] - second[names[1]] >= datetime.timedelta(seconds=2)
     assert dockerd.running(project, "backend") == sorted(names)
+    healthy = ws.play("restart-app.yml", check=True, service="backend", verify=True)  # the restart_app DAG's verify
+    assert healthy.rc == 0 and healthy.changed == 0, healthy.output[-3000:]
+    assert {name: started(dockerd, name) for name in names} == second, "the check restarted something"
 
     containers[1].exec_run(["touch", "/fail-on-start"])  # its next start comes up unhealthy
     broken = ws.play("restart-app.yml", service="backend", confirm=True)
@@ -209,6 +212,8 @@ def test_a_rolling_restart_goes_one_container_at_a_time_and_stops_at_an_unhealth
     assert broken.says(f"restarted and healthy before it: restarted container {names[0]}")
     assert started(dockerd, names[0]) > second[names[0]] and started(dockerd, names[1]) > second[names[1]]
     assert started(dockerd, names[2]) == second[names[2]], "the one after the unhealthy one was restarted"
+    sick = ws.play("restart-app.yml", check=True, service="backend", verify=True)
+    assert sick.rc != 0 and sick.says(f"container {names[1]} (compose:{project}/backend) is unhealthy"), sick.output
     assert [(r["result"], r.get("unhealthy")) for r in ws.audit()] == [
         ("refused", None), ("restarted", None), ("failed", names[1])]
 
