@@ -54,6 +54,7 @@ class History:
     running: str
     states: dict[str, str]
     usable: str
+    what: str  # what a usable one is called: "ACTIVE revision", "published version"
     line: Callable[[str], int | None]
     unusable: Callable[[str, str | None], str]  # (key, its state or None when missing) -> why and what to do
     nothing_older: Callable[[list[str]], str]  # (older keys that are not usable) -> why and what to do
@@ -96,7 +97,7 @@ def choose_target(history: History, wanted: str | None) -> Choice:
         raise RunbookError(history.nothing_older(older))
     target = usable[0]
     skipped = older[:older.index(target)]
-    note = f"the newest {history.usable} one before {history.running}"
+    note = f"the newest {history.what} before {history.running}"
     if skipped:
         note += f" ({', '.join(f'{key} is {history.states[key]}' for key in skipped)})"
     if history.recorded_previous == target:
@@ -151,7 +152,7 @@ def wanted_revision(to: str | None, running: str) -> str | None:
     return key
 
 
-def ecs_history(service_name: str, running: str, states: dict[str, str], tags: dict) -> History:
+def ecs_history(running: str, states: dict[str, str], tags: dict) -> History:
     family = revision_of(running)[0]
 
     def line(key: str) -> int | None:
@@ -173,12 +174,13 @@ def ecs_history(service_name: str, running: str, states: dict[str, str], tags: d
 
     def nothing_older(older: list[str]) -> str:
         inactive = f" ({', '.join(f'{key} is {states[key]}' for key in older)})" if older else ""
-        return (f"{service_name} runs {running}, and {family} has no ACTIVE revision older than it{inactive}: "
+        return (f"it runs {running}, and {family} has no ACTIVE revision older than it{inactive}: "
                 "nothing to roll back to. Nothing was changed. Give the revision to go to with to=REVISION "
                 f"(ACTIVE: {active()}).")
 
     recorded = {key: task_definition_key(tags[key]) for key in (ECS_PREVIOUS, ECS_SET) if tags.get(key)}
-    return History(running, states, "ACTIVE", line, unusable, nothing_older, recorded.get(ECS_PREVIOUS),
+    return History(running, states, "ACTIVE", "ACTIVE revision", line, unusable, nothing_older,
+                   recorded.get(ECS_PREVIOUS),
                    recorded.get(ECS_SET), tags.get(ECS_AT))
 
 
@@ -224,7 +226,7 @@ class EcsDeployment(Kind):
         tags = {t["key"]: t["value"] for t in service.get("tags") or []}
         raw = {"service": service, "arns": {running: service["taskDefinition"]}}
         if self.state == "rolled_back":
-            raw["history"] = ecs_history(resource.name, running, self._states(running, tags, raw["arns"]), tags)
+            raw["history"] = ecs_history(running, self._states(running, tags, raw["arns"]), tags)
         return Current({"task_definition": running}, tags, raw)
 
     def _states(self, running: str, tags: dict, arns: dict) -> dict[str, str]:
@@ -252,6 +254,12 @@ class EcsDeployment(Kind):
 
     def plan(self, current: Current) -> Plan:
         service, running = current.raw["service"], current.values["task_definition"]
+        controller = (service.get("deploymentController") or {}).get("type", "ECS")
+        if controller != "ECS":
+            how = ("through CodeDeploy (aws deploy stop-deployment --auto-rollback-enabled, or a deployment of the "
+                   "previous revision)" if controller == "CODE_DEPLOY" else "with the tool that manages its task sets")
+            raise RunbookError(f"its deployments are run by {controller}, not by ECS, so UpdateService cannot restart "
+                               f"it or change its task definition: do it {how}. Nothing was changed.")
         if self.state == "restarted":
             if self.to is not None and str(self.to).strip():
                 raise RunbookError("a restart starts a new deployment of the task definition the service runs: "
@@ -333,6 +341,11 @@ def describe_weights(weights: dict) -> str | None:
     return ", ".join(f"{version} ({float(weight) * 100:g}%)" for version, weight in sorted(weights.items())) or None
 
 
+def alias_values(version: str, weights: dict) -> dict:
+    """What a person reads of an alias: its version, and its second version only when it has one."""
+    return {"version": version, **({"second_version": describe_weights(weights)} if weights else {})}
+
+
 def wanted_version(to: str | None) -> str | None:
     return str(to).strip() if to is not None and str(to).strip() else None
 
@@ -359,13 +372,13 @@ def alias_history(function: str, alias: str, running: str, versions: list[str], 
 
     def nothing_older(older: list[str]) -> str:
         if running == LATEST:
-            return (f"alias {alias} of {function} points at $LATEST, which has no version before it to roll back "
-                    f"to. Nothing was changed. Give the version to go to with to=VERSION (published: {published}).")
-        return (f"alias {alias} of {function} points at version {running}, and there is no published version older "
-                "than it: nothing to roll back to. Nothing was changed. Give the version to go to with to=VERSION "
+            return ("it points at $LATEST, which has no version before it to roll back to. Nothing was changed. Give "
+                    f"the version to go to with to=VERSION (published: {published}).")
+        return (f"it points at version {running}, and {function} has no published version older than it: nothing "
+                "to roll back to. Nothing was changed. Give the version to go to with to=VERSION "
                 f"(published: {published}).")
 
-    return History(running, states, "PUBLISHED", line, unusable, nothing_older, previous,
+    return History(running, states, "PUBLISHED", "published version", line, unusable, nothing_older, previous,
                    version_from_tags(tags.get(set_key)), tags.get(at_key))
 
 
@@ -373,7 +386,7 @@ def plan_alias(history: History, weights: dict, recorded_weights: dict, wanted: 
                now: str) -> Plan:
     """The plan for one alias. A weighted alias first loses its second version (the canary is what goes back); an
     undo puts back the weights recorded with the version."""
-    before = {"version": history.running, "second_version": describe_weights(weights)}
+    before = alias_values(history.running, weights)
     if wanted == LATEST:
         raise RunbookError(history.unusable(LATEST, None))
     since = history.recorded_at or "an earlier run"
@@ -392,9 +405,11 @@ def plan_alias(history: History, weights: dict, recorded_weights: dict, wanted: 
     previous_key, weights_key, set_key, at_key = alias_record_keys(alias)
     record = {previous_key: version_in_tags(history.running), weights_key: encode_weights(weights),
               set_key: version_in_tags(choice.target), at_key: now}
+    after = {"version": choice.target}
+    if weights or target_weights:  # shown only for a weighted alias, before or after
+        after["second_version"] = describe_weights(target_weights)
     return Plan(choice.action, write={"version": choice.target, "weights": target_weights}, add_tags=record,
-                after={"version": choice.target, "second_version": describe_weights(target_weights)},
-                note=f"{choice.note}; version {history.running} recorded for undo")
+                after=after, note=f"{choice.note}; version {history.running} recorded for undo")
 
 
 class AliasVersion(Kind):
@@ -419,7 +434,7 @@ class AliasVersion(Kind):
         tags = lam.list_tags(Resource=resource.arn).get("Tags") or {}
         weights = (found.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
         history = alias_history(function, alias, found["FunctionVersion"], versions, tags)
-        return Current({"version": found["FunctionVersion"], "second_version": describe_weights(weights)}, tags,
+        return Current(alias_values(found["FunctionVersion"], weights), tags,
                        {"alias": found, "weights": weights, "history": history})
 
     def plan(self, current: Current) -> Plan:

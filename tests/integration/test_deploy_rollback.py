@@ -147,10 +147,27 @@ def test_a_restart_starts_a_new_deployment_of_the_same_revision(world):
     assert after["taskDefinition"] == before["taskDefinition"]
 
 
+def test_a_failure_names_what_was_done_before_it(world, aws_emulator):
+    app = f"{world.tag}-app"
+    assert (world.revision(cli=False), world.version(cli=False)) == (f"{app}:2", "2")  # the named rollback's
+    aws_emulator.inject({"operation": "UpdateAlias", "match": world.fn, "code": "AccessDeniedException",
+                         "status": 403, "message": "not authorized to perform: lambda:UpdateAlias"})
+    try:
+        run = world.play(confirm=True, deploy_target="release")  # undoes the named rollback: ECS first, then Lambda
+    finally:
+        aws_emulator.clear_faults()
+    assert run.rc != 0, run.output
+    assert run.says("not authorized to perform: lambda:UpdateAlias"), run.output
+    assert run.says(f"Done before the failure: {world.cluster}/app ({app}:2 -> {app}:4)"), run.output
+    assert (world.revision(), world.version()) == (f"{app}:4", "2")
+    assert world.ws.audit()[-1]["result"] == "failed"
+
+
 @pytest.mark.parametrize(("playbook", "extra", "messages"), [
     (ROLLBACK, {"deploy_target": "solo"}, [
-        "{tag}-solo:1, and {tag}-solo has no ACTIVE revision older than it: nothing to roll back to",
-        "alias live of {tag}-solo points at version 1, and there is no published version older than it"]),
+        "{tag}-cluster/solo: it runs {tag}-solo:1, and {tag}-solo has no ACTIVE revision older than it: nothing to "
+        "roll back to",
+        "{tag}-solo:live: it points at version 1, and {tag}-solo has no published version older than it"]),
     (ROLLBACK, {"deploy_target": "release", "to": 1}, [
         "task definition {tag}-app:1 is INACTIVE (deregistered)",
         "ACTIVE revision of {tag}-app with to=REVISION (2, 3, 4)"]),

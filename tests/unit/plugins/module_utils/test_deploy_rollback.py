@@ -8,6 +8,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.deploy_rollback i
     ECS_AT,
     ECS_PREVIOUS,
     ECS_SET,
+    EcsDeployment,
     alias_history,
     alias_record_keys,
     choose_target,
@@ -19,6 +20,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.deploy_rollback i
     wait_until,
     wanted_revision,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import Current
 
 ARN = "arn:aws:ecs:us-east-1:123456789012:task-definition/"
 NOW = "2026-11-23T03:00:00.000000Z"
@@ -27,7 +29,7 @@ PREVIOUS, WEIGHTS, SET, AT = alias_record_keys("live")
 
 def family(running="app:5", inactive=(1, 4), active=(2, 3, 5), tags=None, extra=None):
     states = {f"app:{n}": "ACTIVE" for n in active} | {f"app:{n}": "INACTIVE" for n in inactive} | (extra or {})
-    return ecs_history("cluster/app", running, states, tags or {})
+    return ecs_history(running, states, tags or {})
 
 
 def refused(history, wanted=None) -> str:
@@ -50,7 +52,7 @@ def test_another_family_never_counts_as_an_older_revision():
 
 def test_nothing_older_is_refused_saying_what_to_do():
     message = refused(family(running="app:2", inactive=(1,), active=(2, 3)))
-    assert "cluster/app runs app:2, and app has no ACTIVE revision older than it (app:1 is INACTIVE)" in message
+    assert "it runs app:2, and app has no ACTIVE revision older than it (app:1 is INACTIVE)" in message
     assert "Nothing was changed" in message and "to=REVISION (ACTIVE: 2, 3)" in message
 
 
@@ -103,6 +105,23 @@ def test_an_undo_to_a_revision_deregistered_since_is_refused():
     assert "app:4 is INACTIVE" in refused(family(running="app:3", tags=tags))
 
 
+@pytest.mark.parametrize("state", ["restarted", "rolled_back"])
+def test_a_service_deployed_by_codedeploy_is_refused(state):
+    current = Current({"task_definition": "app:5"}, {}, {"service": {"deploymentController": {"type": "CODE_DEPLOY"}},
+                                                         "history": family()})
+    with pytest.raises(RunbookError, match="run by CODE_DEPLOY, not by ECS.*through CodeDeploy"):
+        EcsDeployment(None, state).plan(current)
+
+
+def test_a_restart_replaces_the_tasks_of_the_revision_running():
+    current = Current({"task_definition": "app:5"}, {}, {"service": {"desiredCount": 3}})
+    plan = EcsDeployment(None, "restarted").plan(current)
+    assert (plan.action, plan.write, plan.after) == ("restart", {"force": True}, {"task_definition": "app:5"})
+    assert plan.changes and "its 3 task(s) replaced" in plan.note
+    with pytest.raises(RunbookError, match="give no task_definition"):
+        EcsDeployment(None, "restarted", to="4").plan(current)
+
+
 # -- Lambda aliases -----------------------------------------------------------------------------------
 def alias(running="3", versions=("$LATEST", "1", "2", "3"), tags=None):
     return alias_history("fn", "live", running, list(versions), tags or {})
@@ -112,7 +131,7 @@ def test_an_alias_goes_to_the_previous_published_version_recording_what_it_point
     plan = plan_alias(alias(), {}, {}, None, "live", NOW)
     assert (plan.action, plan.write) == ("rollback", {"version": "2", "weights": {}})
     assert plan.add_tags == {PREVIOUS: "3", WEIGHTS: "", SET: "2", AT: NOW}
-    assert plan.after == {"version": "2", "second_version": None}
+    assert plan.after == {"version": "2"}
 
 
 def test_a_weighted_alias_first_drops_its_canary_and_the_undo_puts_it_back():
@@ -139,8 +158,8 @@ def test_a_named_version_already_pointed_at_is_unchanged():
     (alias(), "$LATEST", "version=$LATEST: a rollback never points an alias at $LATEST"),
     (alias(), "7", "function fn has no published version '7'. Nothing was changed. Give one of its published "
                    "versions: 1, 2, 3."),
-    (alias(running="1"), None, "alias live of fn points at version 1, and there is no published version older"),
-    (alias(running="$LATEST"), None, "alias live of fn points at $LATEST, which has no version before it"),
+    (alias(running="1"), None, "it points at version 1, and fn has no published version older than it"),
+    (alias(running="$LATEST"), None, "it points at $LATEST, which has no version before it"),
     (alias(running="2", tags={PREVIOUS: "LATEST", SET: "2"}), None,
      "the alias pointed at $LATEST before the rollback its record undoes"),
 ])
