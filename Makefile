@@ -112,19 +112,11 @@ dags: venv
 molecule: venv
 	MOLECULE_JOBS=$(MOLECULE_JOBS) bash tests/molecule/run.sh
 
-# The phases in order, then a table of their wall times; it is printed also when a phase fails (the phases after
-# it do not run). One after another: they are CPU-bound on 2 cores, and side by side each took as long again
-# (lint 48 s alone, 335 s beside the integration tests).
+# The phases in order, then a table of their wall times and busy cores (tests/phases.sh); it is printed also when a
+# phase fails (the phases after it do not run). One after another: they are CPU-bound on 2 cores, and side by side
+# each took as long again (lint 48 s alone, 335 s beside the integration tests).
 test: venv
-	@status=0; table=""; begin=$$SECONDS; \
-	for phase in $(TEST_PHASES); do \
-		if [ $$status -ne 0 ]; then table+=$$(printf '\n  %-12s %6s  not run' $$phase -); continue; fi; \
-		start=$$SECONDS; result=ok; \
-		$(MAKE) --no-print-directory $$phase || { status=$$?; result=FAILED; }; \
-		table+=$$(printf '\n  %-12s %5ss  %s' $$phase $$((SECONDS - start)) $$result); \
-	done; \
-	printf '\n== make test: wall time per phase%s\n  %-12s %5ss\n' "$$table" total $$((SECONDS - begin)); \
-	exit $$status
+	@bash tests/phases.sh $(TEST_PHASES)
 
 bench: venv
 	$(BIN)/python bench/backup_restore.py --mb $${BENCH_MB:-300}

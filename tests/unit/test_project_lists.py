@@ -26,6 +26,7 @@ NO_CONNECTION = {
     "audit_log",  # appends a JSON line to a local file
     "health_report",  # merges findings already gathered into a local report file
     "app_services",  # the host's own systemd units and Docker daemon (its socket, docker_host)
+    "app_services_info",  # reads the same units and containers
 }
 # A playbook with no DAG says why in its own header comment, where the next person to open it reads it.
 NO_DAG_LINE = re.compile(r"^# No DAG: (\S.*)$", re.MULTILINE)
