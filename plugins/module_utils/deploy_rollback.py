@@ -34,8 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import error_code, paginate
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import EcsDesiredCount, LambdaConcurrency
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, utc_now
-from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import Current, Kind, Plan, Resource
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import Current, Plan, Resource
 
 LATEST, LATEST_IN_TAGS = "$LATEST", "LATEST"
 ECS_PREVIOUS, ECS_SET, ECS_AT = ("runbook:rollback-previous-task-definition", "runbook:rollback-task-definition",
@@ -90,8 +91,9 @@ def choose_target(history: History, wanted: str | None) -> Choice:
                       f"undoes the rollback of {history.recorded_at or 'an earlier run'} "
                       f"({history.recorded_previous} -> {history.running})")
     place = history.line(history.running)
-    older = sorted((key for key in history.states if place is not None and (history.line(key) or 0) < place
-                    and history.line(key) is not None), key=history.line, reverse=True)
+    places = {key: history.line(key) for key in history.states}
+    older = sorted((key for key, at in places.items() if None not in (at, place) and at < place),
+                   key=places.get, reverse=True)
     usable = [key for key in older if history.states[key] == history.usable]
     if not usable:
         raise RunbookError(history.nothing_older(older))
@@ -180,8 +182,7 @@ def ecs_history(running: str, states: dict[str, str], tags: dict) -> History:
 
     recorded = {key: task_definition_key(tags[key]) for key in (ECS_PREVIOUS, ECS_SET) if tags.get(key)}
     return History(running, states, "ACTIVE", "ACTIVE revision", line, unusable, nothing_older,
-                   recorded.get(ECS_PREVIOUS),
-                   recorded.get(ECS_SET), tags.get(ECS_AT))
+                   recorded.get(ECS_PREVIOUS), recorded.get(ECS_SET), tags.get(ECS_AT))
 
 
 def deployment_state(service: dict, deployment_id: str) -> tuple[str, str]:
@@ -206,8 +207,9 @@ def deployment_state(service: dict, deployment_id: str) -> tuple[str, str]:
     return ("done" if steady else "waiting"), status
 
 
-class EcsDeployment(Kind):
-    """The task definition an ECS service runs: `restarted` (a new deployment of the same one) or `rolled_back`."""
+class EcsDeployment(EcsDesiredCount):
+    """The task definition an ECS service runs: `restarted` (a new deployment of the same one) or `rolled_back`.
+    Tagged as the desired count's record is."""
 
     noun = "ECS service"
 
@@ -286,7 +288,10 @@ class EcsDeployment(Kind):
             change = f"ECS took the change (the service now runs {task_definition_key(values['task_definition'])})"
         if self.wait_seconds <= 0:
             return
-        primary = next(d for d in updated.get("deployments") or [] if d.get("status") == "PRIMARY")
+        primary = next((d for d in updated.get("deployments") or [] if d.get("status") == "PRIMARY"), None)
+        if primary is None:
+            raise RunbookError(f"{change}, but ECS reported no PRIMARY deployment to wait for: check the service with "
+                               "aws ecs describe-services")
 
         def check() -> tuple[str, str]:
             found = ecs.describe_services(cluster=cluster, services=[resource.arn]).get("services") or [{}]
@@ -298,13 +303,6 @@ class EcsDeployment(Kind):
             undo = ("; the record of this rollback is on the service: a rollback now goes back to "
                     f"{current.values['task_definition']}") if not values.get("force") else ""
             raise RunbookError(f"{change}, but {exc}{undo}") from None
-
-    def tag(self, resource: Resource, tags: dict) -> None:
-        self.clients("ecs").tag_resource(resourceArn=resource.arn,
-                                         tags=[{"key": k, "value": v} for k, v in tags.items()])
-
-    def untag(self, resource: Resource, keys: list) -> None:
-        self.clients("ecs").untag_resource(resourceArn=resource.arn, tagKeys=keys)
 
 
 # -- Lambda aliases -----------------------------------------------------------------------------------
@@ -412,8 +410,9 @@ def plan_alias(history: History, weights: dict, recorded_weights: dict, wanted: 
                 after=after, note=f"{choice.note}; version {history.running} recorded for undo")
 
 
-class AliasVersion(Kind):
-    """The version a Lambda alias points at. Tags go on the function (aliases take none)."""
+class AliasVersion(LambdaConcurrency):
+    """The version a Lambda alias points at. Its record is tagged on the function (aliases take no tags), as the
+    function's reserved concurrency's is."""
 
     noun = "Lambda alias"
 
@@ -470,12 +469,6 @@ class AliasVersion(Kind):
             wait_until(check, self.wait_seconds, f"the provisioned concurrency of {alias}")
         except RunbookError as exc:
             raise RunbookError(f"the alias now points at version {values['version']}, but {exc}") from None
-
-    def tag(self, resource: Resource, tags: dict) -> None:
-        self.clients("lambda").tag_resource(Resource=resource.arn, Tags=tags)
-
-    def untag(self, resource: Resource, keys: list) -> None:
-        self.clients("lambda").untag_resource(Resource=resource.arn, TagKeys=keys)
 
 
 def resolve_aliases(clients, entries: list[dict]) -> list[Resource]:
