@@ -95,8 +95,9 @@ def main() -> int:
         ours, raw, per_task = [], [], []
         for _ in range(args.repeat):
             with psycopg.connect(**cluster.conninfo("chat"), autocommit=True) as conn:
-                conn.execute("DELETE FROM chat_messages")  # a wreck, so the recovery has something to do
-            proc = playbook("recover-db.yml", "-e", "confirm=true", json_out=True)
+                conn.execute("DELETE FROM chat_messages")  # a wreck after the last recovery from the same backup:
+            proc = playbook("recover-db.yml", "-e", "confirm=true", "-e", "pg_recover_force=true",  # force it
+                            json_out=True)
             spent = task_seconds(json.loads(proc.stdout[proc.stdout.index("{"):]), APP_TASKS)
             assert set(spent) == set(APP_TASKS), spent
             per_task.append(spent)
