@@ -129,14 +129,14 @@ def test_a_named_revision_and_version_skip_over_others_and_a_second_run_changes_
     app = f"{world.tag}-app"
     named = world.play(confirm=True, deploy_target="release", to=2)
     assert named.rc == 0 and named.changed >= 1, named.output
-    assert (world.revision(), world.version()) == (f"{app}:2", "2")
+    assert (world.revision(cli=False), world.version(cli=False)) == (f"{app}:2", "2")
     again = world.play(confirm=True, deploy_target="release", to=2)
     assert again.rc == 0 and again.changed == 0, again.output
     assert (world.revision(cli=False), world.version(cli=False)) == (f"{app}:2", "2")
 
 
 def test_a_restart_starts_a_new_deployment_of_the_same_revision(world):
-    before = world.service()
+    before = world.service(cli=False)
     restart = world.play(confirm=True, deploy_target="app", action="restart")
     assert restart.rc == 0 and restart.changed >= 1, restart.output
     after = world.service()
@@ -159,7 +159,7 @@ def test_a_failure_names_what_was_done_before_it(world, aws_emulator):
     assert run.rc != 0, run.output
     assert run.says("not authorized to perform: lambda:UpdateAlias"), run.output
     assert run.says(f"Done before the failure: {world.cluster}/app ({app}:2 -> {app}:4)"), run.output
-    assert (world.revision(), world.version()) == (f"{app}:4", "2")
+    assert (world.revision(cli=False), world.version(cli=False)) == (f"{app}:4", "2")
     assert world.ws.audit()[-1]["result"] == "failed"
 
 
