@@ -157,3 +157,22 @@ terraform_unlock = manual_procedure(
 threshold, with a delete conditional on what was read (a lock taken again meanwhile is kept and named). The approval
 shows who holds the lock, for which operation and since when. The state object and its digest are never touched.
 """)
+
+rollback_deploy = manual_procedure(
+    "rollback_deploy", "rollback-deploy.yml", tags=["aws", "deploy"],
+    params={
+        "deploy_target": dict(default="chat-backend", type="string", minLength=1, title="Target",
+                              description="A target of the inventory's deploy_targets (ECS services, Lambda aliases)."),
+        "to": dict(default="", type="string", pattern="^$|^[A-Za-z0-9_:./-]+$", title="To",
+                   description="Empty: the previous ACTIVE revision / published version (right after a rollback: "
+                               "the one it replaced). Or a revision (3, family:3, an ARN) or version (3)."),
+    },
+    extravars={"deploy_target": "{{ params.deploy_target }}", "to": "{{ params.to }}"},
+    verify_extravars={"to": "recorded"},
+    doc_md="""
+### Roll back a deployment
+`rollback-deploy.yml`: each ECS service of the target back to an earlier task definition revision, each Lambda alias
+to an earlier published version, each waited for until it is steady; what each replaced is tagged on the resource, so
+the next rollback undoes this one. The approval shows each resource from -> to. The last step checks, in check mode
+with `to=recorded`, that every resource still runs what this rollback set.
+""")

@@ -71,8 +71,22 @@ class Choice:
     note: str
 
 
+# to=recorded: what the last rollback set, as recorded on the resource. A run with it in check mode changes nothing
+# while each resource still runs what its last rollback set: the rollback_deploy DAG's verify step.
+RECORDED = "recorded"
+
+
+def recorded_target(history: History) -> str:
+    if not history.recorded_set:
+        raise RunbookError(f"to={RECORDED}: no rollback is recorded on it (it has never been rolled back by this "
+                           "collection), so there is nothing to compare with. Nothing was changed.")
+    return history.recorded_set
+
+
 def choose_target(history: History, wanted: str | None) -> Choice:
     """Where a rollback goes (see the module's docstring); a RunbookError says why it cannot go anywhere."""
+    if wanted == RECORDED:
+        wanted = recorded_target(history)
 
     def require_usable(key: str) -> None:
         state = history.states.get(key)
@@ -144,6 +158,8 @@ def wanted_revision(to: str | None, running: str) -> str | None:
     if to is None or not str(to).strip():
         return None
     to = str(to).strip()
+    if to == RECORDED:
+        return to
     family = revision_of(running)[0]
     if to.isdigit():
         return f"{family}:{int(to)}"
@@ -385,6 +401,8 @@ def plan_alias(history: History, weights: dict, recorded_weights: dict, wanted: 
     """The plan for one alias. A weighted alias first loses its second version (the canary is what goes back); an
     undo puts back the weights recorded with the version."""
     before = alias_values(history.running, weights)
+    if wanted == RECORDED:
+        wanted = recorded_target(history)
     if wanted == LATEST:
         raise RunbookError(history.unusable(LATEST, None))
     since = history.recorded_at or "an earlier run"

@@ -11,8 +11,8 @@ description:
   - Reads each service of O(services) (the typed list of M(runbook.recovery.app_services)) as it runs now. For a
     docker compose service or a container, its containers, whether each runs, and Docker's health status when the
     container has a health check; for a systemd unit, whether it is active.
-  - O(healthy) is true when every service has something running and no running container is unhealthy or still
-    starting; O(problems) says what is not. Nothing is changed.
+  - RV(healthy) is true when every service has something running and no running container is unhealthy or still
+    starting; RV(problems) says what is not. Nothing is changed.
   - A procedure's check after a restart or a recovery reads this, and fails on the problems.
 version_added: 0.2.0
 author: runbook.recovery maintainers (@runbook-recovery)

@@ -60,6 +60,8 @@ options:
     description:
       - For O(state=rolled_back), the revision to go to - a revision number of the family each service runs (V(3)),
         V(family:revision), or its ARN. Unset - the previous ACTIVE revision, or the recorded one (undo).
+      - V(recorded) - the revision the last rollback set, as recorded on each service. It changes nothing while
+        each still runs it (in check mode, a check that the rollback holds); a service never rolled back fails.
     type: str
   wait_timeout:
     description: Seconds to wait for each service's deployment to reach a steady state; V(0) does not wait.

@@ -51,7 +51,11 @@ options:
         type: str
         required: true
   version:
-    description: The published version to go to. Unset - the previous published version, or the recorded one (undo).
+    description:
+      - The published version to go to. Unset - the previous published version, or the recorded one (undo).
+      - V(recorded) - the version the last rollback set, as recorded on each function. It changes nothing while each
+        alias still points at it alone (in check mode, a check that the rollback holds); an alias never rolled back
+        fails.
     type: str
   wait_timeout:
     description: Seconds to wait for the provisioned concurrency of an alias to be READY on its new version; V(0) does

@@ -22,7 +22,7 @@ def dagbag(airflow):
 SCHEDULED = {"backup_postgres", "verify_backups", "pg_integrity", "pg_maintenance", "health_sweep", "log_retention",
              "backup_dynamodb", "pitr_drill", "base_backup_postgres"}
 MANUAL = {"recover_db", "recover_db_to_a_point_in_time", "emergency_shutdown", "emergency_resume", "scale",
-          "bootstrap_fixes", "kill_long_queries", "restart_app", "terraform_unlock"}
+          "bootstrap_fixes", "kill_long_queries", "restart_app", "terraform_unlock", "rollback_deploy"}
 
 
 def test_no_import_errors_and_every_dag_is_there(dagbag):
@@ -74,3 +74,11 @@ def test_a_restart_is_verified_by_the_health_of_what_it_restarted(dagbag):
     # A restart always has something to do: its verify step is the playbook's health check, which restarts nothing.
     assert verify.extravars == {"service": "{{ params.service }}", "verify": True} and verify.expect_no_change
     assert "verify" not in dag.task_dict["apply"].extravars and "verify" not in dag.task_dict["plan"].extravars
+
+
+def test_a_rollback_is_verified_against_what_it_recorded(dagbag):
+    # A second rollback undoes the first, so check mode after a rollback is never empty: the verify step asks whether
+    # each resource still runs what the rollback set (to=recorded).
+    dag = dagbag.dags["rollback_deploy"]
+    assert dag.task_dict["verify"].extravars["to"] == "recorded" and dag.task_dict["verify"].expect_no_change
+    assert dag.task_dict["apply"].extravars["to"] == "{{ params.to }}"

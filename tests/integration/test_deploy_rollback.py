@@ -134,6 +134,18 @@ def test_a_named_revision_and_version_skip_over_others_and_a_second_run_changes_
     assert again.rc == 0 and again.changed == 0, again.output
     assert (world.revision(cli=False), world.version(cli=False)) == (f"{app}:2", "2")
 
+    # The rollback_deploy DAG's verify: check mode with to=recorded changes nothing while the rollback holds, and
+    # shows a deploy that went over it since.
+    held = world.play(check=True, deploy_target="release", to="recorded")
+    assert held.rc == 0 and held.changed == 0, held.output
+    clients(world.env, "lambda")[0].update_alias(FunctionName=world.fn, Name="live", FunctionVersion="3")
+    lost = world.play(check=True, deploy_target="release", to="recorded")
+    assert lost.rc == 0 and lost.changed >= 1 and lost.says("version=3 -> version=2"), lost.output
+    assert world.version(cli=False) == "3", "check mode changed the alias"
+    clients(world.env, "lambda")[0].update_alias(FunctionName=world.fn, Name="live", FunctionVersion="2")
+    never = world.play(check=True, deploy_target="solo", to="recorded")
+    assert never.rc != 0 and never.says("no rollback is recorded on it"), never.output
+
 
 def test_a_restart_starts_a_new_deployment_of_the_same_revision(world):
     before = world.service(cli=False)

@@ -8,6 +8,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.deploy_rollback i
     ECS_AT,
     ECS_PREVIOUS,
     ECS_SET,
+    RECORDED,
     EcsDeployment,
     alias_history,
     alias_record_keys,
@@ -232,3 +233,12 @@ def test_the_wait_stops_at_a_failure_state_and_at_the_deadline():
                    clock=lambda: clock.now)
     with pytest.raises(RunbookError, match=r"deployment x did not finish within 10s \(last seen: 1/2\)"):
         wait_until(lambda: ("waiting", "1/2"), 10, "deployment x", sleep=clock.sleep, clock=lambda: clock.now)
+
+
+def test_to_recorded_is_what_the_last_rollback_set_and_nothing_to_do_while_it_holds():
+    tags = {ECS_PREVIOUS: f"{ARN}app:5", ECS_SET: f"{ARN}app:3", ECS_AT: NOW}
+    assert wanted_revision(RECORDED, "app:3") == RECORDED
+    assert choose_target(family(running="app:3", tags=tags), RECORDED).action == "unchanged"
+    moved_on = choose_target(family(running="app:5", tags=tags), RECORDED)
+    assert (moved_on.action, moved_on.target) == ("rollback", "app:3")
+    assert "no rollback is recorded on it" in refused(family(running="app:3"), RECORDED)
