@@ -323,3 +323,14 @@ def redis_server():
     server = RedisServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def dockerd():
+    """A Docker daemon of the tests' own (docker_world), one per xdist worker, shared by the files that worker runs
+    (make integration hands each file to one worker); each test removes the containers it made."""
+    from docker_world import DockerDaemon
+
+    daemon = DockerDaemon()
+    yield daemon
+    daemon.stop()

@@ -15,15 +15,6 @@ import yaml
 from conftest import PlaybookWorkspace, Workspace, create_chat_db, disaster, table_fingerprints
 from docker_world import DockerDaemon
 
-# make integration hands this file to one worker (--dist loadfile): its tests share one daemon.
-
-
-@pytest.fixture(scope="module")
-def dockerd():
-    daemon = DockerDaemon()
-    yield daemon
-    daemon.stop()
-
 
 @pytest.fixture
 def backend(dockerd):

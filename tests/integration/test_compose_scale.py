@@ -15,15 +15,8 @@ from docker_world import IMAGE, NUMBER_LABEL, PROJECT_LABEL, SERVICE_LABEL, Dock
 
 SCALE, UNDO = "scale.yml", "scale-undo.yml"
 
-# make integration hands this file to one worker (--dist loadfile): its tests share one daemon. test_app_services.py
-# starts one of its own: a daemon shared by both files would need a session fixture in conftest.py.
 
 
-@pytest.fixture(scope="module")
-def dockerd():
-    daemon = DockerDaemon()
-    yield daemon
-    daemon.stop()
 
 
 @pytest.fixture
