@@ -25,7 +25,9 @@ Added here (the modules keep calling the real AWS API; only the emulator learns 
   task definition is refused ("TaskDefinition is inactive"), as AWS documents: a service cannot be
   updated to reference one.
 - DynamoDB ``DescribeTable`` reports ``BillingModeSummary.LastUpdateToPayPerRequestDateTime`` after a
-  switch to on-demand, as AWS does (moto keeps no such time).
+  switch to on-demand, as AWS does (moto keeps no such time). ``UpdateTable`` follows AWS's switching rule
+  (moto has none): up to four switches from provisioned to on-demand per table in a rolling 24 hours, the
+  fifth refused with LimitExceededException and the table left as it was; a switch to provisioned at any time.
 - API Gateway v2 ``TagResource``/``GetTags``/``UntagResource`` on a stage's ARN
   (arn:aws:apigateway:REGION::/apis/ID/stages/NAME), which AWS supports and moto's routes lack.
 - CloudFormation stacks that fail, as in AWS (moto answers CreateStack with the resource's error and
@@ -69,6 +71,28 @@ _REPLACED = {
     "deploymentId": "deployment_id",
     "description": "description",
 }
+
+
+ON_DEMAND_SWITCHES, SWITCH_WINDOW_SECONDS = 4, 24 * 3600
+_switch_lock = threading.Lock()
+
+
+def refuse_fifth_switch(switches: list[float], now: float) -> None:
+    """AWS: "You can switch tables from provisioned capacity mode to on-demand mode up to four times in a 24-hour
+    rolling window." The message follows the form of AWS's LimitExceededException for this rule."""
+    recent = sorted(moment for moment in switches if now - moment < SWITCH_WINDOW_SECONDS)
+    if len(recent) < ON_DEMAND_SWITCHES:
+        return
+    from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
+
+    def java_date(moment: float) -> str:
+        return time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(moment))
+
+    raise DynamodbException(
+        ERROR_TYPE_PREFIX + "LimitExceededException",
+        f"Subscriber limit exceeded: Update to PayPerRequest mode are limited to {ON_DEMAND_SWITCHES} times in 1 "
+        f"day(s). Last update at {java_date(recent[-1])}. Next update can be made at "
+        f"{java_date(recent[-ON_DEMAND_SWITCHES] + SWITCH_WINDOW_SECONDS)}")
 
 
 def update_stage_model(stage: Any, changes: dict[str, Any]) -> Any:
@@ -504,22 +528,27 @@ def install_extensions() -> None:
 
     original_update_table, original_describe = DynamoDBBackend.update_table, Table.describe
 
-    def update_table_with_switch_time(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-        before = self.get_table(name).billing_mode
-        table = original_update_table(self, name, *args, **kwargs)
-        if before != "PAY_PER_REQUEST" and table.billing_mode == "PAY_PER_REQUEST":
-            table.last_switch_to_pay_per_request = datetime.now().timestamp()
+    def update_table_with_switch_rule(self: Any, name: str, **kwargs: Any) -> Any:
+        with _switch_lock:
+            table = self.get_table(name)
+            switching = table.billing_mode != "PAY_PER_REQUEST" and kwargs.get("billing_mode") == "PAY_PER_REQUEST"
+            switches = getattr(table, "switches_to_pay_per_request", [])
+            if switching:
+                refuse_fifth_switch(switches, time.time())  # before anything of the request is applied
+            table = original_update_table(self, name, **kwargs)
+            if switching:
+                table.switches_to_pay_per_request = [*switches, time.time()]
         return table
 
     def describe_with_switch_time(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         document = original_describe(self, *args, **kwargs)
-        switched = getattr(self, "last_switch_to_pay_per_request", None)
+        switched = (getattr(self, "switches_to_pay_per_request", None) or [None])[-1]
         if switched is not None:
             for body in document.values():
                 body["BillingModeSummary"]["LastUpdateToPayPerRequestDateTime"] = switched
         return document
 
-    DynamoDBBackend.update_table = update_table_with_switch_time
+    DynamoDBBackend.update_table = update_table_with_switch_rule
     Table.describe = describe_with_switch_time
     from moto.apigatewayv2 import urls
 

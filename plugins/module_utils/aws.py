@@ -64,6 +64,18 @@ def client(service: str, params: dict, pool_size: int = 10):
     return session.client(service, endpoint_url=params.get("endpoint_url") or None, config=config)
 
 
+def fail_at_once(aws_client, operation: str, code: str) -> None:
+    """Let `code` from `operation` fail on the first answer. botocore retries some refusals as throttling
+    (LimitExceededException is one) for a minute, when AWS will answer the same until a limit's window moves on."""
+    def no_retry(response=None, **_):
+        if response is not None and response[1].get("Error", {}).get("Code") == code:
+            return False  # the first non-None answer to needs-retry decides; the more specific event is asked first
+        return None
+
+    event = f"needs-retry.{aws_client.meta.service_model.service_id.hyphenize()}.{operation}"
+    aws_client.meta.events.register_first(event, no_retry, unique_id=f"runbook-fail-at-once-{operation}-{code}")
+
+
 class Clients:
     """One client per service for a module run, shared by every worker thread (boto3 clients are
     thread-safe once built; building them is not, hence the lock)."""

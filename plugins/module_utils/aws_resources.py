@@ -6,11 +6,22 @@ matches nothing, so a typo in a scope is an error, never a silent success."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import math
+import re
 import time
 
-from ansible_collections.runbook.recovery.plugins.module_utils.aws import error_code, for_each, is_aws_error, paginate
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
-from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import Current, Kind, Resource
+from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
+    describe_error,
+    error_code,
+    fail_at_once,
+    for_each,
+    is_aws_error,
+    paginate,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, parse_iso
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import SCALE, Current, Kind, Resource
 
 
 def _region(aws_client) -> str:
@@ -420,7 +431,76 @@ class LambdaCapacity(LambdaConcurrency):
 
 # -- DynamoDB capacity (scaling) ------------------------------------------------------------------
 CAPACITY_LIMITS = (1, 40000)  # AWS's default per-table quota for read and write capacity units
-SWITCH_WINDOW_HOURS = 24
+# "You can switch tables from provisioned capacity mode to on-demand mode up to four times in a 24-hour rolling
+# window. You can switch tables from on-demand mode to provisioned capacity mode at any time."
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/switching.capacitymode.html)
+ON_DEMAND_SWITCHES, SWITCH_WINDOW_SECONDS = 4, 24 * 3600
+# DescribeTable shows only the last switch to on-demand; the times of those this tool made are kept on the table,
+# so the plan can count them. Switches made elsewhere are not in it: AWS's refusal is then reported instead.
+SWITCH_HISTORY_TAG = "runbook:on-demand-switches"
+_NEXT_TRY = re.compile(r"next (?:update|decrease) can be made at ([^.]+)", re.IGNORECASE)
+
+
+def utc_text(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def distinct_switches(switches: list[float]) -> list[float]:
+    """One time per switch, oldest first: the recorded time and DescribeTable's of one switch are the same to the
+    millisecond (AWS's precision), and two switches are never that close."""
+    return sorted({round(moment * 1000): moment for moment in switches}.values())
+
+
+def on_demand_switch_refusal(switches: list[float], now: float) -> str | None:
+    """Why AWS would refuse a switch to on-demand now, given the times (epoch seconds) of earlier switches to
+    on-demand, duplicates allowed; None when it would not."""
+    recent = [moment for moment in distinct_switches(switches) if now - moment < SWITCH_WINDOW_SECONDS]
+    if len(recent) < ON_DEMAND_SWITCHES:
+        return None
+    possible = math.ceil(recent[-ON_DEMAND_SWITCHES] + SWITCH_WINDOW_SECONDS)
+    return (f"AWS allows at most {ON_DEMAND_SWITCHES} switches of a table from provisioned to on-demand "
+            f"(PAY_PER_REQUEST) in any rolling 24 hours, and this table made {len(recent)}, at "
+            f"{', '.join(utc_text(moment) for moment in recent)}. The next switch to on-demand is possible after "
+            f"{utc_text(possible)}; switching to PROVISIONED is allowed at any time. Nothing was changed.")
+
+
+def explain_update_limit(message: str) -> str:
+    """AWS's LimitExceededException on UpdateTable in plain words: which limit, and when the next try can succeed
+    if AWS's message says."""
+    squashed = re.sub(r"[^a-z]", "", message.lower())
+    said = _NEXT_TRY.search(message)
+    if "payperrequest" in squashed or "ondemand" in squashed:
+        text = (f"AWS refused the switch to on-demand (PAY_PER_REQUEST): a table can switch from provisioned to "
+                f"on-demand at most {ON_DEMAND_SWITCHES} times in any rolling 24 hours, and this table has used them "
+                "(switching to PROVISIONED is allowed at any time)")
+        when = (f"AWS says the next switch is possible at {said.group(1).strip()}" if said else
+                "AWS did not say when the next switch is possible: 24 hours after the oldest of the last "
+                f"{ON_DEMAND_SWITCHES} switches to on-demand")
+    elif "decrease" in squashed:
+        text = ("AWS refused to lower the provisioned capacity: DynamoDB limits how many times a day a table's "
+                "capacity can be decreased")
+        when = (f"AWS says the next decrease is possible at {said.group(1).strip()}" if said else
+                "AWS did not say when the next decrease is possible")
+    else:
+        text = "AWS refused the update with LimitExceededException (an account or table limit)"
+        when = f"AWS says the next try is possible at {said.group(1).strip()}" if said else ""
+    return f"{text}{'; ' + when if when else ''}. AWS's message: {message.rstrip('. ')}"
+
+
+def switch_history(tags: dict) -> list[float]:
+    """The switches to on-demand recorded on a table; an unreadable entry is skipped (AWS still enforces the rule)."""
+    moments = []
+    for text in tags.get(SWITCH_HISTORY_TAG, "").split():
+        with contextlib.suppress(ValueError):
+            moments.append(parse_iso(text).timestamp())
+    return moments
+
+
+def last_switch_to_on_demand(table: dict) -> float | None:
+    last = (table.get("BillingModeSummary") or {}).get("LastUpdateToPayPerRequestDateTime")
+    if last is None:
+        return None
+    return last.timestamp() if hasattr(last, "timestamp") else float(last)
 
 
 class DynamoCapacity(Kind):
@@ -473,19 +553,11 @@ class DynamoCapacity(Kind):
 
     def check(self, current: Current, changing: dict) -> None:
         """AWS's rules, as clear errors before any change."""
-        switching = "billing_mode" in changing and changing["billing_mode"] != current.values["billing_mode"]
-        if switching:
-            summary = current.raw.get("BillingModeSummary") or {}
-            last = summary.get("LastUpdateToPayPerRequestDateTime")
-            if last is not None:
-                last = last.timestamp() if hasattr(last, "timestamp") else float(last)
-                hours = (time.time() - last) / 3600
-                if hours < SWITCH_WINDOW_HOURS:
-                    allowed = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last + SWITCH_WINDOW_HOURS * 3600))
-                    raise RunbookError(
-                        f"the table switched to PAY_PER_REQUEST {hours:.1f}h ago and AWS allows one billing mode "
-                        f"switch per {SWITCH_WINDOW_HOURS}h: nothing was changed. The next switch is possible after "
-                        f"{allowed}.")
+        if changing.get("billing_mode") == "PAY_PER_REQUEST":
+            last = last_switch_to_on_demand(current.raw)
+            refusal = on_demand_switch_refusal(switch_history(current.tags) + ([last] if last else []), time.time())
+            if refusal:
+                raise RunbookError(refusal)
         mode = changing.get("billing_mode", current.values["billing_mode"])
         capacities = {k: v for k, v in changing.items() if k.endswith("_capacity") and v is not None}
         if capacities and mode == "PAY_PER_REQUEST":
@@ -522,10 +594,45 @@ class DynamoCapacity(Kind):
             update["GlobalSecondaryIndexUpdates"] = gsi_updates
         if not update:
             return
-        self.clients("dynamodb").update_table(TableName=resource.name, **update)
-        self.wait_active(resource.name)
+        ddb = self.clients("dynamodb")
+        fail_at_once(ddb, "UpdateTable", "LimitExceededException")
+        try:
+            ddb.update_table(TableName=resource.name, **update)
+        except Exception as exc:
+            if error_code(exc) != "LimitExceededException":
+                raise
+            raise self._limit_refusal(resource, current, exc) from None
+        table = self.wait_active(resource.name)
+        if update.get("BillingMode") == "PAY_PER_REQUEST":
+            self._remember_switch(resource, current, last_switch_to_on_demand(table) or time.time())
 
-    def wait_active(self, name: str) -> None:
+    def _limit_refusal(self, resource: Resource, current: Current, exc: Exception) -> RunbookError:
+        """AWS changed nothing on the table; take back the scaling record written just before, so that is all true."""
+        message = explain_update_limit(exc.response.get("Error", {}).get("Message", str(exc)))
+        written: list = []
+        try:
+            tags = paginate(self.clients("dynamodb"), "list_tags_of_resource", "Tags", ResourceArn=resource.arn)
+            written = sorted(tag["Key"] for tag in tags if tag["Key"] not in current.tags
+                             and (tag["Key"].startswith(SCALE.prefix) or tag["Key"] == SCALE.stamp))
+            if written:
+                self.untag(resource, written)
+        except Exception as cleanup:
+            return RunbookError(f"{message}. The table's billing mode and capacities are unchanged, but the scaling "
+                                f"record written just before ({', '.join(written) or 'runbook:scale-* tags'}) may "
+                                f"remain ({describe_error(cleanup, 'removing it')}): remove those tags by hand.")
+        removed = " (the scaling record written just before the refused call was removed)" if written else ""
+        return RunbookError(f"{message}. Nothing was changed on this table{removed}.", nothing_changed=True)
+
+    def _remember_switch(self, resource: Resource, current: Current, switched: float) -> None:
+        kept = [moment for moment in switch_history(current.tags) if switched - moment < SWITCH_WINDOW_SECONDS]
+        history = " ".join(isoformat(datetime.datetime.fromtimestamp(moment, datetime.UTC))
+                           for moment in distinct_switches([*kept, switched]))
+        # Only a hint for the next plan: the switch itself succeeded, and without the hint AWS's own refusal of a
+        # fifth switch is still reported in plain words.
+        with contextlib.suppress(Exception):
+            self.tag(resource, {SWITCH_HISTORY_TAG: history})
+
+    def wait_active(self, name: str) -> dict:
         deadline = time.monotonic() + self.wait_seconds
         while True:
             table = self.clients("dynamodb").describe_table(TableName=name)["Table"]
@@ -533,7 +640,7 @@ class DynamoCapacity(Kind):
             busy += [f"{i['IndexName']} {i['IndexStatus']}" for i in table.get("GlobalSecondaryIndexes") or []
                      if i.get("IndexStatus", "ACTIVE") != "ACTIVE"]
             if not busy:
-                return
+                return table
             if time.monotonic() > deadline:
                 raise RunbookError(f"still {', '.join(busy)} after {self.wait_seconds}s")
             time.sleep(self.poll_seconds)

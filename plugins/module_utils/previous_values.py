@@ -266,8 +266,9 @@ def apply(kind: Kind, resources: list[Resource], decide: Callable[[Current], Pla
         try:
             execute(kind, resource, current, plan)
         except Exception as exc:
-            return {**row, "action": "failed", "after": None, "changed": True,
-                    "error": describe_error(exc, plan.action)}
+            untouched = isinstance(exc, RunbookError) and exc.details.get("nothing_changed", False)
+            return {**row, "action": "failed", "after": current.values if untouched else None,
+                    "changed": not untouched, "error": describe_error(exc, plan.action)}
         return row
 
     rows = []

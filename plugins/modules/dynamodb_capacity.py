@@ -10,9 +10,14 @@ short_description: Switch DynamoDB tables to on-demand or raise their capacity, 
 description:
   - Sets the billing mode and the provisioned read and write capacity of tables and their global secondary
     indexes; changes only what is named, then waits until the table and every index are C(ACTIVE).
-  - AWS's rules become clear errors before any change; a billing mode switch within 24 hours of the last switch
-    to C(PAY_PER_REQUEST) (read from C(BillingModeSummary.LastUpdateToPayPerRequestDateTime)), capacities on an
-    on-demand table, capacities outside 1-40000 units, an index the table does not have.
+  - AWS's rules become clear errors before any change; a fifth switch to C(PAY_PER_REQUEST) in a rolling 24 hours
+    (AWS allows four; a switch to C(PROVISIONED), such as the undo of an incident switch, is allowed at any time),
+    capacities on an on-demand table, capacities outside 1-40000 units, an index the table does not have.
+  - The switches to on-demand counted are those this module made (their times, as AWS reports them, are kept in a
+    C(runbook:on-demand-switches) tag on the table) and the last one C(DescribeTable) shows. A fifth switch after
+    others made elsewhere is refused by AWS (C(LimitExceededException)); the failure then says which limit, when
+    AWS says the next switch is possible, and that nothing was changed on the table (the scaling record written
+    just before the call is removed).
   - O(state=present) records the values it replaces in C(runbook:scale-previous-*) tags on the table (leaving
     provisioned mode records the capacities too, so an undo can set them back); O(state=undone) writes them back
     and removes the tags.

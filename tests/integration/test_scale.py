@@ -3,6 +3,11 @@ limits and DynamoDB's switch rule are refused before any change, and undo puts b
 
 from __future__ import annotations
 
+import datetime
+import json
+import math
+import time
+
 import pytest
 from aws_world import AwsWorkspace, World, aws, clients, lambda_zip
 
@@ -123,25 +128,72 @@ def test_dynamodb_capacity_change_and_undo(tmp_path, world):
     assert capacity(world, table) == before
 
 
-def test_dynamodb_switch_to_on_demand_then_a_second_switch_is_refused_before_any_change(tmp_path, world):
+def table_tags(world: World, table: str) -> dict:
+    tags = aws(world.env, "dynamodb", "list-tags-of-resource", "--resource-arn",
+               f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}")["Tags"]
+    return {tag["Key"]: tag["Value"] for tag in tags}
+
+
+def test_dynamodb_undo_right_after_a_switch_to_on_demand_and_a_fifth_switch_in_a_day_refused(tmp_path, world):
+    """AWS: up to four switches from provisioned to on-demand in a rolling 24 hours; to provisioned at any time."""
     table = create_table(world)
     ws = AwsWorkspace(tmp_path, world.env, {}, targets={"sessions": {"dynamodb_tables": [table]}})
+    before = capacity(world, table)
     switch = ws.play(SCALE, confirm=True, scale_target="sessions", dynamodb_billing_mode="PAY_PER_REQUEST")
     assert switch.rc == 0, switch.output
     assert capacity(world, table)["mode"] == "PAY_PER_REQUEST"
-
-    back = ws.play(SCALE, confirm=True, scale_target="sessions", dynamodb_billing_mode="PROVISIONED",
-                   dynamodb_read_capacity=5, dynamodb_write_capacity=5)
-    assert back.rc != 0
-    assert back.says("switched to PAY_PER_REQUEST 0.0h ago and AWS allows one billing mode switch per 24h")
-    assert back.says("The next switch is possible after")
-    assert capacity(world, table)["mode"] == "PAY_PER_REQUEST"
-    # The undo is a switch too: refused the same way, and the record stays for when it is allowed.
     undo = ws.play(UNDO, confirm=True, scale_target="sessions")
-    assert undo.rc != 0 and undo.says("allows one billing mode switch per 24h")
-    tags = aws(world.env, "dynamodb", "list-tags-of-resource", "--resource-arn",
-               f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}")["Tags"]
-    assert {t["Key"]: t["Value"] for t in tags}["runbook:scale-previous-billing-mode"] == "PROVISIONED"
+    assert undo.rc == 0 and undo.changed == 1, undo.output
+    assert capacity(world, table) == before  # PROVISIONED again, table and index capacities as they were
+
+    # Three more switches to on-demand and back, made elsewhere (the console, a script): four in 24 hours.
+    [ddb] = clients(world.env, "dynamodb")
+    switched = [table_switched_at(ddb, table)]
+    for _ in range(3):
+        ddb.update_table(TableName=table, BillingMode="PAY_PER_REQUEST")
+        switched.append(table_switched_at(ddb, table))
+        ddb.update_table(TableName=table, BillingMode="PROVISIONED",
+                         ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+                         GlobalSecondaryIndexUpdates=[{"Update": {"IndexName": "by-user", "ProvisionedThroughput": {
+                             "ReadCapacityUnits": 2, "WriteCapacityUnits": 3}}}])
+    recorded = table_tags(world, table)
+    assert recorded["runbook:on-demand-switches"] == iso(switched[0])  # the switch this tool made, AWS's time
+
+    # This tool knows of two of them (its own and the last one DescribeTable shows): AWS refuses the fifth.
+    fifth = ws.play(SCALE, confirm=True, scale_target="sessions", dynamodb_billing_mode="PAY_PER_REQUEST")
+    assert fifth.rc != 0
+    assert fifth.says("AWS refused the switch to on-demand (PAY_PER_REQUEST): a table can switch from provisioned "
+                      "to on-demand at most 4 times in any rolling 24 hours"), fifth.output
+    assert fifth.says(f"AWS says the next switch is possible at "
+                      f"{time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime(switched[0] + 86400))}")
+    assert fifth.says("Nothing was changed on this table (the scaling record written just before the refused call "
+                      "was removed)")
+    assert not fifth.says("Resources already changed")
+    assert capacity(world, table) == before
+    assert table_tags(world, table) == recorded
+
+    # Once this tool knows of the four (as it records the switches it makes), the plan itself refuses the fifth.
+    aws(world.env, "dynamodb", "tag-resource", "--resource-arn",
+        f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}", "--tags",
+        json.dumps([{"Key": "runbook:on-demand-switches", "Value": " ".join(map(iso, switched))}]))
+    plan = ws.play(SCALE, check=True, scale_target="sessions", dynamodb_billing_mode="PAY_PER_REQUEST")
+    assert plan.rc != 0
+    assert plan.says("AWS allows at most 4 switches of a table from provisioned to on-demand (PAY_PER_REQUEST) in "
+                     "any rolling 24 hours, and this table made 4"), plan.output
+    next_switch = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(switched[0] + 86400)))
+    assert plan.says(f"The next switch to on-demand is possible after {next_switch}; switching to "
+                     "PROVISIONED is allowed at any time. Nothing was changed.")
+    assert capacity(world, table) == before
+
+
+def table_switched_at(ddb, table: str) -> float:
+    """When the table last switched to on-demand, as AWS reports it."""
+    described = ddb.describe_table(TableName=table)["Table"]
+    return described["BillingModeSummary"]["LastUpdateToPayPerRequestDateTime"].timestamp()
+
+
+def iso(moment: float) -> str:
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_ecs_scale_to_n_and_back(tmp_path, world):

@@ -43,3 +43,20 @@ def test_fault_rules_every_and_times(tmp_path):
     assert faults.check("PutFunctionConcurrency", "/functions/fn-3/concurrency") is None
     assert faults.check("GetFunction", "/functions/fn-2") is None
     assert len((tmp_path / "faults.json.log").read_text().splitlines()) == 2
+
+
+def test_the_fifth_switch_to_on_demand_in_a_rolling_day_is_refused_as_aws_does():
+    import pytest
+    from moto.dynamodb.exceptions import DynamodbException
+
+    from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import explain_update_limit
+    from sandbox.aws_emulator import refuse_fifth_switch
+
+    now = 1_795_435_200.0  # 2026-11-23T12:00:00Z
+    refuse_fifth_switch([now - 86400, now - 3, now - 2, now - 1], now)  # the oldest has left the window
+    with pytest.raises(DynamodbException) as refused:
+        refuse_fifth_switch([now - 7200, now - 3, now - 2, now - 1], now)
+    assert "LimitExceededException" in refused.value.error_type
+    # The module reads the time of the next possible switch out of the emulator's message.
+    assert "the next switch is possible at Tue Nov 24 10:00:00 UTC 2026" in explain_update_limit(
+        refused.value.message)

@@ -129,6 +129,22 @@ def test_one_failing_resource_does_not_stop_the_others_and_its_record_stays_true
     assert all(store[n]["tags"] == {} for n in "abc")
 
 
+def test_a_refusal_that_changed_nothing_is_reported_unchanged():
+    """A kind that takes back what it wrote before a refused call says so; the row then does not claim a change."""
+    store = {"a": {"count": 4, "tags": {}}}
+
+    class Refused(Counter):
+        def write(self, resource, current, values):
+            self.store[resource.name]["tags"].clear()
+            raise RunbookError("refused by the service. Nothing was changed on this counter.", nothing_changed=True)
+
+    result = run(Refused(store), [Resource("a", "a")], "present", check_mode=False, wanted={"count": 9})
+    [row] = result["resources"]
+    assert row["action"] == "failed" and row["changed"] is False and not result["changed"]
+    assert row["after"] == row["before"] == {"count": 4} and store["a"] == {"count": 4, "tags": {}}
+    assert "Nothing was changed on this counter" in result["msg"]
+
+
 def test_check_mode_writes_nothing():
     store = {"a": {"count": 4, "tags": {}}}
     result = run(Counter(store), [Resource("a", "a")], "stopped", check_mode=True)

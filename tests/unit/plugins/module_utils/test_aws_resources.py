@@ -1,0 +1,108 @@
+"""DynamoDB's capacity-mode switching rule as AWS documents it (pure logic; the emulator and a real table are
+tested in tests/integration/test_scale.py)."""
+
+import calendar
+import datetime
+import time
+
+import pytest
+
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import (
+    SWITCH_HISTORY_TAG,
+    DynamoCapacity,
+    explain_update_limit,
+    on_demand_switch_refusal,
+    switch_history,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import Current
+
+NOW = calendar.timegm((2026, 11, 23, 12, 0, 0))
+HOUR = 3600
+
+
+def test_four_switches_in_a_rolling_day_are_allowed_the_fifth_is_not():
+    assert on_demand_switch_refusal([], NOW) is None
+    assert on_demand_switch_refusal([NOW - 3 * HOUR, NOW - 2 * HOUR, NOW - HOUR], NOW) is None
+    refusal = on_demand_switch_refusal([NOW - 20 * HOUR, NOW - 3 * HOUR, NOW - 2 * HOUR, NOW - HOUR], NOW)
+    assert refusal.startswith("AWS allows at most 4 switches of a table from provisioned to on-demand "
+                              "(PAY_PER_REQUEST) in any rolling 24 hours, and this table made 4, at "
+                              "2026-11-22T16:00:00Z, 2026-11-23T09:00:00Z")
+    # The window rolls: the oldest leaves it 24 hours after it was made.
+    assert "The next switch to on-demand is possible after 2026-11-23T16:00:00Z" in refusal
+    assert "switching to PROVISIONED is allowed at any time. Nothing was changed." in refusal
+
+
+def test_switches_older_than_24_hours_do_not_count():
+    assert on_demand_switch_refusal([NOW - 24 * HOUR, NOW - 3 * HOUR, NOW - 2 * HOUR, NOW - HOUR], NOW) is None
+    assert on_demand_switch_refusal([NOW - 24 * HOUR + 1, NOW - 3 * HOUR, NOW - 2 * HOUR, NOW - HOUR], NOW)
+
+
+def test_the_same_switch_seen_twice_counts_once():
+    """The recorded time and DescribeTable's LastUpdateToPayPerRequestDateTime of one switch are one switch (to the
+    millisecond); switches a quarter of a second apart are two."""
+    recorded = [NOW - 3 * HOUR, NOW - 2 * HOUR, NOW - HOUR + 0.123]
+    assert on_demand_switch_refusal([*recorded, NOW - HOUR + 0.1230004], NOW) is None
+    assert on_demand_switch_refusal([*recorded, NOW - HOUR + 0.373], NOW)
+
+
+def test_more_than_four_known_the_next_switch_waits_for_the_fourth_most_recent():
+    switches = [NOW - 23 * HOUR, NOW - 22 * HOUR, NOW - 3 * HOUR, NOW - 2 * HOUR, NOW - HOUR]
+    assert "possible after 2026-11-23T14:00:00Z" in on_demand_switch_refusal(switches, NOW)
+
+
+def test_the_recorded_history_is_read_and_a_bad_entry_skipped():
+    tags = {SWITCH_HISTORY_TAG: "2026-11-23T09:00:00.000000Z not-a-time 2026-11-23T10:00:00.250000Z"}
+    assert switch_history(tags) == [NOW - 3 * HOUR, NOW - 2 * HOUR + 0.25]
+    assert switch_history({}) == []
+
+
+def test_aws_refusal_of_a_switch_in_plain_words_with_the_time_aws_gives():
+    message = ("Subscriber limit exceeded: Update to PayPerRequest mode are limited to 4 times in 1 day(s). Last "
+               "update at Mon Nov 23 11:00:00 UTC 2026. Next update can be made at Mon Nov 23 16:00:00 UTC 2026")
+    text = explain_update_limit(message)
+    assert text.startswith("AWS refused the switch to on-demand (PAY_PER_REQUEST): a table can switch from "
+                           "provisioned to on-demand at most 4 times in any rolling 24 hours")
+    assert "AWS says the next switch is possible at Mon Nov 23 16:00:00 UTC 2026." in text
+    assert text.endswith(f"AWS's message: {message}")
+
+
+def test_aws_refusal_without_a_time_says_how_to_know_it():
+    text = explain_update_limit("Subscriber limit exceeded: on-demand switches")
+    assert "AWS did not say when the next switch is possible: 24 hours after the oldest of the last 4" in text
+
+
+def test_other_limits_are_named_as_such():
+    decrease = ("Subscriber limit exceeded: Provisioned throughput decreases are limited within a given UTC day. "
+                "Number of decreases today: 4. Last decrease at Mon Nov 23 10:00:00 UTC 2026. Next decrease can be "
+                "made at Mon Nov 23 13:00:00 UTC 2026")
+    assert explain_update_limit(decrease).startswith(
+        "AWS refused to lower the provisioned capacity: DynamoDB limits how many times a day a table's capacity can "
+        "be decreased; AWS says the next decrease is possible at Mon Nov 23 13:00:00 UTC 2026.")
+    other = explain_update_limit("Too many operations for a given subscriber.")
+    assert other == ("AWS refused the update with LimitExceededException (an account or table limit). AWS's "
+                     "message: Too many operations for a given subscriber")
+
+
+def table(mode: str, last_switch: float | None, history: str = "") -> Current:
+    summary = {"BillingMode": mode}
+    if last_switch is not None:
+        summary["LastUpdateToPayPerRequestDateTime"] = last_switch
+    values = {"billing_mode": mode, "read_capacity": None if mode == "PAY_PER_REQUEST" else 5,
+              "write_capacity": None if mode == "PAY_PER_REQUEST" else 5}
+    return Current(values, {SWITCH_HISTORY_TAG: history} if history else {}, {"BillingModeSummary": summary})
+
+
+def test_the_undo_right_after_a_switch_to_on_demand_is_allowed():
+    DynamoCapacity(None).check(table("PAY_PER_REQUEST", time.time() - 1),
+                               {"billing_mode": "PROVISIONED", "read_capacity": 5, "write_capacity": 5})
+
+
+def test_the_plan_counts_recorded_switches_and_the_last_one_aws_reports():
+    now = time.time()
+    recorded = " ".join(isoformat(datetime.datetime.fromtimestamp(now - hours * HOUR, datetime.UTC))
+                        for hours in (5, 4, 3))
+    DynamoCapacity(None).check(table("PROVISIONED", now - 3 * HOUR, recorded), {"billing_mode": "PAY_PER_REQUEST"})
+    with pytest.raises(RunbookError, match="this table made 4"):
+        # The last switch (made elsewhere, an hour ago) is not in the record but DescribeTable shows it.
+        DynamoCapacity(None).check(table("PROVISIONED", now - HOUR, recorded), {"billing_mode": "PAY_PER_REQUEST"})
