@@ -2,7 +2,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The AWS resources an emergency shutdown acts on: how each is found from a scope, read, changed
 and tagged. Finding (`resolve_*`) happens before anything changes and fails on any selector that
-matches nothing, so a typo in a scope is an error, never a silent success."""
+matches nothing, so a typo in a scope is an error, never a silent success.
+
+Also the scaling kinds (Lambda and DynamoDB capacity), the one UpdateFunctionConfiguration
+(`update_function_configuration`) and the states the Lambda and DynamoDB waits end on
+(`function_update_state`, `provisioned_concurrency_state`, `table_state`, for `waits.wait_until`)."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, parse_iso
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import SCALE, Current, Kind, Resource
+from ansible_collections.runbook.recovery.plugins.module_utils.waits import retry_conflicts, wait_until
 
 
 def _region(aws_client) -> str:
@@ -29,6 +34,52 @@ def _region(aws_client) -> str:
 
 
 # -- Lambda ---------------------------------------------------------------------------------------
+LAMBDA_UPDATE_WAIT_SECONDS = 300
+
+
+def aws_reason(found: dict, key: str) -> str:
+    """AWS's reason (`key`, such as LastUpdateStatusReason) with its code when AWS gives one."""
+    reason, code = found.get(key) or "no reason given", found.get(f"{key}Code")
+    return f"{reason} ({code})" if code else reason
+
+
+def function_update_state(config: dict) -> tuple[str, str]:
+    """A function after UpdateFunctionConfiguration, for wait_until: done when LastUpdateStatus is Successful; a
+    Failed update (or a function whose State is Failed) ends the wait with AWS's reason."""
+    if config.get("State") == "Failed":
+        return "failed", f"the function's State is Failed: {aws_reason(config, 'StateReason')}"
+    status = config.get("LastUpdateStatus", "Successful")
+    if status == "Failed":
+        return "failed", aws_reason(config, "LastUpdateStatusReason")
+    return ("done" if status == "Successful" else "pending"), f"LastUpdateStatus {status}"
+
+
+def update_function_configuration(lam, function: str, update: dict, what: str = "the update",
+                                  wait_seconds: float = LAMBDA_UPDATE_WAIT_SECONDS) -> dict:
+    """The one way to call UpdateFunctionConfiguration: only the members in `update` are sent; the call is retried
+    while another update is in progress; then it waits until LastUpdateStatus is Successful ("<what> failed: <AWS's
+    reason>" when it is Failed). Returns the configuration read last."""
+    retry_conflicts(lambda: lam.update_function_configuration(FunctionName=function, **update),
+                    f"UpdateFunctionConfiguration of {function}")
+    config: dict = {}
+
+    def check() -> tuple[str, str]:
+        config.clear()
+        config.update(lam.get_function_configuration(FunctionName=function))
+        return function_update_state(config)
+
+    wait_until(check, wait_seconds, what, max_poll=5.0)
+    return config
+
+
+def provisioned_concurrency_state(config: dict) -> tuple[str, str]:
+    """A provisioned concurrency configuration after a Put, for wait_until: READY, or FAILED with AWS's reason."""
+    status = config.get("Status")
+    if status == "FAILED":
+        return "failed", config.get("StatusReason") or "no reason given"
+    return ("done" if status == "READY" else "pending"), f"Status {status or 'not visible yet'}"
+
+
 class LambdaConcurrency(Kind):
     noun = "Lambda function"
     settings = {"reserved_concurrency": ("reserved-concurrency", int)}
@@ -45,12 +96,14 @@ class LambdaConcurrency(Kind):
         return Current({"reserved_concurrency": reserved}, found.get("Tags") or {}, found.get("Configuration") or {})
 
     def write(self, resource: Resource, current: Current, values: dict) -> None:
-        reserved = values["reserved_concurrency"]
+        reserved, lam = values["reserved_concurrency"], self.clients("lambda")
         if reserved is None:
-            self.clients("lambda").delete_function_concurrency(FunctionName=resource.arn)
+            retry_conflicts(lambda: lam.delete_function_concurrency(FunctionName=resource.arn),
+                            f"DeleteFunctionConcurrency of {resource.name}")
         else:
-            self.clients("lambda").put_function_concurrency(FunctionName=resource.arn,
-                                                            ReservedConcurrentExecutions=reserved)
+            retry_conflicts(lambda: lam.put_function_concurrency(FunctionName=resource.arn,
+                                                                 ReservedConcurrentExecutions=reserved),
+                            f"PutFunctionConcurrency of {resource.name}")
 
     def tag(self, resource: Resource, tags: dict) -> None:
         self.clients("lambda").tag_resource(Resource=resource.arn, Tags=tags)
@@ -344,7 +397,7 @@ class LambdaCapacity(LambdaConcurrency):
     settings = {"memory_mb": ("memory-mb", int), "timeout_s": ("timeout-s", int),
                 "ephemeral_storage_mb": ("ephemeral-storage-mb", int),
                 "reserved_concurrency": ("reserved-concurrency", int)}
-    conflict_retries, poll_seconds, wait_seconds = 8, 0.5, 300
+    wait_seconds = LAMBDA_UPDATE_WAIT_SECONDS
 
     def read(self, resource: Resource) -> Current:
         current = super().read(resource)
@@ -391,42 +444,15 @@ class LambdaCapacity(LambdaConcurrency):
         if wanted is None:
             lam.delete_provisioned_concurrency_config(FunctionName=resource.arn, Qualifier=self.qualifier)
             return
-        lam.put_provisioned_concurrency_config(FunctionName=resource.arn, Qualifier=self.qualifier,
-                                               ProvisionedConcurrentExecutions=wanted)
-        deadline = time.monotonic() + self.wait_seconds
-        while True:
-            config = self._provisioned(resource)
-            if config.get("Status") == "READY":
-                return
-            if config.get("Status") == "FAILED":
-                raise RunbookError(f"provisioned concurrency failed: {config.get('StatusReason', 'no reason given')}")
-            if time.monotonic() > deadline:
-                raise RunbookError(f"provisioned concurrency still {config.get('Status')} after {self.wait_seconds}s")
-            time.sleep(self.poll_seconds)
+        # AWS answers ResourceConflictException while the function or the alias is being updated.
+        retry_conflicts(lambda: lam.put_provisioned_concurrency_config(
+            FunctionName=resource.arn, Qualifier=self.qualifier, ProvisionedConcurrentExecutions=wanted),
+            f"PutProvisionedConcurrencyConfig of {resource.name}:{self.qualifier}")
+        wait_until(lambda: provisioned_concurrency_state(self._provisioned(resource)), self.wait_seconds,
+                   "provisioned concurrency")
 
     def _update_configuration(self, resource: Resource, update: dict) -> None:
-        lam = self.clients("lambda")
-        for attempt in range(self.conflict_retries):
-            try:
-                lam.update_function_configuration(FunctionName=resource.arn, **update)
-                break
-            except Exception as exc:
-                # "The operation cannot be performed at this time. An update is in progress": wait and retry,
-                # as the runbook says; every other error is the caller's to report.
-                if error_code(exc) != "ResourceConflictException" or attempt == self.conflict_retries - 1:
-                    raise
-                time.sleep(min(2 ** attempt * self.poll_seconds, 10))
-        deadline = time.monotonic() + self.wait_seconds
-        while True:
-            config = lam.get_function_configuration(FunctionName=resource.arn)
-            status = config.get("LastUpdateStatus", "Successful")
-            if status == "Successful":
-                return
-            if status == "Failed":
-                raise RunbookError(f"the update failed: {config.get('LastUpdateStatusReason', 'no reason given')}")
-            if time.monotonic() > deadline:
-                raise RunbookError(f"the update is still {status} after {self.wait_seconds}s")
-            time.sleep(self.poll_seconds)
+        update_function_configuration(self.clients("lambda"), resource.arn, update, wait_seconds=self.wait_seconds)
 
 
 # -- DynamoDB capacity (scaling) ------------------------------------------------------------------
@@ -503,6 +529,52 @@ def last_switch_to_on_demand(table: dict) -> float | None:
     return last.timestamp() if hasattr(last, "timestamp") else float(last)
 
 
+# A table in one of these states will not become ACTIVE by waiting (ARCHIVED: its KMS key was inaccessible for
+# seven days; only a restore from a backup brings the data back).
+TABLE_CANNOT_BECOME_ACTIVE = {
+    "DELETING": "the table is being deleted",
+    "INACCESSIBLE_ENCRYPTION_CREDENTIALS": "the table's AWS KMS key is inaccessible (disabled, or its grant revoked)",
+    "ARCHIVING": "the table is being archived: its AWS KMS key has been inaccessible for seven days",
+    "ARCHIVED": "the table is archived: its AWS KMS key was inaccessible for seven days",
+}
+TABLE_WAIT_SECONDS = 1800
+
+
+def table_state(table: dict, indexes: bool = False) -> tuple[str, str]:
+    """A DynamoDB table (DescribeTable's `Table`), for wait_until: done when ACTIVE (with `indexes`, every global
+    secondary index too); a status it cannot leave by waiting ends the wait with what AWS says."""
+    status = table["TableStatus"]
+    if status in TABLE_CANNOT_BECOME_ACTIVE:
+        archived = (table.get("ArchivalSummary") or {}).get("ArchivalReason")
+        return "failed", f"{status}: {TABLE_CANNOT_BECOME_ACTIVE[status]}" + (f" ({archived})" if archived else "")
+    busy = [status] if status != "ACTIVE" else []
+    if indexes:
+        busy += [f"{i['IndexName']} {i['IndexStatus']}" for i in table.get("GlobalSecondaryIndexes") or []
+                 if i.get("IndexStatus", "ACTIVE") != "ACTIVE"]
+    return ("pending", ", ".join(busy)) if busy else ("done", "ACTIVE")
+
+
+def wait_table_active(ddb, name: str, wait_seconds: float = TABLE_WAIT_SECONDS, what: str | None = None,
+                      indexes: bool = False) -> dict:
+    """Wait until table `name` is ACTIVE (see table_state); a table that disappears ends the wait too. Returns
+    the table as DescribeTable gave it last."""
+    table: dict = {}
+
+    def check() -> tuple[str, str]:
+        try:
+            found = ddb.describe_table(TableName=name)["Table"]
+        except Exception as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return "failed", "the table no longer exists"
+            raise
+        table.clear()
+        table.update(found)
+        return table_state(found, indexes)
+
+    wait_until(check, wait_seconds, what or f"table {name} becoming ACTIVE")
+    return table
+
+
 class DynamoCapacity(Kind):
     """Billing mode and provisioned capacity of a table and its global secondary indexes. GSI settings are
     named `gsi/<index>/read_capacity`; their tag suffixes `gsi/<index>/read-capacity`."""
@@ -510,7 +582,7 @@ class DynamoCapacity(Kind):
     noun = "DynamoDB table"
     settings = {"billing_mode": ("billing-mode", str), "read_capacity": ("read-capacity", int),
                 "write_capacity": ("write-capacity", int)}
-    poll_seconds, wait_seconds = 0.5, 600
+    wait_seconds = 600
 
     def suffix(self, setting: str) -> str:
         if setting.startswith("gsi/"):
@@ -633,17 +705,8 @@ class DynamoCapacity(Kind):
             self.tag(resource, {SWITCH_HISTORY_TAG: history})
 
     def wait_active(self, name: str) -> dict:
-        deadline = time.monotonic() + self.wait_seconds
-        while True:
-            table = self.clients("dynamodb").describe_table(TableName=name)["Table"]
-            busy = [table["TableStatus"]] if table["TableStatus"] != "ACTIVE" else []
-            busy += [f"{i['IndexName']} {i['IndexStatus']}" for i in table.get("GlobalSecondaryIndexes") or []
-                     if i.get("IndexStatus", "ACTIVE") != "ACTIVE"]
-            if not busy:
-                return table
-            if time.monotonic() > deadline:
-                raise RunbookError(f"still {', '.join(busy)} after {self.wait_seconds}s")
-            time.sleep(self.poll_seconds)
+        return wait_table_active(self.clients("dynamodb"), name, self.wait_seconds, what="the update",
+                                 indexes=True)
 
     def tag(self, resource: Resource, tags: dict) -> None:
         self.clients("dynamodb").tag_resource(ResourceArn=resource.arn,

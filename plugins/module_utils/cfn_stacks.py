@@ -14,6 +14,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     for_each,
     paginate,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.waits import WaitFailed, wait_until
 
 FAILED_STATES = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED")
 _FAILURE_EVENTS = ("CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED")
@@ -76,35 +77,45 @@ def stack_status(cfn, stack_id: str) -> str:
     return stacks[0]["StackStatus"] if stacks else "DELETE_COMPLETE"
 
 
-def wait_deleted(cfn, stack_id: str, timeout: float, sleep=time.sleep) -> str:
-    deadline, delay = time.monotonic() + timeout, 1.0
-    while True:
-        status = stack_status(cfn, stack_id)
-        if status in ("DELETE_COMPLETE", "DELETE_FAILED"):
-            return status
-        if time.monotonic() > deadline:
-            return status
-        sleep(delay)
-        delay = min(delay * 2, 15.0)
+def deletion_state(cfn, stack_id: str) -> tuple[str, str]:
+    """A stack being deleted, for wait_until: gone, or DELETE_FAILED with the reason of the resource that failed."""
+    status = stack_status(cfn, stack_id)
+    if status == "DELETE_COMPLETE":
+        return "done", status
+    if status == "DELETE_FAILED":
+        return "failed", failure_reason(stack_events(cfn, stack_id)) or "no failed resource is named in its events"
+    return "pending", status
+
+
+def wait_deleted(cfn, stack_id: str, timeout: float, sleep=time.sleep, clock=time.monotonic) -> None:
+    """Until the stack is gone; WaitFailed at DELETE_FAILED (at once, with the reason) or at the deadline."""
+    wait_until(lambda: deletion_state(cfn, stack_id), timeout, f"deleting stack {stack_id}", first_poll=1.0,
+               sleep=sleep, clock=clock)
 
 
 def delete(cfn, row: dict, timeout: float) -> dict:
     """Delete, and once more with the failing resources retained when the delete fails."""
-    retain = list(row["retained"])
+    retain, failure = list(row["retained"]), None
     for _attempt in range(2):
         cfn.delete_stack(StackName=row["stack_id"], **({"RetainResources": retain} if retain else {}))
-        status = wait_deleted(cfn, row["stack_id"], timeout)
-        if status != "DELETE_FAILED" or retain:
+        try:
+            wait_deleted(cfn, row["stack_id"], timeout)
+            failure = None
             break
+        except WaitFailed as exc:
+            failure = exc
+            if exc.timed_out or retain:
+                break
         retain = resources_failing_delete(stack_events(cfn, row["stack_id"]))
     row.update(retained=retain, fix="delete" + (f", retaining {', '.join(retain)}" if retain else ""))
-    if status == "DELETE_COMPLETE":
+    if failure is None:
         row["result"] = "deleted"
+    elif failure.timed_out:
+        row.update(result="failed", changed=False,
+                   error=f"stack {row['name']} is {failure.detail} after the delete (not deleted within {timeout:g} s)")
     else:
         row.update(result="failed", changed=False,
-                   error=f"stack {row['name']} is {status} after the delete"
-                         + (f": {failure_reason(stack_events(cfn, row['stack_id']))}" if status == "DELETE_FAILED" else
-                            f" (not deleted within {timeout:.0f} s)"))
+                   error=f"stack {row['name']} is DELETE_FAILED after the delete: {failure.detail}")
     return row
 
 

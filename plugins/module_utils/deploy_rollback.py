@@ -23,20 +23,24 @@ The record stays on the resource; the next rollback replaces it. Where a rollbac
 
 A revision that is missing or INACTIVE, $LATEST, or nothing older to go back to, is refused in the plan, before
 any change, with what to do. `EcsDeployment` and `AliasVersion` are `previous_values.Kind`s, so rows, plan lines,
-diff and the thread pool are those of every other AWS module; `wait_until` is the one wait (a deadline, failure
-states, polls growing from half a second to 15 s).
+diff and the thread pool are those of every other AWS module; the waits are `waits.wait_until`, that of every AWS
+module (a deadline, failure states, polls growing from half a second to 15 s).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import error_code, paginate
-from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import EcsDesiredCount, LambdaConcurrency
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import (
+    EcsDesiredCount,
+    LambdaConcurrency,
+    provisioned_concurrency_state,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, utc_now
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import Current, Plan, Resource
+from ansible_collections.runbook.recovery.plugins.module_utils.waits import wait_until
 
 LATEST, LATEST_IN_TAGS = "$LATEST", "LATEST"
 ECS_PREVIOUS, ECS_SET, ECS_AT = ("runbook:rollback-previous-task-definition", "runbook:rollback-task-definition",
@@ -120,25 +124,6 @@ def choose_target(history: History, wanted: str | None) -> Choice:
         note += (f"; note: the rollback of {history.recorded_at or 'an earlier run'} went away from {target}: "
                  "give another with to=... if that one is the bad one")
     return Choice("rollback", target, note)
-
-
-def wait_until(check: Callable[[], tuple[str, str]], timeout: float, what: str, first_poll: float = 0.5,
-               max_poll: float = 15.0, sleep: Callable[[float], None] = time.sleep,
-               clock: Callable[[], float] = time.monotonic) -> str:
-    """Call `check` until it answers ("done", status); ("failed", why) or the deadline raise a RunbookError naming
-    `what`. Returns the last status."""
-    deadline = clock() + timeout
-    poll = first_poll
-    while True:
-        state, detail = check()
-        if state == "done":
-            return detail
-        if state == "failed":
-            raise RunbookError(f"{what} failed: {detail}")
-        if clock() + poll > deadline:
-            raise RunbookError(f"{what} did not finish within {timeout:g}s (last seen: {detail})")
-        sleep(poll)
-        poll = min(poll * 2, max_poll)
 
 
 # -- ECS services -----------------------------------------------------------------------------------
@@ -478,10 +463,7 @@ class AliasVersion(LambdaConcurrency):
                 if error_code(exc) == "ProvisionedConcurrencyConfigNotFoundException":
                     return "done", "no provisioned concurrency"
                 raise
-            status = config.get("Status")
-            if status == "FAILED":
-                return "failed", config.get("StatusReason", "no reason given")
-            return ("done" if status == "READY" else "waiting"), f"provisioned concurrency {status}"
+            return provisioned_concurrency_state(config)
 
         try:
             wait_until(check, self.wait_seconds, f"the provisioned concurrency of {alias}")

@@ -8,17 +8,22 @@ never deleted or changed."""
 from __future__ import annotations
 
 import datetime
-import time
 
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import error_code, paginate
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import (
+    TABLE_WAIT_SECONDS,
+    update_function_configuration,
+    wait_table_active,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
     compact_timestamp,
     isoformat,
     utc_now,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.waits import wait_until
 
-POLL_SECONDS, WAIT_SECONDS = 0.5, 1800
+WAIT_SECONDS = TABLE_WAIT_SECONDS  # a table, a backup, a restore, and the Lambda update that repoints a function
 
 
 def as_utc(moment) -> datetime.datetime:
@@ -36,17 +41,6 @@ def describe_table(ddb, name: str) -> dict:
             raise RunbookError(f"no DynamoDB table {name!r} in {ddb.meta.region_name} (tables: "
                                f"{', '.join(tables) or 'none'}). Nothing was changed.") from None
         raise
-
-
-def wait_table_active(ddb, name: str, wait_seconds: float = WAIT_SECONDS) -> dict:
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        table = ddb.describe_table(TableName=name)["Table"]
-        if table["TableStatus"] == "ACTIVE":
-            return table
-        if time.monotonic() > deadline:
-            raise RunbookError(f"table {name} is still {table['TableStatus']} after {wait_seconds:.0f}s")
-        time.sleep(POLL_SECONDS)
 
 
 def user_backups(ddb, table: str) -> list[dict]:
@@ -113,15 +107,24 @@ def expired(backups: list[dict], keep_last: int, max_age_days: float | None, now
     return doomed
 
 
-def wait_backup_available(ddb, arn: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        status = ddb.describe_backup(BackupArn=arn)["BackupDescription"]["BackupDetails"]["BackupStatus"]
-        if status == "AVAILABLE":
-            return
-        if status == "DELETED" or time.monotonic() > deadline:
-            raise RunbookError(f"backup {arn} is {status}, not AVAILABLE")
-        time.sleep(POLL_SECONDS)
+def backup_state(details: dict) -> tuple[str, str]:
+    """A backup (DescribeBackup's BackupDetails), for wait_until: AVAILABLE, or DELETED, which it never leaves."""
+    status = details["BackupStatus"]
+    if status == "DELETED":
+        return "failed", "DELETED: the backup was deleted before it became AVAILABLE"
+    return ("done" if status == "AVAILABLE" else "pending"), status
+
+
+def wait_backup_available(ddb, arn: str, wait_seconds: float = WAIT_SECONDS) -> None:
+    def check() -> tuple[str, str]:
+        try:
+            return backup_state(ddb.describe_backup(BackupArn=arn)["BackupDescription"]["BackupDetails"])
+        except Exception as exc:
+            if error_code(exc) == "BackupNotFoundException":
+                return "failed", "the backup no longer exists"
+            raise
+
+    wait_until(check, wait_seconds, f"backup {arn} becoming AVAILABLE")
 
 
 # -- restore --------------------------------------------------------------------------------------
@@ -191,7 +194,7 @@ def restore(ddb, table: str, source: dict, target: str) -> None:
     else:
         ddb.restore_table_to_point_in_time(SourceTableName=table, TargetTableName=target,
                                            RestoreDateTime=source["at"])
-    wait_table_active(ddb, target)
+    wait_table_active(ddb, target, WAIT_SECONDS)
 
 
 def table_exists(ddb, name: str) -> bool:
@@ -215,11 +218,8 @@ def function_variables(lam, function: str) -> dict:
     return dict((config.get("Environment") or {}).get("Variables") or {})
 
 
-def set_variable(lam, function: str, variables: dict, name: str, value: str) -> None:
-    """Only the one variable changes; every other variable is sent back as it was."""
-    lam.update_function_configuration(FunctionName=function, Environment={"Variables": {**variables, name: value}})
-    deadline = time.monotonic() + WAIT_SECONDS
-    while lam.get_function_configuration(FunctionName=function).get("LastUpdateStatus", "Successful") != "Successful":
-        if time.monotonic() > deadline:
-            raise RunbookError(f"the update of {function} did not finish")
-        time.sleep(POLL_SECONDS)
+def set_variable(lam, function: str, variables: dict, name: str, value: str | None) -> None:
+    """Only the one variable changes (None: it is removed); every other variable is sent back as it was."""
+    others = {key: kept for key, kept in variables.items() if key != name}
+    update_function_configuration(lam, function, {"Environment": {"Variables": {
+        **others, **({} if value is None else {name: value})}}}, f"the update of {function}", WAIT_SECONDS)

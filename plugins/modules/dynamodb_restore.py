@@ -173,11 +173,7 @@ def main():
             problem = post_check(ddb, lam, p["function"], p["variable"], target, p["check_item"])
             if problem:
                 previous = result["previous_value"]
-                restored = {k: v for k, v in variables.items() if k != p["variable"]}
-                if previous is None:
-                    lam.update_function_configuration(FunctionName=p["function"], Environment={"Variables": restored})
-                else:
-                    set_variable(lam, p["function"], variables, p["variable"], previous)
+                set_variable(lam, p["function"], variables, p["variable"], previous)
                 result.update(repointed=False, rolled_back=True)
                 raise RunbookError(f"the check after repointing failed ({problem}): {p['variable']} of "
                                    f"{p['function']} is back to {previous!r}; {target} is kept for inspection.",

@@ -1,21 +1,30 @@
-"""DynamoDB's capacity-mode switching rule as AWS documents it (pure logic; the emulator and a real table are
-tested in tests/integration/test_scale.py)."""
+"""DynamoDB's capacity-mode switching rule as AWS documents it, and the states the Lambda and DynamoDB waits end on
+(pure logic and fake clients; the emulator and a real table are tested in tests/integration/test_scale.py)."""
 
 import calendar
 import datetime
+import functools
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
+from ansible_collections.runbook.recovery.plugins.module_utils import aws_resources, waits
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import (
     SWITCH_HISTORY_TAG,
     DynamoCapacity,
     explain_update_limit,
+    function_update_state,
     on_demand_switch_refusal,
+    provisioned_concurrency_state,
     switch_history,
+    table_state,
+    update_function_configuration,
+    wait_table_active,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import Current
+from ansible_collections.runbook.recovery.plugins.module_utils.waits import WaitFailed
 
 NOW = calendar.timegm((2026, 11, 23, 12, 0, 0))
 HOUR = 3600
@@ -106,3 +115,124 @@ def test_the_plan_counts_recorded_switches_and_the_last_one_aws_reports():
     with pytest.raises(RunbookError, match="this table made 4"):
         # The last switch (made elsewhere, an hour ago) is not in the record but DescribeTable shows it.
         DynamoCapacity(None).check(table("PROVISIONED", now - HOUR, recorded), {"billing_mode": "PAY_PER_REQUEST"})
+
+
+# -- the states the waits end on ------------------------------------------------------------------------
+FAILED_UPDATE = {"State": "Active", "LastUpdateStatus": "Failed", "LastUpdateStatusReasonCode": "EniLimitExceeded",
+                 "LastUpdateStatusReason": "The function could not create a network interface in subnet-1"}
+
+
+@pytest.mark.parametrize(("config", "state", "detail"), [
+    ({"State": "Active", "LastUpdateStatus": "Successful"}, "done", "LastUpdateStatus Successful"),
+    ({"State": "Active"}, "done", "LastUpdateStatus Successful"),
+    ({"State": "Active", "LastUpdateStatus": "InProgress"}, "pending", "LastUpdateStatus InProgress"),
+    (FAILED_UPDATE, "failed", "The function could not create a network interface in subnet-1 (EniLimitExceeded)"),
+    ({"State": "Active", "LastUpdateStatus": "Failed"}, "failed", "no reason given"),
+    ({"State": "Failed", "StateReason": "The role cannot be assumed", "LastUpdateStatus": "Successful"}, "failed",
+     "the function's State is Failed: The role cannot be assumed"),
+])
+def test_a_lambda_update_is_done_pending_or_failed_with_aws_reason(config, state, detail):
+    assert function_update_state(config) == (state, detail)
+
+
+class FakeLambda:
+    """UpdateFunctionConfiguration refused `conflicts` times with ResourceConflictException, then accepted;
+    GetFunctionConfiguration answers each of `configs` in turn, then the last one again."""
+
+    def __init__(self, *configs, conflicts=0):
+        self.configs, self.conflicts, self.updates, self.reads = list(configs), conflicts, [], 0
+
+    def update_function_configuration(self, FunctionName, **update):
+        if self.conflicts:
+            self.conflicts -= 1
+            raise ClientError({"Error": {"Code": "ResourceConflictException", "Message": "An update is in progress"}},
+                              "UpdateFunctionConfiguration")
+        self.updates.append(update)
+
+    def get_function_configuration(self, FunctionName):
+        self.reads += 1
+        return self.configs.pop(0) if len(self.configs) > 1 else self.configs[0]
+
+
+@pytest.fixture
+def slept(monkeypatch):
+    """The conflict retries' sleeps, recorded instead of slept."""
+    sleeps = []
+    monkeypatch.setattr(aws_resources, "retry_conflicts", functools.partial(waits.retry_conflicts, sleep=sleeps.append))
+    return sleeps
+
+
+def test_a_failed_lambda_update_ends_the_wait_at_once_with_aws_reason(slept):
+    lam, started = FakeLambda(FAILED_UPDATE), time.monotonic()
+    with pytest.raises(WaitFailed) as failed:
+        update_function_configuration(lam, "handler", {"MemorySize": 1024}, wait_seconds=300)
+    assert str(failed.value) == ("the update failed: The function could not create a network interface in subnet-1 "
+                                 "(EniLimitExceeded)")
+    assert lam.reads == 1 and time.monotonic() - started < 1 and lam.updates == [{"MemorySize": 1024}]
+
+
+def test_a_lambda_update_in_progress_is_retried_then_waited_for(slept):
+    lam = FakeLambda({"State": "Active", "LastUpdateStatus": "Successful", "MemorySize": 1024}, conflicts=2)
+    assert update_function_configuration(lam, "handler", {"MemorySize": 1024})["MemorySize"] == 1024
+    assert slept == [0.5, 1.0] and lam.updates == [{"MemorySize": 1024}]
+
+
+def test_a_lambda_update_still_in_progress_after_the_bound_is_given_up_in_plain_words(slept):
+    lam = FakeLambda({"LastUpdateStatus": "Successful"}, conflicts=100)
+    with pytest.raises(RunbookError, match="UpdateFunctionConfiguration of handler was refused 8 times over 35.5s "
+                                           "because another update is in progress"):
+        update_function_configuration(lam, "handler", {"Timeout": 60})
+    assert lam.updates == [] and lam.reads == 0 and len(slept) == 7
+
+
+@pytest.mark.parametrize(("config", "state", "detail"), [
+    ({"Status": "READY"}, "done", "Status READY"),
+    ({"Status": "IN_PROGRESS"}, "pending", "Status IN_PROGRESS"),
+    ({}, "pending", "Status not visible yet"),
+    ({"Status": "FAILED", "StatusReason": "FUNCTION_ERROR_INIT_FAILURE"}, "failed", "FUNCTION_ERROR_INIT_FAILURE"),
+])
+def test_provisioned_concurrency_is_ready_pending_or_failed_with_aws_reason(config, state, detail):
+    assert provisioned_concurrency_state(config) == (state, detail)
+
+
+def described_table(status, *indexes, **more):
+    return {"TableName": "sessions", "TableStatus": status, **more,
+            "GlobalSecondaryIndexes": [{"IndexName": name, "IndexStatus": index} for name, index in indexes]}
+
+
+@pytest.mark.parametrize(("described", "indexes", "state", "detail"), [
+    (described_table("ACTIVE"), False, "done", "ACTIVE"),
+    (described_table("CREATING"), False, "pending", "CREATING"),
+    (described_table("ACTIVE", ("by-user", "UPDATING")), False, "done", "ACTIVE"),
+    (described_table("UPDATING", ("by-user", "UPDATING")), True, "pending", "UPDATING, by-user UPDATING"),
+    (described_table("DELETING"), False, "failed", "DELETING: the table is being deleted"),
+    (described_table("INACCESSIBLE_ENCRYPTION_CREDENTIALS"), True, "failed",
+     "INACCESSIBLE_ENCRYPTION_CREDENTIALS: the table's AWS KMS key is inaccessible (disabled, or its grant revoked)"),
+    (described_table("ARCHIVED", ArchivalSummary={"ArchivalReason": "INACCESSIBLE_ENCRYPTION_CREDENTIALS"}), False,
+     "failed",
+     "ARCHIVED: the table is archived: its AWS KMS key was inaccessible for seven days "
+     "(INACCESSIBLE_ENCRYPTION_CREDENTIALS)"),
+])
+def test_a_table_is_active_pending_or_cannot_become_active(described, indexes, state, detail):
+    assert table_state(described, indexes) == (state, detail)
+
+
+class FakeTables:
+    def __init__(self, *tables):
+        self.tables, self.reads = list(tables), 0
+
+    def describe_table(self, TableName):
+        self.reads += 1
+        if not self.tables:
+            raise ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "not found"}}, "DescribeTable")
+        return {"Table": self.tables.pop(0) if len(self.tables) > 1 else self.tables[0]}
+
+
+def test_a_table_that_cannot_become_active_ends_the_wait_at_once():
+    ddb = FakeTables(described_table("DELETING"))
+    with pytest.raises(WaitFailed, match="table sessions becoming ACTIVE failed: DELETING: the table is being deleted"):
+        wait_table_active(ddb, "sessions", 1800)
+    assert ddb.reads == 1
+    with pytest.raises(WaitFailed, match="the update failed: the table no longer exists"):
+        wait_table_active(FakeTables(), "sessions", 600, what="the update")
+    assert wait_table_active(FakeTables(described_table("ACTIVE")), "sessions")["TableStatus"] == "ACTIVE"

@@ -1,4 +1,5 @@
-"""Where a deployment rollback goes, what it records, when a deployment is steady, and the one wait (pure logic)."""
+"""Where a deployment rollback goes, what it records, and when a deployment is steady (pure logic; the wait itself is
+tested in test_waits.py)."""
 
 import pytest
 
@@ -18,7 +19,6 @@ from ansible_collections.runbook.recovery.plugins.module_utils.deploy_rollback i
     ecs_history,
     encode_weights,
     plan_alias,
-    wait_until,
     wanted_revision,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import Current
@@ -209,30 +209,6 @@ def deployment(id_, status="PRIMARY", running=2, desired=2, rollout="COMPLETED",
 def test_deployment_state(described, state, detail):
     found_state, found_detail = deployment_state(described, "new")
     assert found_state == state and detail in found_detail
-
-
-class Clock:
-    def __init__(self):
-        self.now, self.sleeps = 0.0, []
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def test_the_wait_polls_more_slowly_until_done():
-    clock, answers = Clock(), iter([("waiting", "0/2")] * 6 + [("done", "2/2")])
-    assert wait_until(lambda: next(answers), 600, "deployment x", sleep=clock.sleep, clock=lambda: clock.now) == "2/2"
-    assert clock.sleeps == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0]
-
-
-def test_the_wait_stops_at_a_failure_state_and_at_the_deadline():
-    clock = Clock()
-    with pytest.raises(RunbookError, match="deployment x failed: circuit breaker"):
-        wait_until(lambda: ("failed", "circuit breaker"), 60, "deployment x", sleep=clock.sleep,
-                   clock=lambda: clock.now)
-    with pytest.raises(RunbookError, match=r"deployment x did not finish within 10s \(last seen: 1/2\)"):
-        wait_until(lambda: ("waiting", "1/2"), 10, "deployment x", sleep=clock.sleep, clock=lambda: clock.now)
 
 
 def test_to_recorded_is_what_the_last_rollback_set_and_nothing_to_do_while_it_holds():
