@@ -91,13 +91,17 @@ scale = manual_procedure(
         "pg_max_connections": dict(default=None, type=["null", "integer"], minimum=1,
                                    title="PostgreSQL max_connections",
                                    description="Empty: unchanged. Restarts the server when it changes."),
+        "compose_replicas": dict(default=None, type=["null", "integer"], minimum=0, title="Compose replicas",
+                                 description="Empty: unchanged. Containers of the target's compose services "
+                                             "(docker compose --scale), each healthy before the run ends."),
     },
     extravars={"scale_target": "{{ params.scale_target }}", "lambda_memory_mb": "{{ params.lambda_memory_mb }}",
                "lambda_timeout_s": "{{ params.lambda_timeout_s }}",
                "lambda_reserved_concurrency": "{{ params.lambda_reserved_concurrency }}",
                "dynamodb_billing_mode": "{{ params.dynamodb_billing_mode }}",
                "ecs_desired_count": "{{ params.ecs_desired_count }}",
-               "pg_max_connections": "{{ params.pg_max_connections }}"},
+               "pg_max_connections": "{{ params.pg_max_connections }}",
+               "compose_replicas": "{{ params.compose_replicas }}"},
     doc_md="""
 ### Scale
 Only the settings given change, and the values they replace are recorded so `scale-undo.yml` can put them back.

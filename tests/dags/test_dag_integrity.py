@@ -82,3 +82,10 @@ def test_a_rollback_is_verified_against_what_it_recorded(dagbag):
     dag = dagbag.dags["rollback_deploy"]
     assert dag.task_dict["verify"].extravars["to"] == "recorded" and dag.task_dict["verify"].expect_no_change
     assert dag.task_dict["apply"].extravars["to"] == "{{ params.to }}"
+
+
+def test_the_scale_form_reaches_compose_replicas(dagbag):
+    dag = dagbag.dags["scale"]
+    assert dag.params["compose_replicas"] is None  # empty: unchanged
+    assert dag.params.get_param("compose_replicas").schema["minimum"] == 0
+    assert dag.task_dict["apply"].extravars["compose_replicas"] == "{{ params.compose_replicas }}"
