@@ -52,6 +52,7 @@ Run: python sandbox/aws_emulator.py --port 55555   (binds 127.0.0.1 only)
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import threading
@@ -561,11 +562,18 @@ def install_extensions() -> None:
         ApiGatewayV2Response.update_stage = update_stage
 
 
+# Further extensions, one module per AWS service (sandbox/emulator_<service>.py), each with an install() and a
+# docstring saying what it adds, in the style of this file's list above.
+EXTENSION_MODULES = ("emulator_dynamodb", "emulator_shutdown")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--port", type=int, default=55555)
     args = parser.parse_args()
     install_extensions()
+    for extension in EXTENSION_MODULES:  # one file per service beside this one, each with install() and a docstring
+        importlib.import_module(f"{__package__}.{extension}" if __package__ else extension).install()
     install_fault_injection(Faults(os.environ.get("RUNBOOK_EMULATOR_FAULTS")))
     from moto.server import main as moto_main
 

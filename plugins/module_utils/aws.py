@@ -94,6 +94,10 @@ class Clients:
             return self._clients[service]
 
 
+def region_of(aws_client) -> str:
+    return aws_client.meta.region_name
+
+
 def error_code(exc: BaseException) -> str | None:
     if HAS_BOTO3 and isinstance(exc, ClientError):
         return exc.response.get("Error", {}).get("Code")

@@ -15,13 +15,9 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     is_aws_error,
     paginate,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import (
-    EcsDesiredCount,
-    LambdaConcurrency,
-    StageThrottle,
-    resolve_services,
-    resolve_stages,
-)
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_apigateway import StageThrottle, resolve_stages
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_ecs import EcsDesiredCount, resolve_services
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import LambdaConcurrency
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, utc_now
 from ansible_collections.runbook.recovery.plugins.module_utils.health import finding, severity
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import (

@@ -49,7 +49,7 @@ def test_the_fifth_switch_to_on_demand_in_a_rolling_day_is_refused_as_aws_does()
     import pytest
     from moto.dynamodb.exceptions import DynamodbException
 
-    from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import explain_update_limit
+    from ansible_collections.runbook.recovery.plugins.module_utils.aws_dynamodb import explain_update_limit
     from sandbox.aws_emulator import refuse_fifth_switch
 
     now = 1_795_435_200.0  # 2026-11-23T12:00:00Z

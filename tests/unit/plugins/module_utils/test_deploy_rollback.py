@@ -3,24 +3,25 @@ tested in test_waits.py)."""
 
 import pytest
 
-from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import check_qualifier
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
-from ansible_collections.runbook.recovery.plugins.module_utils.deploy_rollback import (
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_ecs import (
     ECS_AT,
     ECS_PREVIOUS,
     ECS_SET,
-    RECORDED,
     EcsDeployment,
-    alias_history,
-    alias_record_keys,
-    choose_target,
-    decode_weights,
     deployment_state,
     ecs_history,
-    encode_weights,
-    plan_alias,
     wanted_revision,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import (
+    alias_history,
+    alias_record_keys,
+    check_qualifier,
+    decode_weights,
+    encode_weights,
+    plan_alias,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.deploy_rollback import RECORDED, choose_target
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import Current
 
 ARN = "arn:aws:ecs:us-east-1:123456789012:task-definition/"

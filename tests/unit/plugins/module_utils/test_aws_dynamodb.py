@@ -4,11 +4,8 @@ tests/integration/test_dynamodb.py)."""
 import pytest
 from botocore.exceptions import ClientError
 
-from ansible_collections.runbook.recovery.plugins.module_utils.dynamodb import (
-    backup_state,
-    set_variable,
-    wait_backup_available,
-)
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_dynamodb import backup_state, wait_backup_available
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import set_variable
 from ansible_collections.runbook.recovery.plugins.module_utils.waits import WaitFailed
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/sessions/backup/01"

@@ -1,8 +1,8 @@
 # Copyright: runbook.recovery contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Stacks that a failed deploy leaves behind (ROLLBACK_COMPLETE and friends) must be deleted before the next
-deploy can create them again. Find them, say why each failed, delete them and wait; a delete that fails on
-some resources is retried with exactly those resources retained, and they are named in the result."""
+"""AWS CloudFormation: stacks that a failed deploy leaves behind (ROLLBACK_COMPLETE and friends) must be deleted
+before the next deploy can create them again. Find them, say why each failed, delete them and wait; a delete that
+fails on some resources is retried with exactly those resources retained, and they are named in the result."""
 
 from __future__ import annotations
 

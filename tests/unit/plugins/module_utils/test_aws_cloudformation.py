@@ -3,7 +3,7 @@
 
 import pytest
 
-from ansible_collections.runbook.recovery.plugins.module_utils.cfn_stacks import (
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_cloudformation import (
     delete,
     failure_reason,
     resources_failing_delete,

@@ -9,18 +9,20 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from ansible_collections.runbook.recovery.plugins.module_utils import aws_resources, waits
-from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import (
+from ansible_collections.runbook.recovery.plugins.module_utils import aws_lambda, waits
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_dynamodb import (
     SWITCH_HISTORY_TAG,
     DynamoCapacity,
     explain_update_limit,
-    function_update_state,
     on_demand_switch_refusal,
-    provisioned_concurrency_state,
     switch_history,
     table_state,
-    update_function_configuration,
     wait_table_active,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import (
+    function_update_state,
+    provisioned_concurrency_state,
+    update_function_configuration,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import Current
@@ -158,7 +160,7 @@ class FakeLambda:
 def slept(monkeypatch):
     """The conflict retries' sleeps, recorded instead of slept."""
     sleeps = []
-    monkeypatch.setattr(aws_resources, "retry_conflicts", functools.partial(waits.retry_conflicts, sleep=sleeps.append))
+    monkeypatch.setattr(aws_lambda, "retry_conflicts", functools.partial(waits.retry_conflicts, sleep=sleeps.append))
     return sleeps
 
 

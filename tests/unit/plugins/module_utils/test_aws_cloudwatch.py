@@ -2,8 +2,12 @@
 
 import pytest
 
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_cloudwatch import (
+    RETENTION_DAYS,
+    check_retention,
+    plan,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
-from ansible_collections.runbook.recovery.plugins.module_utils.log_groups import RETENTION_DAYS, check_retention, plan
 
 
 @pytest.mark.parametrize("days", [1, 30, 1096, 2192, 2557, 2922, 3288, 3653])

@@ -1,7 +1,7 @@
 # Copyright: runbook.recovery contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""CloudWatch Logs retention: find the log groups under some prefixes (and the ones named outright),
-create the named ones that are missing, and give every one the wanted retention. Never deletes a group."""
+"""Amazon CloudWatch: Logs retention (find the log groups under some prefixes and the ones named outright, create
+the named ones that are missing, give every one the wanted retention; never delete a group)."""
 
 from __future__ import annotations
 
