@@ -1,4 +1,5 @@
-"""Emulator extensions for an emergency shutdown that stays shut: API Gateway route and method settings, ECS Application Auto Scaling, Lambda event source mappings.
+"""Emulator extensions for an emergency shutdown that stays shut: API Gateway route and method settings, ECS
+Application Auto Scaling, Lambda event source mappings.
 
 What moto lacks or answers unlike AWS, added here following AWS's documented behaviour (nothing yet).
 """
