@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome
 
 # boto3 itself is imported when the first client is made (half a second of every module run that needs none:
 # pg_backup without an S3 copy, pg_health without an archive); its exceptions are cheap to import.
@@ -119,16 +120,19 @@ def is_aws_error(exc: BaseException) -> bool:
 
 @contextlib.contextmanager
 def aws_failures_reported(module, action: str):
-    """A RunbookError or an AWS error becomes one fail_json with a message for a person; anything else
-    is a bug and keeps its traceback."""
+    """The failure seam of every AWS module: yields the run's `Outcome`, to which the code under it says each write
+    AWS accepted (and each undo). A RunbookError or an AWS error becomes one fail_json whose message ends with what
+    was changed before it and what was undone ("Nothing was changed." only when that is true), with the same in
+    the result (`changes`, `undone`, `changed`). Anything else is a bug and keeps its traceback."""
+    outcome = Outcome()
     try:
-        yield
+        yield outcome
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        module.fail_json(msg=outcome.told(str(exc)), **{**exc.details, **outcome.facts()})
     except Exception as exc:
         if not is_aws_error(exc):
             raise
-        module.fail_json(msg=describe_error(exc, action) + ". Nothing was changed.")
+        module.fail_json(msg=outcome.told(describe_error(exc, action)), **outcome.facts())
 
 
 def paginate(aws_client, operation: str, key: str, **kwargs) -> list:

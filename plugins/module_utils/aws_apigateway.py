@@ -14,6 +14,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     region_of,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import (
     Current,
     Kind,
@@ -50,7 +51,7 @@ class StageThrottle(Kind):
                   "rate_limit": settings.get("ThrottlingRateLimit")}
         return Current(values, v2.get_tags(ResourceArn=resource.arn).get("Tags") or {}, found)
 
-    def write(self, resource: Resource, current: Current, values: dict) -> None:
+    def write(self, resource: Resource, current: Current, values: dict, outcome: Outcome | None = None) -> None:
         """Only the limits in `values` are sent; a limit that is to be "not set" gets the account-level one."""
         api_id, stage = resource.ref["api_id"], resource.ref["stage"]
         values = {key: self.account_limits()[key] if value is None else value for key, value in values.items()}

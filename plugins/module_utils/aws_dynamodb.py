@@ -32,6 +32,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     parse_iso,
     utc_now,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome, said
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import (
     SCALE,
     Current,
@@ -231,7 +232,7 @@ class DynamoCapacity(Kind):
             raise RunbookError(f"the table has no {', '.join(unknown)} (its indexes: {', '.join(indexes) or 'none'}). "
                                "Nothing was changed.")
 
-    def write(self, resource: Resource, current: Current, values: dict) -> None:
+    def write(self, resource: Resource, current: Current, values: dict, outcome: Outcome | None = None) -> None:
         target = {**current.values, **values}
         provisioned = target["billing_mode"] == "PROVISIONED"
         update: dict = {}
@@ -259,6 +260,7 @@ class DynamoCapacity(Kind):
             if error_code(exc) != "LimitExceededException":
                 raise
             raise self._limit_refusal(resource, current, exc) from None
+        said(outcome, f"UpdateTable of {resource.name} accepted ({', '.join(sorted(update))})")
         table = self.wait_active(resource.name)
         if update.get("BillingMode") == "PAY_PER_REQUEST":
             self._remember_switch(resource, current, last_switch_to_on_demand(table) or time.time())
@@ -277,8 +279,8 @@ class DynamoCapacity(Kind):
             return RunbookError(f"{message}. The table's billing mode and capacities are unchanged, but the scaling "
                                 f"record written just before ({', '.join(written) or 'runbook:scale-* tags'}) may "
                                 f"remain ({describe_error(cleanup, 'removing it')}): remove those tags by hand.")
-        removed = " (the scaling record written just before the refused call was removed)" if written else ""
-        return RunbookError(f"{message}. Nothing was changed on this table{removed}.", nothing_changed=True)
+        return RunbookError(f"{message}. The table's billing mode and capacities are unchanged.",
+                            record_removed=bool(written))
 
     def _remember_switch(self, resource: Resource, current: Current, switched: float) -> None:
         kept = [moment for moment in switch_history(current.tags) if switched - moment < SWITCH_WINDOW_SECONDS]

@@ -21,6 +21,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.deploy_rollback i
     History,
     choose_target,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome, said
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import (
     Current,
     Kind,
@@ -46,7 +47,7 @@ class EcsDesiredCount(Kind):
         return Current({"desired_count": service["desiredCount"]},
                        {t["key"]: t["value"] for t in service.get("tags") or []})
 
-    def write(self, resource: Resource, current: Current, values: dict) -> None:
+    def write(self, resource: Resource, current: Current, values: dict, outcome: Outcome | None = None) -> None:
         self.clients("ecs").update_service(cluster=resource.ref["cluster"], service=resource.arn,
                                            desiredCount=int(values["desired_count"]))
 
@@ -244,7 +245,7 @@ class EcsDeployment(EcsDesiredCount):
         return Plan(choice.action, write={"task_definition": arns[choice.target]}, add_tags=record,
                     after={"task_definition": choice.target}, note=f"{choice.note}; {running} recorded for undo")
 
-    def write(self, resource: Resource, current: Current, values: dict) -> None:
+    def write(self, resource: Resource, current: Current, values: dict, outcome: Outcome | None = None) -> None:
         ecs = self.clients("ecs")
         cluster = resource.ref["cluster"]
         if values.get("force"):
@@ -254,6 +255,7 @@ class EcsDeployment(EcsDesiredCount):
             updated = ecs.update_service(cluster=cluster, service=resource.arn,
                                          taskDefinition=values["task_definition"])["service"]
             change = f"ECS took the change (the service now runs {task_definition_key(values['task_definition'])})"
+        said(outcome, f"{resource.name}: {change}")
         if self.wait_seconds <= 0:
             return
         primary = next((d for d in updated.get("deployments") or [] if d.get("status") == "PRIMARY"), None)

@@ -34,6 +34,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.deploy_rollback i
     choose_target,
     recorded_target,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome, said
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import (
     Current,
     Kind,
@@ -64,12 +65,14 @@ def function_update_state(config: dict) -> tuple[str, str]:
 
 
 def update_function_configuration(lam, function: str, update: dict, what: str = "the update",
-                                  wait_seconds: float = LAMBDA_UPDATE_WAIT_SECONDS) -> dict:
+                                  wait_seconds: float = LAMBDA_UPDATE_WAIT_SECONDS,
+                                  outcome: Outcome | None = None) -> dict:
     """The one way to call UpdateFunctionConfiguration: only the members in `update` are sent; the call is retried
     while another update is in progress; then it waits until LastUpdateStatus is Successful ("<what> failed: <AWS's
     reason>" when it is Failed). Returns the configuration read last."""
     retry_conflicts(lambda: lam.update_function_configuration(FunctionName=function, **update),
                     f"UpdateFunctionConfiguration of {function}")
+    said(outcome, f"UpdateFunctionConfiguration of {function} accepted ({', '.join(sorted(update))})")
     config: dict = {}
 
     def check() -> tuple[str, str]:
@@ -104,7 +107,7 @@ class LambdaConcurrency(Kind):
         reserved = found.get("Concurrency", {}).get("ReservedConcurrentExecutions")
         return Current({"reserved_concurrency": reserved}, found.get("Tags") or {}, found.get("Configuration") or {})
 
-    def write(self, resource: Resource, current: Current, values: dict) -> None:
+    def write(self, resource: Resource, current: Current, values: dict, outcome: Outcome | None = None) -> None:
         reserved, lam = values["reserved_concurrency"], self.clients("lambda")
         if reserved is None:
             retry_conflicts(lambda: lam.delete_function_concurrency(FunctionName=resource.arn),
@@ -247,31 +250,34 @@ class LambdaCapacity(LambdaConcurrency):
                 raise RunbookError(f"the function has no alias or version {self.qualifier!r}") from None
             raise
 
-    def write(self, resource: Resource, current: Current, values: dict) -> None:
+    def write(self, resource: Resource, current: Current, values: dict, outcome: Outcome | None = None) -> None:
         update = {member: values[setting] for setting, member in _CONFIG_MEMBERS.items() if setting in values}
         if "ephemeral_storage_mb" in values:
             update["EphemeralStorage"] = {"Size": values["ephemeral_storage_mb"]}
         if update:
-            self._update_configuration(resource, update)
+            update_function_configuration(self.clients("lambda"), resource.arn, update,
+                                          wait_seconds=self.wait_seconds, outcome=outcome)
         if "reserved_concurrency" in values:
             super().write(resource, current, {"reserved_concurrency": values["reserved_concurrency"]})
+            reserved = values["reserved_concurrency"]
+            said(outcome, f"reserved concurrency of {resource.name} "
+                          + ("removed" if reserved is None else f"set to {reserved}"))
         if "provisioned_concurrency" in values:
-            self._set_provisioned(resource, values["provisioned_concurrency"])
+            self._set_provisioned(resource, values["provisioned_concurrency"], outcome)
 
-    def _set_provisioned(self, resource: Resource, wanted: int | None) -> None:
+    def _set_provisioned(self, resource: Resource, wanted: int | None, outcome: Outcome | None = None) -> None:
         lam = self.clients("lambda")
         if wanted is None:
             lam.delete_provisioned_concurrency_config(FunctionName=resource.arn, Qualifier=self.qualifier)
+            said(outcome, f"provisioned concurrency of {resource.name}:{self.qualifier} removed")
             return
         # AWS answers ResourceConflictException while the function or the alias is being updated.
         retry_conflicts(lambda: lam.put_provisioned_concurrency_config(
             FunctionName=resource.arn, Qualifier=self.qualifier, ProvisionedConcurrentExecutions=wanted),
             f"PutProvisionedConcurrencyConfig of {resource.name}:{self.qualifier}")
+        said(outcome, f"provisioned concurrency of {resource.name}:{self.qualifier} set to {wanted}")
         wait_until(lambda: provisioned_concurrency_state(self._provisioned(resource)), self.wait_seconds,
                    "provisioned concurrency")
-
-    def _update_configuration(self, resource: Resource, update: dict) -> None:
-        update_function_configuration(self.clients("lambda"), resource.arn, update, wait_seconds=self.wait_seconds)
 
 
 # -- pointing a Lambda function at the restored table ---------------------------------------------
@@ -432,13 +438,15 @@ class AliasVersion(LambdaConcurrency):
         return plan_alias(current.raw["history"], current.raw["weights"], recorded, wanted_version(self.to), alias,
                           isoformat(utc_now()))
 
-    def write(self, resource: Resource, current: Current, values: dict) -> None:
+    def write(self, resource: Resource, current: Current, values: dict, outcome: Outcome | None = None) -> None:
         lam = self.clients("lambda")
         function, alias = resource.ref["function"], resource.ref["alias"]
         # RevisionId: if someone moved the alias since the plan read it, AWS refuses instead of overwriting them.
         lam.update_alias(FunctionName=function, Name=alias, FunctionVersion=values["version"],
                          RoutingConfig={"AdditionalVersionWeights": values["weights"]},
                          RevisionId=current.raw["alias"]["RevisionId"])
+        said(outcome, f"alias {resource.name} pointed at version {values['version']}"
+                      + (f" (weights {describe_weights(values['weights'])})" if values["weights"] else ""))
         if self.wait_seconds <= 0:
             return
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import DEFAULT_WORKERS, describe_error, for_each
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, utc_now
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome
 
 NOT_SET = "none"
 
@@ -85,7 +86,10 @@ class Kind:
     def read(self, resource: Resource) -> Current:
         raise NotImplementedError
 
-    def write(self, resource: Resource, current: Current, values: dict) -> None:
+    def write(self, resource: Resource, current: Current, values: dict, outcome: Outcome | None = None) -> None:
+        """Make the change. A write of several AWS calls, or one that waits after AWS accepted it, says each accepted
+        call to `outcome` (`outcome.wrote(...)`) as it goes, so a failure part way names what was done; a write
+        that says nothing is recorded as one change once it returns."""
         raise NotImplementedError
 
     def tag(self, resource: Resource, tags: dict) -> None:
@@ -236,14 +240,30 @@ def describe(values: dict) -> str:
 
 
 # -- execution ------------------------------------------------------------------------------------
-def execute(kind: Kind, resource: Resource, current: Current, plan: Plan) -> None:
-    """Record first, then change, then forget: a failure at any point leaves a record that is true."""
+def execute(kind: Kind, resource: Resource, current: Current, plan: Plan, outcome: Outcome) -> None:
+    """Record first, then change, then forget: a failure at any point leaves a record that is true, and `outcome`
+    says which of the three were done."""
+    record = None
     if plan.add_tags:
         kind.tag(resource, plan.add_tags)
+        record = outcome.wrote(f"record {describe_tags(plan.add_tags)} tagged on {resource.name}")
     if plan.write is not None:
-        kind.write(resource, current, plan.write)
+        said = len(outcome.steps)
+        try:
+            kind.write(resource, current, plan.write, outcome=outcome)
+        except RunbookError as exc:
+            if record is not None and exc.details.get("record_removed"):
+                outcome.undid(record, "removed again: the service refused the change")
+            raise
+        if len(outcome.steps) == said:
+            outcome.wrote(f"{describe(plan.write)} set on {resource.name}")
     if plan.remove_tags:
         kind.untag(resource, plan.remove_tags)
+        outcome.wrote(f"record {', '.join(plan.remove_tags)} removed from {resource.name}")
+
+
+def describe_tags(tags: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in tags.items())
 
 
 def apply(kind: Kind, resources: list[Resource], decide: Callable[[Current], Plan], check_mode: bool,
@@ -263,12 +283,13 @@ def apply(kind: Kind, resources: list[Resource], decide: Callable[[Current], Pla
             return {**row, "action": "failed", "error": plan.note}
         if check_mode or not plan.changes:
             return row
+        outcome = Outcome()
         try:
-            execute(kind, resource, current, plan)
+            execute(kind, resource, current, plan, outcome)
         except Exception as exc:
-            untouched = isinstance(exc, RunbookError) and exc.details.get("nothing_changed", False)
-            return {**row, "action": "failed", "after": current.values if untouched else None,
-                    "changed": not untouched, "error": describe_error(exc, plan.action)}
+            facts = outcome.facts()
+            return {**row, **facts, "action": "failed", "after": None if facts["changed"] else current.values,
+                    "error": outcome.told(describe_error(exc, plan.action))}
         return row
 
     rows = []

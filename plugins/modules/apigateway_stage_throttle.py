@@ -109,7 +109,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     aws_failures_reported,
     resources_argument_spec,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import StageThrottle, resolve_stages
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_apigateway import StageThrottle, resolve_stages
 from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
 

@@ -71,12 +71,12 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     exit_with_rows,
     resources_argument_spec,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.cfn_stacks import (
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_cloudformation import (
     FAILED_STATES,
     clean,
     failed_stacks,
-    plan,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_cloudwatch import plan
 from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
 
 

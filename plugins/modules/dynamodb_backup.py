@@ -71,8 +71,8 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     aws_argument_spec,
     aws_failures_reported,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_dynamodb import backup_table
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, parse_duration
-from ansible_collections.runbook.recovery.plugins.module_utils.dynamodb import backup_table
 
 
 def main():

@@ -104,7 +104,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     aws_failures_reported,
     resources_argument_spec,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import DynamoCapacity, resolve_tables
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_dynamodb import DynamoCapacity, resolve_tables
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
 

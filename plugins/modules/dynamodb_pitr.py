@@ -60,7 +60,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     for_each,
     resources_argument_spec,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.dynamodb import describe_table, ensure_pitr
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_dynamodb import describe_table, ensure_pitr
 
 
 def main():

@@ -100,17 +100,16 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     aws_argument_spec,
     aws_failures_reported,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, utc_now
-from ansible_collections.runbook.recovery.plugins.module_utils.dynamodb import (
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_dynamodb import (
     choose_source,
     count_items,
-    function_variables,
     restore,
-    set_variable,
     table_exists,
     target_name,
     wait_table_active,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import function_variables, set_variable
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, utc_now
 
 
 def post_check(ddb, lam, function: str, variable: str, target: str, check_item: dict | None) -> str | None:

@@ -98,7 +98,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     aws_failures_reported,
     resources_argument_spec,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import EcsDesiredCount, resolve_services
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_ecs import EcsDesiredCount, resolve_services
 from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
 

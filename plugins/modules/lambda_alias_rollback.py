@@ -113,8 +113,8 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     aws_failures_reported,
     resources_argument_spec,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import AliasVersion, resolve_aliases
 from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
-from ansible_collections.runbook.recovery.plugins.module_utils.deploy_rollback import AliasVersion, resolve_aliases
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
 
 

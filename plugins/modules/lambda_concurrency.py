@@ -95,7 +95,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     aws_failures_reported,
     resources_argument_spec,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.aws_resources import (
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import (
     LAMBDA_SELECTION_SPEC,
     LambdaConcurrency,
     resolve_functions,

@@ -92,13 +92,13 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     exit_with_rows,
     resources_argument_spec,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
-from ansible_collections.runbook.recovery.plugins.module_utils.log_groups import (
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_cloudwatch import (
     apply,
     check_retention,
     find_groups,
     plan,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
 
 
 def main():

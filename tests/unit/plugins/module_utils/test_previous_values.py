@@ -34,7 +34,7 @@ class Counter(Kind):
         item = self.store[resource.name]
         return Current({"count": item["count"]}, dict(item["tags"]))
 
-    def write(self, resource, current, values):
+    def write(self, resource, current, values, outcome=None):
         if resource.name in self.fail_write:
             raise RuntimeError("write refused")
         self.store[resource.name]["count"] = values["count"]
@@ -134,15 +134,17 @@ def test_a_refusal_that_changed_nothing_is_reported_unchanged():
     store = {"a": {"count": 4, "tags": {}}}
 
     class Refused(Counter):
-        def write(self, resource, current, values):
+        def write(self, resource, current, values, outcome=None):
             self.store[resource.name]["tags"].clear()
-            raise RunbookError("refused by the service. Nothing was changed on this counter.", nothing_changed=True)
+            raise RunbookError("refused by the service; the counter is unchanged.", record_removed=True)
 
     result = run(Refused(store), [Resource("a", "a")], "present", check_mode=False, wanted={"count": 9})
     [row] = result["resources"]
     assert row["action"] == "failed" and row["changed"] is False and not result["changed"]
     assert row["after"] == row["before"] == {"count": 4} and store["a"] == {"count": 4, "tags": {}}
-    assert "Nothing was changed on this counter" in result["msg"]
+    assert "the counter is unchanged" in result["msg"]
+    assert "then undone: record runbook:scale-previous-count=4" in result["msg"], result["msg"]
+    assert "Nothing is left changed." in result["msg"]
 
 
 def test_check_mode_writes_nothing():
