@@ -143,13 +143,24 @@ def paginate(aws_client, operation: str, key: str, **kwargs) -> list:
     return items
 
 
-def exit_with_rows(module, result: dict, rows: list[dict], failures: str) -> None:
-    """Exit with the per-resource rows; when a row carries an error, fail instead, keeping every row in the result.
-    `failures` completes "N of M ...: " (such as "log groups failed")."""
+def exit_with_rows(module, result: dict, rows: list[dict], failures: str, name: str = "name") -> None:
+    """Exit with the per-resource rows; when a row carries an error, fail instead, keeping every row in the result,
+    with a message that ends with what the run changed (the outcome seam). `failures` completes "N of M ...: "
+    (such as "log groups failed"). A row says what it changed in `changes` (a failed row too: what was done before
+    its error); a row without it that succeeded with `changed` counts as one change of `row[name]`."""
     failed = [row for row in rows if row.get("error")]
     if failed:
-        module.fail_json(msg=f"{len(failed)} of {len(rows)} {failures}: " + "; ".join(r["error"] for r in failed[:5]),
-                         **result)
+        done = Outcome()
+        for row in rows:
+            changes = row.get("changes")
+            if changes is None:
+                changes = [f"{row.get(name)} ({row.get('fix') or 'changed'})"] if row.get("changed") and not \
+                    row.get("error") else []
+            for change in changes:
+                done.wrote(change)
+        message = f"{len(failed)} of {len(rows)} {failures}: " + "; ".join(r["error"] for r in failed[:5])
+        facts = done.facts()
+        module.fail_json(msg=done.told(message), **{**result, "changes": facts["changes"]})
     module.exit_json(**result)
 
 

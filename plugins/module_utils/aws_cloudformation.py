@@ -96,8 +96,11 @@ def wait_deleted(cfn, stack_id: str, timeout: float, sleep=time.sleep, clock=tim
 def delete(cfn, row: dict, timeout: float) -> dict:
     """Delete, and once more with the failing resources retained when the delete fails."""
     retain, failure = list(row["retained"]), None
+    row["changes"] = []
     for _attempt in range(2):
         cfn.delete_stack(StackName=row["stack_id"], **({"RetainResources": retain} if retain else {}))
+        row["changes"].append(f"DeleteStack of {row['name']} accepted" + (f" (retaining {', '.join(retain)})"
+                                                                         if retain else ""))
         try:
             wait_deleted(cfn, row["stack_id"], timeout)
             failure = None
@@ -111,10 +114,10 @@ def delete(cfn, row: dict, timeout: float) -> dict:
     if failure is None:
         row["result"] = "deleted"
     elif failure.timed_out:
-        row.update(result="failed", changed=False,
+        row.update(result="failed", changed=True,
                    error=f"stack {row['name']} is {failure.detail} after the delete (not deleted within {timeout:g} s)")
     else:
-        row.update(result="failed", changed=False,
+        row.update(result="failed", changed=True,
                    error=f"stack {row['name']} is DELETE_FAILED after the delete: {failure.detail}")
     return row
 
@@ -122,5 +125,6 @@ def delete(cfn, row: dict, timeout: float) -> dict:
 def clean(cfn, rows: list[dict], timeout: float, workers: int) -> list[dict]:
     for row, outcome in zip(rows, for_each(rows, lambda r: delete(cfn, r, timeout), workers), strict=True):
         if isinstance(outcome, Exception):
-            row.update(result="failed", changed=False, error=describe_error(outcome, f"deleting stack {row['name']}"))
+            row.update(result="failed", changed=bool(row.get("changes")),
+                       error=describe_error(outcome, f"deleting stack {row['name']}"))
     return rows

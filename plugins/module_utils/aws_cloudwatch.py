@@ -51,18 +51,22 @@ def plan(groups: dict[str, dict], names: list[str], days: int, only_unset: bool)
 
 def apply(logs, rows: list[dict], workers: int) -> list[dict]:
     def act(row):
+        row["changes"] = []
         if row["created"]:
             try:
                 logs.create_log_group(logGroupName=row["name"])
+                row["changes"].append(f"log group {row['name']} created")
             except Exception as exc:  # created meanwhile by the application itself: still set its retention
                 if error_code(exc) != "ResourceAlreadyExistsException":
                     raise
         if row["after"] is not None and row["after"] != row["before"]:
             logs.put_retention_policy(logGroupName=row["name"], retentionInDays=row["after"])
+            row["changes"].append(f"retention of {row['name']} set to {row['after']} days")
         return row
 
     changing = [r for r in rows if r["changed"]]
     for row, outcome in zip(changing, for_each(changing, act, workers), strict=True):
         if isinstance(outcome, Exception):
-            row.update(changed=False, error=describe_error(outcome, f"setting the retention of {row['name']}"))
+            row.update(changed=bool(row.get("changes")),
+                       error=describe_error(outcome, f"setting the retention of {row['name']}"))
     return rows

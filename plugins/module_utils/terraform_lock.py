@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import describe_error, error_code, is_aws_error
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, parse_duration
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome
 
 LOCKFILE_SUFFIX = ".tflock"
 DIGEST_SUFFIX = "-md5"
@@ -261,10 +262,10 @@ def state_exists(s3, bucket: str, key: str) -> bool:
     return True
 
 
-def remove(ddb, s3, found: list[FoundLock], rows: list[dict], bucket: str, key: str, table: str | None) -> list[dict]:
-    """Remove each lock exactly as it was read. A lock that changed in between is kept and the run fails naming its
-    holder now, and what was removed before it."""
-    removed = []
+def remove(ddb, s3, found: list[FoundLock], rows: list[dict], bucket: str, key: str, table: str | None,
+           outcome: Outcome) -> list[dict]:
+    """Remove each lock exactly as it was read, saying each removal to `outcome`. A lock that changed in between is
+    kept and the run fails naming its holder now (the outcome seam adds what was removed before it)."""
     for lock, row in zip(found, rows, strict=True):
         try:
             if lock.store == "dynamodb":
@@ -276,8 +277,6 @@ def remove(ddb, s3, found: list[FoundLock], rows: list[dict], bucket: str, key: 
         except Exception as exc:
             if not is_aws_error(exc):
                 raise
-            done = (f" Removed before it: {', '.join(r['location'] for r in removed)}." if removed
-                    else " Nothing was removed.")
             if error_code(exc) in _CONFLICT or (lock.store == "s3" and error_code(exc) in ("NoSuchKey", "404")):
                 now = (read_dynamodb_lock(ddb, table, bucket, key) if lock.store == "dynamodb"
                        else read_s3_lock(s3, bucket, key))
@@ -286,11 +285,11 @@ def remove(ddb, s3, found: list[FoundLock], rows: list[dict], bucket: str, key: 
                     continue
                 current = decide(now, None, 0, datetime.datetime.now(datetime.UTC))
                 raise RunbookError(f"The lock at {lock.location} changed while it was being removed: it is now held "
-                                   f"by {holder(current)}, and was kept.{done}", locks=rows) from None
-            raise RunbookError(describe_error(exc, f"removing the lock at {lock.location}") + "." + done,
+                                   f"by {holder(current)}, and was kept.", locks=rows) from None
+            raise RunbookError(describe_error(exc, f"removing the lock at {lock.location}") + ".",
                                locks=rows) from None
         row["result"] = "removed"
-        removed.append(row)
+        outcome.wrote(f"the lock at {lock.location} removed")
     return rows
 
 

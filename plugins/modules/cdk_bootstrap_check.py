@@ -140,7 +140,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    with aws_failures_reported(module, "checking the CDK bootstrap"):
+    with aws_failures_reported(module, "checking the CDK bootstrap") as done:
         clients = Clients(p, 1)
         cfn, ssm = clients("cloudformation"), clients("ssm")
         found = inspect(cfn, ssm, p["stack_name"], p["qualifier"], p["required_version"])
@@ -166,6 +166,8 @@ def main():
                                f"then run this again. Nothing was changed.", **result)
         environ = {name: p[option] for option, names in _ENVIRONMENT.items() if p[option] for name in names}
         rc, out, err = module.run_command([executable] + command[1:], cwd=p["chdir"], environ_update=environ)
+        done.wrote(f"`{printable}` ran (exit {rc}): it deploys the {p['stack_name']} stack, so that stack may have been "
+                   "created or changed (aws cloudformation describe-stack-events shows what happened)")
         if rc != 0:
             raise RunbookError(f"`{printable}` failed (exit {rc}): {(err or out).strip()[-2000:]}", **result)
         after = inspect(cfn, ssm, p["stack_name"], p["qualifier"], p["required_version"])

@@ -154,7 +154,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     bucket, key, table = p["bucket"], p["key"], p["lock_table"] or None
-    with aws_failures_reported(module, "reading the Terraform state lock"):
+    with aws_failures_reported(module, "reading the Terraform state lock") as done:
         check_backend(bucket, key)
         min_age = parse_min_age(p["min_age"])
         if not table and not p["use_lockfile"]:
@@ -170,7 +170,7 @@ def main():
         if found and not module.check_mode:
             if refusal(rows):
                 raise RunbookError(refusal(rows), locks=rows)
-            rows = remove(ddb, s3, found, rows, bucket, key, table)
+            rows = remove(ddb, s3, found, rows, bucket, key, table, done)
     module.exit_json(**outcome(rows, module.check_mode, searched(bucket, key, table, p["use_lockfile"])))
 
 

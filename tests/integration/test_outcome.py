@@ -1,0 +1,102 @@
+"""The outcome seam: an AWS module that fails after its first write says what it changed, and what it undid, and
+the resources read back (AWS CLI) match the message. One playbook runs each writing module once, each against
+resources of its own, with the emulator failing the call that follows the module's first write."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from aws_world import AwsWorkspace, World, aws, clients, create_functions
+
+
+@pytest.fixture
+def world(aws_emulator):
+    aws_emulator.clear_faults()
+    yield World(dict(aws_emulator))
+    aws_emulator.clear_faults()
+
+
+def module_task(module: str, **args) -> dict:
+    return {"name": module, f"runbook.recovery.{module}": args, "register": module, "ignore_errors": True}
+
+
+def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_path, world, aws_emulator):
+    t = world.tag
+    fn_stop, fn_scale = f"{t}-stop", f"{t}-scale"
+    create_functions(world.env, {fn_stop: 7, fn_scale: 5})
+    table, group = f"{t}-sessions", f"/aws/lambda/{t}-new"
+    [ddb] = clients(world.env, "dynamodb")
+    ddb.create_table(TableName=table, BillingMode="PROVISIONED",
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5})
+    playbook = tmp_path / "outcome.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "Each writing module, failing after its first write", "hosts": "aws", "gather_facts": False,
+        "module_defaults": {"group/runbook.recovery.aws": "{{ aws_connection }}"},
+        "tasks": [
+            # shutdown: the record is tagged, then PutFunctionConcurrency fails
+            module_task("lambda_concurrency", names=[fn_stop], state="stopped"),
+            # scaling: UpdateFunctionConfiguration is accepted, then PutFunctionConcurrency fails
+            module_task("lambda_capacity", names=[fn_scale], state="present", memory_mb=512,
+                        reserved_concurrency=3),
+            # scaling: the record is tagged, AWS refuses UpdateTable, the record is taken back
+            module_task("dynamodb_capacity", tables=[table], state="present", billing_mode="PAY_PER_REQUEST"),
+            # retention: the missing group is created, then PutRetentionPolicy fails
+            module_task("log_retention", groups=[group], retention_days=30),
+        ]}]))
+    aws_emulator.inject(
+        {"operation": "PutFunctionConcurrency", "match": t, "code": "AccessDeniedException", "status": 403},
+        {"operation": "UpdateTable", "match": table, "code": "LimitExceededException",
+         "message": "Subscriber limit exceeded: Billing mode updates are limited."},
+        {"operation": "PutRetentionPolicy", "match": group, "code": "AccessDeniedException", "status": 403})
+    ws = AwsWorkspace(tmp_path, world.env, {})
+    run, tasks = ws.play_json(str(playbook))
+    results = {name: hosts["testaws"] for name, hosts in tasks.items()}
+    assert all(result.get("failed") for result in results.values()), run.output[-3000:]
+
+    # shutdown: the record is still on the function, and says so; the concurrency is still 7
+    message = results["lambda_concurrency"]["msg"]
+    assert "AccessDeniedException" in message and "Nothing was changed" not in message, message
+    assert "Changed before the failure and still in place: record runbook:previous-reserved-concurrency=7" in message
+    tags = aws(world.env, "lambda", "list-tags", "--resource", arn(world, fn_stop))["Tags"]
+    assert tags["runbook:previous-reserved-concurrency"] == "7" and "runbook:stopped-at" in tags
+    assert concurrency(world, fn_stop) == 7
+
+    # scaling: the memory is 512 (accepted before the failure), the reserved concurrency still 5
+    message = results["lambda_capacity"]["msg"]
+    assert f"UpdateFunctionConfiguration of {arn(world, fn_scale)} accepted (MemorySize)" in message, message
+    assert "Nothing was changed" not in message
+    config = aws(world.env, "lambda", "get-function-configuration", "--function-name", fn_scale)
+    assert config["MemorySize"] == 512 and concurrency(world, fn_scale) == 5
+
+    # AWS refused the switch: the record written before it was removed, and the message says nothing is left
+    message = results["dynamodb_capacity"]["msg"]
+    assert "Changed before the failure, then undone: record runbook:scale-previous-" in message, message
+    assert "runbook:scale-previous-billing-mode=PROVISIONED" in message
+    assert "Nothing is left changed." in message
+    described = aws(world.env, "dynamodb", "describe-table", "--table-name", table)["Table"]
+    assert described.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED") == "PROVISIONED"
+    table_tags = aws(world.env, "dynamodb", "list-tags-of-resource", "--resource-arn", described["TableArn"])
+    assert [tag for tag in table_tags.get("Tags", []) if tag["Key"].startswith("runbook:")] == []
+
+    # retention: the group exists (created before the failure), without retention
+    result = results["log_retention"]
+    assert f"Changed before the failure and still in place: log group {group} created" in result["msg"], result
+    assert result["changes"] == [f"log group {group} created"]
+    [found] = aws(world.env, "logs", "describe-log-groups", "--log-group-name-prefix", group)["logGroups"]
+    assert found["logGroupName"] == group and "retentionInDays" not in found
+
+    # every injected fault was hit (none of the messages above came from elsewhere)
+    assert {entry["operation"] for entry in aws_emulator.injected()} == {
+        "PutFunctionConcurrency", "UpdateTable", "PutRetentionPolicy"}
+
+
+def arn(world: World, name: str) -> str:
+    return f"arn:aws:lambda:{world.env['AWS_DEFAULT_REGION']}:123456789012:function:{name}"
+
+
+def concurrency(world: World, name: str) -> int | None:
+    found = aws(world.env, "lambda", "get-function-concurrency", "--function-name", name, cli=False)
+    return found.get("ReservedConcurrentExecutions")
+
