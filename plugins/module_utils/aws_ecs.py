@@ -3,10 +3,13 @@
 """Amazon ECS: how services are found, read, changed and tagged, for every procedure that touches them.
 
 - Emergency shutdown and resume, scaling: a service's desired count (`EcsDesiredCount`; 0 stops it).
+- Emergency shutdown and resume: the service's Application Auto Scaling target (`EcsAutoScaling`), held at zero so
+  that auto scaling does not bring the service back within minutes.
 - Deployment rollback and restart: the task definition revision a service runs (`EcsDeployment`, `ecs_history`),
   waited on until the new deployment is steady (`deployment_state`).
 
-`resolve_services` finds every service named in a scope before anything changes."""
+`resolve_services` finds every service named in a scope before anything changes; `resolve_scaling_targets` the
+auto scaling targets of those services that have one."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.previous_values i
     Plan,
     Resource,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values_extra import recorded_flag
 from ansible_collections.runbook.recovery.plugins.module_utils.waits import wait_until
 
 
@@ -90,6 +94,75 @@ def resolve_services(clients, services: list[dict]) -> list[Resource]:
     if problems:
         raise RunbookError("; ".join(problems) + ". Nothing was changed: check the scope's ECS services.")
     return resources
+
+# -- ECS service auto scaling (Application Auto Scaling) --------------------------------------------------------------
+ECS_NAMESPACE, ECS_DIMENSION = "ecs", "ecs:service:DesiredCount"
+SUSPENDED = {"dynamic_scaling_in_suspended": "DynamicScalingInSuspended",
+             "dynamic_scaling_out_suspended": "DynamicScalingOutSuspended",
+             "scheduled_scaling_suspended": "ScheduledScalingSuspended"}
+
+
+class EcsAutoScaling(Kind):
+    """The Application Auto Scaling target of an ECS service (ecs:service:DesiredCount). Stopped is both: its
+    minimum and maximum capacity 0, so no policy can scale the service out and RegisterScalableTarget itself holds
+    the service at 0; and every scaling activity suspended, so a scheduled action cannot raise the range again
+    during the incident. The record is tagged on the scalable target itself."""
+
+    noun = "ECS auto scaling target"
+    settings = {"min_capacity": ("min-capacity", int), "max_capacity": ("max-capacity", int),
+                **{setting: (setting.replace("_", "-"), recorded_flag) for setting in SUSPENDED}}
+    stopped = {"min_capacity": 0, "max_capacity": 0, **{setting: True for setting in SUSPENDED}}
+
+    def read(self, resource: Resource) -> Current:
+        scaling = self.clients("application-autoscaling")
+        found = scaling.describe_scalable_targets(ServiceNamespace=ECS_NAMESPACE, ScalableDimension=ECS_DIMENSION,
+                                                  ResourceIds=[resource.ref["resource_id"]]).get("ScalableTargets")
+        if not found:
+            raise RunbookError("the service has no auto scaling target any more (deregistered during the run?)")
+        target = found[0]
+        suspended = target.get("SuspendedState") or {}
+        values = {"min_capacity": target["MinCapacity"], "max_capacity": target["MaxCapacity"],
+                  **{setting: bool(suspended.get(member, False)) for setting, member in SUSPENDED.items()}}
+        tags = scaling.list_tags_for_resource(ResourceARN=resource.arn).get("Tags") or {}
+        return Current(values, tags, target)
+
+    def write(self, resource: Resource, current: Current, values: dict, outcome: Outcome | None = None) -> None:
+        """One RegisterScalableTarget: the range and the suspended state together."""
+        state = {member: bool(values.get(setting, current.values[setting])) for setting, member in SUSPENDED.items()}
+        capacity = {member: int(values[setting]) for setting, member in
+                    (("min_capacity", "MinCapacity"), ("max_capacity", "MaxCapacity")) if setting in values}
+        self.clients("application-autoscaling").register_scalable_target(
+            ServiceNamespace=ECS_NAMESPACE, ScalableDimension=ECS_DIMENSION, ResourceId=resource.ref["resource_id"],
+            SuspendedState=state, **capacity)
+
+    def tag(self, resource: Resource, tags: dict) -> None:
+        self.clients("application-autoscaling").tag_resource(ResourceARN=resource.arn, Tags=tags)
+
+    def untag(self, resource: Resource, keys: list) -> None:
+        self.clients("application-autoscaling").untag_resource(ResourceARN=resource.arn, TagKeys=keys)
+
+
+def scaling_resource_id(service: Resource) -> str:
+    """service/CLUSTER/SERVICE, the ResourceId of a service's scalable target (the cluster by name, not ARN)."""
+    cluster = service.ref["cluster"].rsplit("/", 1)[-1]
+    return f"service/{cluster}/{service.arn.rsplit('/', 1)[-1]}"
+
+
+def resolve_scaling_targets(clients, services: list[Resource]) -> list[Resource]:
+    """The auto scaling target of each service (from `resolve_services`) that has one; a service without one has
+    nothing to hold."""
+    wanted = {scaling_resource_id(service): service for service in services}
+    ids = sorted(wanted)
+    found = {}
+    for start in range(0, len(ids), 50):  # DescribeScalableTargets takes at most 50 resource ids
+        for target in paginate(clients("application-autoscaling"), "describe_scalable_targets", "ScalableTargets",
+                               ServiceNamespace=ECS_NAMESPACE, ScalableDimension=ECS_DIMENSION,
+                               ResourceIds=ids[start:start + 50]):
+            found[target["ResourceId"]] = target["ScalableTargetARN"]
+    return [Resource(resource_id, found[resource_id], {"resource_id": resource_id, "service": wanted[resource_id].name})
+            for resource_id in ids if resource_id in found]
+
+
 ECS_PREVIOUS, ECS_SET, ECS_AT = ("runbook:rollback-previous-task-definition", "runbook:rollback-task-definition",
                                  "runbook:rolled-back-at")
 

@@ -1,9 +1,10 @@
 # Copyright: runbook.recovery contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """AWS findings for the health sweep: resources an emergency shutdown left stopped (so nobody forgets
-the resume), scoped stages or services at zero with no record (stopped by hand: a resume cannot
-bring those back), Lambda functions not Active or erroring and throttled in the last hour, DynamoDB
-tables not ACTIVE or throttled, and CloudWatch alarms in ALARM."""
+the resume): Lambda functions and event source mappings of the region, and the scope's stages (routes and
+methods included), ECS services and their auto scaling targets; scoped stages, services or targets at zero
+with no record (stopped by hand: a resume cannot bring those back), Lambda functions not Active or erroring
+and throttled in the last hour, DynamoDB tables not ACTIVE or throttled, and CloudWatch alarms in ALARM."""
 
 from __future__ import annotations
 
@@ -16,8 +17,17 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     paginate,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_apigateway import StageThrottle, resolve_stages
-from ansible_collections.runbook.recovery.plugins.module_utils.aws_ecs import EcsDesiredCount, resolve_services
-from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import LambdaConcurrency
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_ecs import (
+    EcsAutoScaling,
+    EcsDesiredCount,
+    resolve_scaling_targets,
+    resolve_services,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import (
+    EventSourceMapping,
+    LambdaConcurrency,
+    mapping_resource,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, utc_now
 from ansible_collections.runbook.recovery.plugins.module_utils.health import finding, severity
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import (
@@ -38,7 +48,9 @@ def hours_since(stamp: str) -> float | None:
     return round((utc_now() - moment).total_seconds() / 3600, 2)
 
 
-def inspect(kind, resource: Resource, target: str, thresholds: dict) -> dict | None:
+def inspect(kind, resource: Resource, target: str, thresholds: dict, scoped: bool = True) -> dict | None:
+    """The shutdown finding of one resource, if any. Only a scoped one at zero with no record is a warning: the
+    region's disabled event source mappings are looked at for records, and many are disabled on purpose."""
     current = kind.read(resource)
     if STOPPED_AT in current.tags or any(key.startswith("runbook:previous-") for key in current.tags):
         stamp = current.tags.get(STOPPED_AT, "?")
@@ -49,12 +61,24 @@ def inspect(kind, resource: Resource, target: str, thresholds: dict) -> dict | N
         return finding(target, CHECK, hours_since(stamp), thresholds,
                        f"stopped by an emergency shutdown since {stamp} (now {describe(current.values)}, recorded "
                        f"{recorded}): run emergency-resume.yml for its scope when the incident is over")
-    if same(current.values, kind.stopped):
+    if scoped and same(current.values, kind.stopped):
         return {"target": target, "check": "stopped_without_record", "value": describe(current.values),
                 "severity": "warning",
                 "message": f"{kind.noun} is at zero with no shutdown record (stopped by hand?): emergency-resume.yml "
                            "cannot restore it; set its value by hand"}
     return None
+
+
+def unless_refused(found: list[dict], target: str, what: str, listing) -> list:
+    """`listing()`, or nothing and a warning finding when AWS refuses it (a permission the sweep lacks)."""
+    try:
+        return listing()
+    except Exception as exc:
+        if not is_aws_error(exc):
+            raise
+        found.append({"target": target, "check": CHECK, "value": None, "severity": "warning",
+                      "message": describe_error(exc, what)})
+        return []
 
 
 def metric_sums(clients, namespace: str, dimension: str, names: list[str], metrics: list[str],
@@ -136,17 +160,31 @@ def aws_findings(clients, stages: list[dict], services: list[dict], thresholds: 
     functions = LambdaConcurrency(clients)
     for mapping in tagged:
         arn = mapping["ResourceARN"]
-        jobs.append((functions, Resource(arn.rsplit(":", 1)[-1], arn), f"lambda:{arn.rsplit(':', 1)[-1]}"))
+        jobs.append((functions, Resource(arn.rsplit(":", 1)[-1], arn), f"lambda:{arn.rsplit(':', 1)[-1]}", True))
+    # A mapping a shutdown disabled is disabled: only those of the region are read for a record.
+    mappings = EventSourceMapping(clients)
+    for mapping in unless_refused(found, f"aws:{region}", "listing the event source mappings", lambda: paginate(
+            clients("lambda"), "list_event_source_mappings", "EventSourceMappings")):
+        if mapping.get("State") in ("Disabled", "Disabling"):
+            resource = mapping_resource(mapping)
+            jobs.append((mappings, resource, f"lambda-esm:{resource.name}", False))
+    scaling = EcsAutoScaling(clients)
     for kind, resolve, entries, prefix in ((StageThrottle(clients), resolve_stages, stages, "apigateway"),
                                            (EcsDesiredCount(clients), resolve_services, services, "ecs")):
         for entry in entries:
             try:
-                jobs.extend((kind, r, f"{prefix}:{r.name}") for r in resolve(clients, [entry]))
+                resolved = resolve(clients, [entry])
             except RunbookError as exc:
                 found.append({"target": f"{prefix}:{entry}", "check": "scope_resource_exists", "value": False,
                               "severity": "warning", "message": str(exc).split(". Nothing was changed")[0]})
-    outcomes = for_each(jobs, lambda job: inspect(job[0], job[1], job[2], thresholds))
-    for (_kind, _resource, target), outcome in zip(jobs, outcomes, strict=True):
+                continue
+            jobs.extend((kind, r, f"{prefix}:{r.name}", True) for r in resolved)
+            if prefix == "ecs":
+                jobs.extend((scaling, r, f"autoscaling:{r.name}", True) for r in unless_refused(
+                    found, f"ecs:{entry}", "listing its auto scaling target",
+                    lambda resolved=resolved: resolve_scaling_targets(clients, resolved)))
+    outcomes = for_each(jobs, lambda job: inspect(job[0], job[1], job[2], thresholds, job[3]))
+    for (_kind, _resource, target, _scoped), outcome in zip(jobs, outcomes, strict=True):
         if isinstance(outcome, Exception):
             message = str(outcome) if isinstance(outcome, RunbookError) else describe_error(outcome, "reading it")
             found.append({"target": target, "check": CHECK, "value": None, "severity": "warning", "message": message})

@@ -2,7 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """AWS Lambda: how functions and aliases are found, read, changed and tagged, for every procedure that touches them.
 
-- Emergency shutdown and resume: a function's reserved concurrency (`LambdaConcurrency`; 0 stops it).
+- Emergency shutdown and resume: a function's reserved concurrency (`LambdaConcurrency`; 0 stops it), and its event
+  source mappings (`EventSourceMapping`: disabled, so SQS, Kinesis and DynamoDB stream records wait in their source
+  instead of being polled into a function that cannot run, retried and dropped).
 - Scaling and its undo: memory, timeout, ephemeral storage, reserved and provisioned concurrency (`LambdaCapacity`),
   within the limits AWS documents; $LATEST is refused as a provisioned-concurrency qualifier.
 - Deployment rollback: the version an alias points at (`AliasVersion`, `alias_history`, `plan_alias`).
@@ -41,6 +43,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.previous_values i
     Plan,
     Resource,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values_extra import recorded_flag
 from ansible_collections.runbook.recovery.plugins.module_utils.waits import retry_conflicts, wait_until
 
 # -- Lambda ---------------------------------------------------------------------------------------
@@ -163,6 +166,89 @@ def resolve_functions(clients, names: list, prefixes: list, tags: dict) -> list[
         raise RunbookError("; ".join(problems) + ". Nothing was changed: check the names in the scope "
                            f"(the region's functions: {len(functions)}).")
     return [Resource(name, arn) for name, arn in sorted(chosen.items())]
+
+
+# -- Lambda event source mappings ---------------------------------------------------------------------------------
+# A mapping in one of these states is on its way to Enabled or Disabled (or being changed): it is read again until
+# it settles, since what it was before the shutdown is what it settles to, and AWS refuses an update meanwhile.
+ESM_SETTLING = {"Creating", "Enabling", "Disabling", "Updating"}
+ESM_SETTLE_SECONDS = 60
+
+
+def mapping_state(found: dict) -> tuple[str, str]:
+    """A mapping for wait_until: done once it is Enabled or Disabled; Deleting ends the wait."""
+    state = found.get("State", "?")
+    if state == "Deleting":
+        return "failed", "the mapping is being deleted"
+    return ("pending" if state in ESM_SETTLING else "done"), f"State {state}"
+
+
+class EventSourceMapping(Kind):
+    """Whether an event source mapping (SQS, Kinesis, DynamoDB streams, ...) polls its source for the function.
+    Stopped is disabled; the record is tagged on the mapping itself (AWS tags mappings by their ARN), so a resume
+    enables again only the mappings that were enabled before the shutdown."""
+
+    noun = "event source mapping"
+    settings = {"enabled": ("enabled", recorded_flag)}
+    stopped = {"enabled": False}
+    settle_seconds = ESM_SETTLE_SECONDS
+
+    def read(self, resource: Resource) -> Current:
+        lam, found = self.clients("lambda"), {}
+
+        def check() -> tuple[str, str]:
+            try:
+                found.update(lam.get_event_source_mapping(UUID=resource.ref["uuid"]))
+            except Exception as exc:
+                if error_code(exc) == "ResourceNotFoundException":
+                    raise RunbookError("the mapping no longer exists (deleted during the run?)") from None
+                raise
+            return mapping_state(found)
+
+        wait_until(check, self.settle_seconds, f"event source mapping {resource.ref['uuid']}")
+        tags = lam.list_tags(Resource=resource.arn).get("Tags") or {}
+        return Current({"enabled": found["State"] == "Enabled"}, tags, found)
+
+    def write(self, resource: Resource, current: Current, values: dict, outcome: Outcome | None = None) -> None:
+        self.clients("lambda").update_event_source_mapping(UUID=resource.ref["uuid"],
+                                                           Enabled=bool(values["enabled"]))
+
+    def tag(self, resource: Resource, tags: dict) -> None:
+        self.clients("lambda").tag_resource(Resource=resource.arn, Tags=tags)
+
+    def untag(self, resource: Resource, keys: list) -> None:
+        self.clients("lambda").untag_resource(Resource=resource.arn, TagKeys=keys)
+
+
+def unqualified(function_arn: str) -> str:
+    """arn:aws:lambda:REGION:ACCOUNT:function:NAME of a function ARN that may end in :ALIAS or :VERSION."""
+    return ":".join(function_arn.split(":")[:7])
+
+
+def source_label(mapping: dict) -> str:
+    """sqs:orders, kinesis:stream/clicks, dynamodb:table/chat/stream/...; a self-managed source by its kind."""
+    arn = mapping.get("EventSourceArn")
+    if not arn:
+        return "self-managed source"
+    parts = arn.split(":", 5)
+    return f"{parts[2]}:{parts[5]}" if len(parts) == 6 else arn
+
+
+def resolve_mappings(clients, functions: list[Resource]) -> list[Resource]:
+    """Every event source mapping of the functions (from `resolve_functions`), found in one listing of the region's
+    mappings; a function without any has nothing to disable."""
+    chosen = {function.arn for function in functions}
+    return sorted((mapping_resource(mapping) for mapping in
+                   paginate(clients("lambda"), "list_event_source_mappings", "EventSourceMappings")
+                   if unqualified(mapping.get("FunctionArn", "")) in chosen), key=lambda resource: resource.name)
+
+
+def mapping_resource(mapping: dict) -> Resource:
+    """A mapping of ListEventSourceMappings as a resource: FUNCTION <- SOURCE (UUID), tagged by its ARN."""
+    uuid, function = mapping["UUID"], unqualified(mapping["FunctionArn"])
+    arn = mapping.get("EventSourceMappingArn") or \
+        f"{function.rsplit(':function:', 1)[0]}:event-source-mapping:{uuid}"
+    return Resource(f"{function.rsplit(':', 1)[-1]} <- {source_label(mapping)} ({uuid})", arn, {"uuid": uuid})
 
 
 # -- Lambda capacity (scaling) --------------------------------------------------------------------

@@ -8,15 +8,22 @@ DOCUMENTATION = r"""
 module: apigateway_stage_throttle
 short_description: Throttle API Gateway stages to zero and restore their previous throttling
 description:
-  - Acts on API Gateway v2 stages (WebSocket and HTTP APIs; the stage's default route throttling) and REST API
-    stages (the C(*/*) method throttling) in one call, concurrently, and reports each stage before and after.
+  - Acts on API Gateway v2 stages (WebSocket and HTTP APIs; the stage's default route throttling and each route's
+    own, C(RouteSettings)) and REST API stages (the C(*/*) method throttling and each other C(methodSettings) path)
+    in one call, concurrently, and reports each stage before and after.
   - O(state=stopped) records the stage's burst and rate limits (V(none) when not set) in the tags
     C(runbook:previous-throttling-burst-limit) and C(runbook:previous-throttling-rate-limit) on the stage itself,
-    with C(runbook:stopped-at), then sets both to 0 so every request is refused with 429. A stage stopped by an
-    earlier run keeps its first record.
-  - O(state=resumed) restores the recorded limits and removes the tags. AWS has no call that removes throttling
-    from a stage once set, so a limit that was not set is restored as the account-level limit
-    (C(apigateway get-account)), which is what applied to the stage before; the result says so.
+    with C(runbook:stopped-at), then sets both to 0 so every request is refused with 429. A route or method with a
+    limit of its own is not held by the stage's, so each limit it sets is recorded too
+    (C(runbook:previous-throttling-burst-limit@sendMessage), C(...@GET /items) for the REST method C(~1items/GET);
+    a character a tag key cannot hold is written C(=XX), C($connect) as C(=24connect)) and set to 0 in the same
+    UpdateStage call. A stage stopped by an earlier run keeps its first record (a route that got limits since is
+    recorded too).
+  - O(state=resumed) restores every recorded limit in one UpdateStage call and removes the tags. AWS has no call
+    that removes throttling from a stage once set, so a default limit that was not set is restored as the
+    account-level limit (C(apigateway get-account)), which is what applied to the stage before; the result says so.
+  - Each tag counts against AWS's 50 tags of a stage, two per route or method with limits of its own; a stage with
+    more than the record can hold fails before any change to it.
   - O(state=present) sets the limits to O(burst_limit) and O(rate_limit), recording the values they replace
     (C(runbook:scale-previous-*)); O(state=undone) puts them back.
   - An API (by name or id) or stage that does not exist fails before any change.
@@ -131,7 +138,8 @@ def main():
         require_non_negative(p, "burst_limit", "rate_limit")
         clients = Clients(p, p["workers"])
         stages = resolve_stages(clients, p["stages"])
-    result = run(StageThrottle(clients), stages, p["state"], module.check_mode,
+    kind = StageThrottle(clients)
+    result = run(kind, stages, p["state"], module.check_mode, decide=kind.plan(p["state"]),
                  wanted={"burst_limit": p["burst_limit"], "rate_limit": p["rate_limit"]})
     finish(module, result)
 

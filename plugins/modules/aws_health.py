@@ -9,11 +9,13 @@ module: aws_health
 short_description: AWS findings for the health sweep - emergency shutdowns still in force
 description:
   - Finds every Lambda function of the region that carries an emergency shutdown record (the
-    C(runbook:stopped-at) tag), and reads the API stages and ECS services named in O(stages) and O(ecs_services)
-    (the inventory's emergency scopes).
+    C(runbook:stopped-at) tag) and every disabled event source mapping that carries one, and reads the API stages
+    (their routes' and methods' own limits included) and ECS services named in O(stages) and O(ecs_services) (the
+    inventory's emergency scopes), with each service's Application Auto Scaling target.
   - A resource stopped by a shutdown is a finding C(shutdown_age_hours) (a warning at once, critical after a day
     by default), so nobody forgets the resume. A named stage or service at zero with no record is a warning
-    C(stopped_without_record); it was stopped by hand and a resume cannot restore it.
+    C(stopped_without_record); it was stopped by hand and a resume cannot restore it (a disabled event source
+    mapping without a record is not, since many are disabled on purpose).
   - Never changes anything; an unreachable API is a critical finding, not a failure.
 version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)

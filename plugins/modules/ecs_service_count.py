@@ -12,7 +12,16 @@ description:
   - O(state=stopped) records the desired count in the tag C(runbook:previous-desired-count) on the service itself,
     with C(runbook:stopped-at), then sets the desired count to 0. A service stopped by an earlier run keeps its
     first record.
-  - O(state=resumed) restores the recorded desired count and removes the tags.
+  - With O(auto_scaling) (the default), O(state=stopped) then holds each service's Application Auto Scaling
+    target (C(ecs:service:DesiredCount)) at zero, since auto scaling would otherwise bring the service back from 0
+    within minutes. One RegisterScalableTarget sets both C(MinCapacity) and C(MaxCapacity) to 0 (no policy can scale
+    out, and AWS itself moves the service into the new range) and suspends every scaling activity
+    (C(SuspendedState), so a scheduled action cannot raise the range during the incident). The minimum, maximum and
+    the three suspended flags the target had are recorded on the scalable target itself
+    (C(runbook:previous-min-capacity), C(runbook:previous-max-capacity),
+    C(runbook:previous-dynamic-scaling-in-suspended), ...). A service without a scalable target has nothing to hold.
+  - O(state=resumed) restores the recorded desired count and removes the tags, then restores each auto scaling
+    target exactly (after the count, so that the restored range does not move a service still at 0).
   - O(state=present) sets the desired count to O(desired_count), recording the count it replaces in
     C(runbook:scale-previous-desired-count); O(state=undone) puts it back. A service stopped by a shutdown is
     refused until it is resumed.
@@ -52,6 +61,13 @@ options:
   desired_count:
     description: Desired count for O(state=present).
     type: int
+  auto_scaling:
+    description:
+      - With O(state=stopped) and O(state=resumed), also hold (and restore) the services' Application Auto Scaling
+        targets. Scaling (O(state=present), O(state=undone)) never touches them.
+    type: bool
+    default: true
+    version_added: 0.2.0
 """
 
 EXAMPLES = r"""
@@ -77,7 +93,14 @@ resources:
   elements: dict
   sample: [{"resource": "chat-cluster/chat-backend", "arn": "arn:aws:ecs:us-east-1:123456789012:service/chat-cluster/chat-backend",
             "action": "stop", "changed": true, "before": {"desired_count": 3}, "after": {"desired_count": 0},
-            "note": "previous value recorded: desired_count=3"}]
+            "note": "previous value recorded: desired_count=3"},
+            {"resource": "service/chat-cluster/chat-backend",
+             "arn": "arn:aws:application-autoscaling:us-east-1:123456789012:scalable-target/0123abcd",
+             "action": "stop", "changed": true,
+             "before": {"min_capacity": 2, "max_capacity": 6, "dynamic_scaling_in_suspended": false,
+                        "dynamic_scaling_out_suspended": false, "scheduled_scaling_suspended": false},
+             "after": {"min_capacity": 0, "max_capacity": 0, "dynamic_scaling_in_suspended": true,
+                       "dynamic_scaling_out_suspended": true, "scheduled_scaling_suspended": true}}]
 counts:
   description: Services per action.
   returned: always
@@ -98,9 +121,15 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     aws_failures_reported,
     resources_argument_spec,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.aws_ecs import EcsDesiredCount, resolve_services
+from ansible_collections.runbook.recovery.plugins.module_utils.aws_ecs import (
+    EcsAutoScaling,
+    EcsDesiredCount,
+    resolve_scaling_targets,
+    resolve_services,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
-from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values_extra import run_steps
 
 
 def main():
@@ -110,6 +139,7 @@ def main():
             name=dict(type="str", required=True),
         )),
         desired_count=dict(type="int"),
+        auto_scaling=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[("state", "present", ["desired_count"])])
@@ -118,9 +148,12 @@ def main():
         require_non_negative(p, "desired_count")
         clients = Clients(p, p["workers"])
         services = resolve_services(clients, p["services"])
-    result = run(EcsDesiredCount(clients), services, p["state"], module.check_mode,
-                 wanted={"desired_count": p["desired_count"]})
-    finish(module, result)
+        with_targets = p["auto_scaling"] and p["state"] in ("stopped", "resumed")
+        targets = resolve_scaling_targets(clients, services) if with_targets else []
+    # The count first either way: its record is taken before auto scaling can move it, and it is restored while
+    # the target still holds the range at 0 (restoring the range first would move the service off 0).
+    finish(module, run_steps([(EcsDesiredCount(clients), services, {"wanted": {"desired_count": p["desired_count"]}}),
+                              (EcsAutoScaling(clients), targets, {})], p["state"], module.check_mode))
 
 
 if __name__ == "__main__":

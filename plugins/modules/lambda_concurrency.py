@@ -18,6 +18,12 @@ description:
     else; it is left alone and a resume leaves it too.
   - O(state=resumed) restores the recorded value (deleting the reservation when it was V(none)) and then removes
     the tags. A function changed by someone since the shutdown keeps its new value; only the record is removed.
+  - With O(event_source_mappings) (the default), O(state=stopped) first disables every event source mapping of the
+    functions (SQS, Kinesis, DynamoDB streams, ...; UpdateEventSourceMapping C(Enabled=false)), so records wait in
+    their source rather than being polled into a function at 0 and retried or dropped. Each mapping enabled before
+    gets the record C(runbook:previous-enabled=True) and C(runbook:stopped-at) on the mapping itself; one already
+    disabled is left alone and stays disabled after a resume. O(state=resumed) enables again, after the functions
+    are restored, exactly the mappings that carry a record.
   - O(state=present) sets the reserved concurrency to O(reserved) (scaling), recording the value it replaces in
     C(runbook:scale-previous-reserved-concurrency); O(state=undone) puts that value back and removes the record.
     A function stopped by a shutdown is refused until it is resumed.
@@ -46,6 +52,13 @@ options:
   reserved:
     description: Reserved concurrency for O(state=present).
     type: int
+  event_source_mappings:
+    description:
+      - With O(state=stopped) and O(state=resumed), also disable (and enable again) the functions' event source
+        mappings. Scaling (O(state=present), O(state=undone)) never touches them.
+    type: bool
+    default: true
+    version_added: 0.2.0
 """
 
 EXAMPLES = r"""
@@ -68,11 +81,15 @@ EXAMPLES = r"""
 
 RETURN = r"""
 resources:
-  description: One entry per function, in name order.
+  description: One entry per function, in name order, after one per event source mapping (before them on resume).
   returned: always
   type: list
   elements: dict
-  sample: [{"resource": "ChatbotLambdaStack-WebSocketHandler", "arn": "arn:aws:lambda:us-east-1:123456789012:function:ChatbotLambdaStack-WebSocketHandler",
+  sample: [{"resource": "ChatbotLambdaStack-WebSocketHandler <- sqs:chat-messages (5a5df587-e315-4cd8-84a6-ed17545359c7)",
+             "arn": "arn:aws:lambda:us-east-1:123456789012:event-source-mapping:5a5df587-e315-4cd8-84a6-ed17545359c7",
+             "action": "stop", "changed": true, "before": {"enabled": true}, "after": {"enabled": false},
+             "note": "previous value recorded: enabled=True"},
+            {"resource": "ChatbotLambdaStack-WebSocketHandler", "arn": "arn:aws:lambda:us-east-1:123456789012:function:ChatbotLambdaStack-WebSocketHandler",
             "action": "stop", "changed": true, "before": {"reserved_concurrency": 7}, "after": {"reserved_concurrency": 0},
             "note": "previous value recorded: reserved_concurrency=7"}]
 counts:
@@ -97,17 +114,21 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import (
     LAMBDA_SELECTION_SPEC,
+    EventSourceMapping,
     LambdaConcurrency,
     resolve_functions,
+    resolve_mappings,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
-from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values_extra import run_steps
 
 
 def main():
     argument_spec = resources_argument_spec(
         **LAMBDA_SELECTION_SPEC,
         reserved=dict(type="int"),
+        event_source_mappings=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[("state", "present", ["reserved"])])
@@ -116,9 +137,12 @@ def main():
         require_non_negative(p, "reserved")
         clients = Clients(p, p["workers"])
         functions = resolve_functions(clients, p["names"], p["prefixes"], p["tags"])
-    result = run(LambdaConcurrency(clients), functions, p["state"], module.check_mode,
-                 wanted={"reserved_concurrency": p["reserved"]})
-    finish(module, result)
+        with_mappings = p["event_source_mappings"] and p["state"] in ("stopped", "resumed")
+        mappings = resolve_mappings(clients, functions) if with_mappings else []
+    # The pollers stop before the functions, and start again after them.
+    steps = [(LambdaConcurrency(clients), functions, {"wanted": {"reserved_concurrency": p["reserved"]}}),
+             (EventSourceMapping(clients), mappings, {})]
+    finish(module, run_steps(steps[::-1] if p["state"] == "stopped" else steps, p["state"], module.check_mode))
 
 
 if __name__ == "__main__":

@@ -91,16 +91,29 @@ class World:
     v2_stages: dict = field(default_factory=dict)  # name -> api id
     rest_stages: dict = field(default_factory=dict)
     services: list = field(default_factory=list)
+    routes: bool = False  # the stages have route and method limits of their own
+    scaling_targets: dict = field(default_factory=dict)  # service name -> scalable target ARN
+    mappings: dict = field(default_factory=dict)  # "fn-0 <- queue" -> (uuid, arn)
 
     def build(self, reserved=(7, None, 0), throttled_stage=True, unthrottled_stage=True, rest_stage=True,
-              ecs_desired=3):
+              ecs_desired=3, routes=False, scaling=None, mappings=()):
+        """`routes`: the WebSocket stage's routes sendMessage (50/20.0, logging INFO) and $connect (burst 10 only)
+        and the REST stage's GET / (30/15.5) get limits of their own. `scaling`: (min, max) of an auto scaling
+        target of the ECS service. `mappings`: (function index, enabled) of SQS event source mappings."""
         self.functions = {f"{self.tag}-fn-{i}": value for i, value in enumerate(reserved)}
         create_functions(self.env, self.functions)
         apigw, apigateway, ecs = clients(self.env, "apigatewayv2", "apigateway", "ecs")
+        self.routes = routes
         if throttled_stage:
             api = apigw.create_api(Name=f"{self.tag}-ws", ProtocolType="WEBSOCKET",
                                    RouteSelectionExpression="$request.body.action")["ApiId"]
-            apigw.create_stage(ApiId=api, StageName="prod", DefaultRouteSettings={
+            own = {}
+            if routes:
+                for route in ("sendMessage", "$connect"):
+                    apigw.create_route(ApiId=api, RouteKey=route)
+                own = {"sendMessage": {"ThrottlingBurstLimit": 50, "ThrottlingRateLimit": 20.0, "LoggingLevel": "INFO"},
+                       "$connect": {"ThrottlingBurstLimit": 10}}
+            apigw.create_stage(ApiId=api, StageName="prod", RouteSettings=own, DefaultRouteSettings={
                 "ThrottlingBurstLimit": 500, "ThrottlingRateLimit": 1000.0, "LoggingLevel": "ERROR"})
             self.v2_stages[f"{self.tag}-ws"] = api
         if unthrottled_stage:
@@ -108,7 +121,11 @@ class World:
             apigw.create_stage(ApiId=api, StageName="prod")
             self.v2_stages[f"{self.tag}-http"] = api
         if rest_stage:
-            self.rest_stages[f"{self.tag}-rest"] = create_rest_api(apigateway, f"{self.tag}-rest", "prod")
+            self.rest_stages[f"{self.tag}-rest"] = api = create_rest_api(apigateway, f"{self.tag}-rest", "prod")
+            if routes:  # the root resource's GET, methodSettings key ~1/GET
+                apigateway.update_stage(restApiId=api, stageName="prod", patchOperations=[
+                    {"op": "replace", "path": "/~1/GET/throttling/burstLimit", "value": "30"},
+                    {"op": "replace", "path": "/~1/GET/throttling/rateLimit", "value": "15.5"}])
         if ecs_desired is not None:
             cluster = f"{self.tag}-cluster"
             ecs.create_cluster(clusterName=cluster)
@@ -117,6 +134,20 @@ class World:
             ecs.create_service(cluster=cluster, serviceName="backend", taskDefinition=f"{self.tag}-task",
                                desiredCount=ecs_desired)
             self.services = [{"cluster": cluster, "name": "backend"}]
+            if scaling:
+                [autoscaling] = clients(self.env, "application-autoscaling")
+                self.scaling_targets["backend"] = autoscaling.register_scalable_target(
+                    ServiceNamespace="ecs", ResourceId=f"service/{cluster}/backend",
+                    ScalableDimension="ecs:service:DesiredCount", MinCapacity=scaling[0],
+                    MaxCapacity=scaling[1])["ScalableTargetARN"]
+        if mappings:
+            sqs, lam = clients(self.env, "sqs", "lambda")
+            for index, enabled in mappings:
+                queue = sqs.create_queue(QueueName=f"{self.tag}-queue-{index}")["QueueUrl"]
+                queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
+                mapping = lam.create_event_source_mapping(EventSourceArn=queue_arn["QueueArn"], Enabled=enabled,
+                                                          FunctionName=f"{self.tag}-fn-{index}", BatchSize=5)
+                self.mappings[f"fn-{index} <- queue-{index}"] = (mapping["UUID"], mapping["EventSourceMappingArn"])
         return self
 
     def scope(self) -> dict:
@@ -142,12 +173,20 @@ class World:
         for name, api in self.v2_stages.items():
             reads.append((f"stage:{name}", ("apigatewayv2", "get-stage", "--api-id", api, "--stage-name", "prod"),
                           lambda out: throttling(out.get("DefaultRouteSettings", {}), "Throttling")))
+            if self.routes:  # the same read: the routes' own limits, and what else their settings hold
+                reads.append((f"stage:{name}:routes", None, lambda out: {
+                    route: (*throttling(settings, "Throttling"), settings.get("LoggingLevel"))
+                    for route, settings in out.get("RouteSettings", {}).items()}))
             reads.append((f"stage:{name}:tags", ("apigatewayv2", "get-tags", "--resource-arn",
                                                  f"arn:aws:apigateway:{region}::/apis/{api}/stages/prod"),
                           lambda out: runbook_tags(out.get("Tags", {}))))
         for name, api in self.rest_stages.items():
             reads.append((f"stage:{name}", ("apigateway", "get-stage", "--rest-api-id", api, "--stage-name", "prod"),
                           lambda out: throttling(out.get("methodSettings", {}).get("*/*", {}), "throttling")))
+            if self.routes:
+                reads.append((f"stage:{name}:methods", None, lambda out: {
+                    key: throttling(settings, "throttling") for key, settings in out.get("methodSettings", {}).items()
+                    if key != "*/*"}))
             reads.append((f"stage:{name}:tags", ("apigateway", "get-tags", "--resource-arn",
                                                  f"arn:aws:apigateway:{region}::/restapis/{api}/stages/prod"),
                           lambda out: runbook_tags(out.get("tags", {}))))
@@ -157,9 +196,38 @@ class World:
                           lambda out: (out["services"][0]["desiredCount"],
                                        runbook_tags({t["key"]: t["value"] for t in out["services"][0].get("tags", [])})
                                        )))
+        for service, arn in self.scaling_targets.items():
+            [cluster] = [s["cluster"] for s in self.services if s["name"] == service]
+            reads.append((f"scaling:{service}", ("application-autoscaling", "describe-scalable-targets",
+                                                 "--service-namespace", "ecs", "--resource-ids",
+                                                 f"service/{cluster}/{service}"),
+                          lambda out: scaling_values(out["ScalableTargets"][0])))
+            reads.append((f"scaling:{service}:tags", ("application-autoscaling", "list-tags-for-resource",
+                                                      "--resource-arn", arn),
+                          lambda out: runbook_tags(out.get("Tags", {}))))
+        for name, (mapping_id, arn) in self.mappings.items():
+            reads.append((f"mapping:{name}", ("lambda", "get-event-source-mapping", "--uuid", mapping_id),
+                          lambda out: out["State"]))
+            reads.append((f"mapping:{name}:tags", ("lambda", "list-tags", "--resource", arn),
+                          lambda out: runbook_tags(out.get("Tags", {}))))
+        # A read without a call of its own (None) reads the output of the call before it.
+        calls = [read for read in reads if read[1] is not None]
         with ThreadPoolExecutor(4) as pool:
-            outputs = list(pool.map(lambda read: read[2](aws(self.env, *read[1], cli=cli)), reads))
-        return {read[0]: output for read, output in zip(reads, outputs, strict=True)}
+            outputs = dict(zip([id(read) for read in calls],
+                               pool.map(lambda read: aws(self.env, *read[1], cli=cli), calls), strict=True))
+        observed, output = {}, None
+        for read in reads:
+            output = outputs[id(read)] if read[1] is not None else output
+            observed[read[0]] = read[2](output)
+        return observed
+
+
+def scaling_values(target: dict) -> tuple:
+    """(min, max, suspended in, out, scheduled) of a scalable target."""
+    suspended = target.get("SuspendedState") or {}
+    return (target["MinCapacity"], target["MaxCapacity"],
+            *(bool(suspended.get(f"{what}Suspended")) for what in ("DynamicScalingIn", "DynamicScalingOut",
+                                                                    "ScheduledScaling")))
 
 
 def runbook_tags(tags: dict) -> dict:

@@ -29,20 +29,29 @@ def account_limits(world: World) -> tuple:
 
 
 def test_round_trip_restores_every_value_exactly(tmp_path, world):
-    world.build(reserved=(7, None, 0))
+    # Routes and REST methods with limits of their own, an ECS service under auto scaling (min 2) and SQS event
+    # source mappings (fn-0's enabled, fn-1's disabled before the incident): each is a way back in that a shutdown
+    # of the stages' defaults, the functions and the service's count alone leaves open.
+    world.build(reserved=(7, None, 0), routes=True, scaling=(2, 6), mappings=((0, True), (1, False)))
     ws = workspace_for(tmp_path, world)
     before = world.observe(cli=False)
     t = world.tag
     assert before[f"lambda:{t}-fn-0"] == 7 and before[f"lambda:{t}-fn-1"] is None and before[f"lambda:{t}-fn-2"] == 0
     assert before[f"stage:{t}-ws"] == (500, 1000.0) and before[f"stage:{t}-http"] == (None, None)
+    assert before[f"stage:{t}-ws:routes"] == {"sendMessage": (50, 20.0, "INFO"), "$connect": (10, None, None)}
+    assert before[f"stage:{t}-rest:methods"] == {"~1/GET": (30, 15.5)}
     assert before["ecs:backend"] == (3, {})
+    assert before["scaling:backend"] == (2, 6, False, False, False) and before["scaling:backend:tags"] == {}
+    assert before["mapping:fn-0 <- queue-0"] == "Enabled" and before["mapping:fn-1 <- queue-1"] == "Disabled"
 
     # The plan shows every resource and its current value, and changes nothing.
     plan = ws.play(SHUTDOWN, check=True, shutdown_scope="incident")
     assert plan.rc == 0, plan.output
-    for name in (f"{t}-fn-0", f"{t}-fn-1", f"{t}-ws/prod", f"{t}-http/prod", f"{t}-rest/prod", "backend"):
+    for name in (f"{t}-fn-0", f"{t}-fn-1", f"{t}-ws/prod", f"{t}-http/prod", f"{t}-rest/prod", "backend",
+                 f"service/{t}-cluster/backend", f"{t}-fn-0 <- sqs:{t}-queue-0"):
         assert name in plan.output
     assert plan.says("reserved_concurrency=7 -> reserved_concurrency=0")
+    assert plan.says("burst_limit@sendMessage=50") and plan.says("burst_limit@GET /=30")
     assert world.observe(cli=False) == before
 
     shutdown = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
@@ -52,14 +61,30 @@ def test_round_trip_restores_every_value_exactly(tmp_path, world):
         assert stopped[f"lambda:{t}-fn-{i}"] == 0
     for stage in (f"{t}-ws", f"{t}-http", f"{t}-rest"):
         assert stopped[f"stage:{stage}"] == STOPPED_STAGE
-    assert stopped["ecs:backend"][0] == 0
+    # Every limit a route or method sets is 0 (one it leaves unset follows the stopped default); logging is kept.
+    assert stopped[f"stage:{t}-ws:routes"] == {"sendMessage": (0, 0.0, "INFO"), "$connect": (0, None, None)}
+    assert stopped[f"stage:{t}-rest:methods"] == {"~1/GET": STOPPED_STAGE}
+    # The service stays at 0: its auto scaling target holds 0-0 with scaling suspended (the emulator scales a
+    # service below its target's minimum back up before the next read, as AWS would within minutes).
+    assert stopped["ecs:backend"][0] == 0 and stopped["scaling:backend"] == (0, 0, True, True, True)
+    assert stopped["mapping:fn-0 <- queue-0"] == "Disabled" and stopped["mapping:fn-1 <- queue-1"] == "Disabled"
     # The previous values live on the resources themselves.
     assert stopped[f"lambda:{t}-fn-0:tags"]["runbook:previous-reserved-concurrency"] == "7"
     assert stopped[f"lambda:{t}-fn-1:tags"]["runbook:previous-reserved-concurrency"] == "none"
     assert stopped[f"lambda:{t}-fn-2:tags"] == {}  # at 0 before the shutdown: not ours, nothing recorded
     assert stopped[f"stage:{t}-ws:tags"]["runbook:previous-throttling-burst-limit"] == "500"
+    assert stopped[f"stage:{t}-ws:tags"]["runbook:previous-throttling-rate-limit@sendMessage"] == "20.0"
+    assert stopped[f"stage:{t}-ws:tags"]["runbook:previous-throttling-burst-limit@=24connect"] == "10"
+    assert stopped[f"stage:{t}-rest:tags"]["runbook:previous-throttling-burst-limit@GET /"] == "30"
     assert stopped[f"stage:{t}-http:tags"]["runbook:previous-throttling-rate-limit"] == "none"
     assert stopped["ecs:backend"][1]["runbook:previous-desired-count"] == "3"
+    assert {key: value for key, value in stopped["scaling:backend:tags"].items() if key != "runbook:stopped-at"} == {
+        "runbook:previous-min-capacity": "2", "runbook:previous-max-capacity": "6",
+        "runbook:previous-dynamic-scaling-in-suspended": "False",
+        "runbook:previous-dynamic-scaling-out-suspended": "False",
+        "runbook:previous-scheduled-scaling-suspended": "False"}
+    assert stopped["mapping:fn-0 <- queue-0:tags"]["runbook:previous-enabled"] == "True"
+    assert stopped["mapping:fn-1 <- queue-1:tags"] == {}  # disabled before: not ours, stays disabled
 
     # A second shutdown changes nothing and keeps the first record (never overwrites 7 with 0).
     again = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
@@ -206,10 +231,12 @@ def test_selector_matching_nothing_fails_before_any_change(tmp_path, world):
 
 
 def test_health_sweep_reports_a_shutdown_left_in_force(tmp_path, world):
-    world.build(reserved=(7,), unthrottled_stage=False, rest_stage=False)
+    world.build(reserved=(7,), unthrottled_stage=False, rest_stage=False, scaling=(1, 4), mappings=((0, True),))
     ws = workspace_for(tmp_path, world)
     t = world.tag
-    ours = {f"lambda:{t}-fn-0", f"apigateway:{t}-ws/prod", f"ecs:{t}-cluster/backend"}
+    [(mapping, _)] = world.mappings.values()
+    ours = {f"lambda:{t}-fn-0", f"apigateway:{t}-ws/prod", f"ecs:{t}-cluster/backend",
+            f"autoscaling:service/{t}-cluster/backend", f"lambda-esm:{t}-fn-0 <- sqs:{t}-queue-0 ({mapping})"}
 
     def shutdown_findings() -> dict:
         """Our resources' shutdown findings (other tests share the emulator: only ours are looked at)."""
