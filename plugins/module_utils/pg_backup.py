@@ -1,7 +1,9 @@
 # Copyright: runbook.recovery contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Taking a backup: pg_dump directory format in one exported snapshot, exact row counts taken in
-that same snapshot while pg_dump runs, sha256 of every file, manifest last, then retention."""
+that same snapshot while pg_dump runs, sha256 of every file, manifest last, then its verification
+and retention, all in one module call. Verifying a backup: the levels pg_verify_backup runs, which
+pg_backup also runs on the backup it has just written."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import (
+    LEVELS,
+    Backup,
     FollowingHasher,
     LocalStore,
     dump_files,
@@ -25,10 +29,16 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     utc_now,
     validate_name,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import (
+    catalog_problems,
+    checksum_problems,
+    verify_by_restore,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
     count_large_objects,
     count_rows,
+    database_oid,
     database_properties,
     pg_tool,
     tied_to_this_process,
@@ -52,9 +62,15 @@ class BackupOptions:
     keep_last: int | None = None
     max_age_days: float | None = None
     lock_wait_timeout: float = 60
+    # The verification of a new backup, before the call returns: a level of verify_backup.
+    verify: str = "checksum"
+    # Databases planned before this backup starts (each exists, and its backup would fit): a run over several
+    # databases passes every one of them to its first call, so bad input stops it before any backup is written.
+    plan_first: tuple[str, ...] = ()
 
     def validate(self) -> None:
-        validate_name(self.database)
+        for name in (self.database, *self.plan_first):
+            validate_name(name)
         if self.jobs < 1:
             raise RunbookError(f"jobs={self.jobs} is not allowed: use 1 or more parallel pg_dump workers.")
         if not 0 <= self.compress_level <= 9:
@@ -67,6 +83,8 @@ class BackupOptions:
                                "or leave it unset.")
         if self.free_space_margin < 1:
             raise RunbookError(f"free_space_margin={self.free_space_margin} is below 1: the estimate is a minimum.")
+        if self.verify not in LEVELS:
+            raise RunbookError(f"verify={self.verify!r} is not a verification level: use one of {', '.join(LEVELS)}.")
 
 
 def estimate_dump_bytes(conn) -> int:
@@ -78,7 +96,12 @@ def estimate_dump_bytes(conn) -> int:
 
 
 class BackupRun:
-    """One call of pg_backup: decide, dump, publish, apply retention."""
+    """One call of pg_backup: plan, dump, publish, verify, apply retention.
+
+    Everything a run needs is in this one call (a module round trip costs more than the checks themselves), and
+    every check that can refuse comes before the first write: names and options, the database's existence, the
+    free space, and the same for every database of `plan_first`.
+    """
 
     def __init__(self, conn_params: ConnParams, store: LocalStore, options: BackupOptions, check_mode: bool):
         self.params, self.store, self.options, self.check_mode = conn_params, store, options, check_mode
@@ -87,29 +110,51 @@ class BackupRun:
 
     def run(self) -> dict:
         self.options.validate()
+        self._plan_the_others()
         database = self.options.database
-        with self.params.connect() as conn:
-            if database_properties(conn, database) is None:
-                raise RunbookError(f"database {database!r} does not exist on {self.params.where}: check the name "
-                                   "(pg_databases in the inventory).")
-        with self.params.connect(database) as conn:
+        # One connection for the call: the estimate now, later the snapshot the dump and the row counts share.
+        with self._connect() as conn:
             self.estimate = estimate_dump_bytes(conn)
-        if self.check_mode:
-            return self._plan()
-        with self.store.locked(database):
-            self._remove_partials()
-            fresh = self._fresh_backup()
-            if fresh is not None:
-                self.result["backup"] = fresh.summary()
-                self.result["msg"] = (f"backup {fresh.backup_id} of {database} is verified and newer than "
-                                      "skip_if_newer_than: nothing to do")
-            else:
-                self._check_space()
-                backup = self._dump()
-                self.result.update(changed=True, created=True, backup=backup.summary(),
-                                   msg=f"backup {backup.backup_id} of {database} written to {backup.path}")
-            self._apply_retention(protect=(self.result["backup"]["id"],))
+            if self.check_mode:
+                return self._plan()
+            if self._fresh_backup() is None:
+                self._check_space()  # before the lock, which creates the database's directory
+            with self.store.locked(database):
+                self._remove_partials()
+                fresh = self._fresh_backup()
+                if fresh is not None:
+                    self.result["backup"] = fresh.summary()
+                    self.result["msg"] = (f"backup {fresh.backup_id} of {database} is verified and newer than "
+                                          "skip_if_newer_than: nothing to do")
+                    self._apply_retention(protect=(fresh.backup_id,))
+                else:
+                    backup = self._dump(conn)
+                    self.result.update(changed=True, created=True, backup=backup.summary())
+                    # Retention first: until the new backup has passed its verification, the newest verified
+                    # backup is the previous one, and retention keeps it.
+                    self._apply_retention(protect=(backup.backup_id,))
+                    self._verify(backup)
+                    self.result["msg"] = (f"backup {backup.backup_id} of {database} written to {backup.path}, "
+                                          f"verified: {', '.join(self.result['verification']['levels_run'])}")
         return self.result
+
+    def _connect(self):
+        """The database's own connection; when it cannot be opened, whether the database exists says why."""
+        database = self.options.database
+        try:
+            return self.params.connect(database)
+        except RunbookError:
+            with self.params.connect() as conn:  # a server that is down is reported by this one
+                if database_oid(conn, database) is not None:
+                    raise
+            raise RunbookError(f"database {database!r} does not exist on {self.params.where}: check the name "
+                               "(pg_databases in the inventory).") from None
+
+    def _plan_the_others(self) -> None:
+        for other in dict.fromkeys(self.options.plan_first):
+            if other != self.options.database:
+                BackupRun(self.params, self.store, replace(self.options, database=other, plan_first=()),
+                          check_mode=True).run()
 
     # -- decisions -------------------------------------------------------------------------
     def _fresh_backup(self):
@@ -137,7 +182,8 @@ class BackupRun:
         self.result.update(changed=bool(plan["would_create"] or doomed or plan["would_remove_partials"]), plan=plan)
         if fresh is not None:
             self.result["backup"] = fresh.summary()
-        self.result["msg"] = (f"would back up {database} (about {human_size(estimate)})" if fresh is None
+        self.result["msg"] = (f"would back up {database} (about {human_size(estimate)}) and verify it "
+                              f"({self.options.verify})" if fresh is None
                               else f"backup {fresh.backup_id} is fresh and verified: no new backup")
         return self.result
 
@@ -161,13 +207,13 @@ class BackupRun:
                 "Nothing was written. Free space there, or lower keep_last so retention removes old backups.",
                 free_bytes=available, needed_bytes=needed)
 
-    def _dump(self):
+    def _dump(self, conn) -> Backup:
         database = self.options.database
         started = utc_now()
         backup_id = self.store.new_backup_id(database, started)
         partial = self.store.partial_dir(database, backup_id)
         try:
-            return self._dump_into(partial, backup_id, started)
+            return self._dump_into(conn, partial, backup_id, started)
         except psycopg.Error as exc:
             raise RunbookError(f"the backup of {database!r} failed: {' '.join(str(exc).split()).rstrip('.')}. "
                                "No backup was recorded.") from exc
@@ -175,39 +221,40 @@ class BackupRun:
             # Published backups were renamed away; whatever is left here is incomplete.
             shutil.rmtree(partial, ignore_errors=True)
 
-    def _dump_into(self, partial: str, backup_id: str, started):
+    def _dump_into(self, conn, partial: str, backup_id: str, started) -> Backup:
         options, database = self.options, self.options.database
         # REPEATABLE READ keeps one snapshot for the whole transaction: the exported one pg_dump
         # uses, and the one our row counts read, so the manifest describes exactly what was dumped.
-        with self.params.connect(database, autocommit=False) as conn:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-            tables = user_tables(conn)
-            server_version = conn.info.server_version
-            properties = database_properties(conn, database)
-            pg_dump = pg_tool("pg_dump")
-            command = [pg_dump, "--format=directory", f"--jobs={options.jobs}", f"--compress={options.compress_level}",
-                       f"--snapshot={snapshot}", f"--lock-wait-timeout={int(options.lock_wait_timeout * 1000)}",
-                       f"--file={partial}"]
-            with tempfile.TemporaryFile() as stderr:
-                process = subprocess.Popen(tied_to_this_process(command), env=self.params.env(database),
-                                           stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL, stderr=stderr, umask=0o077)
-                # While pg_dump runs: row counts in the same snapshot, and the hash of what it has written.
-                hasher = FollowingHasher(partial).start()
-                try:
-                    counts = count_rows(conn, tables)
-                    large_objects = count_large_objects(conn)
-                except BaseException:
-                    process.kill()
-                    raise
-                finally:
-                    returncode = process.wait()
-                    files = hasher.finish()
-                stderr.seek(0)
-                errors = stderr.read().decode(errors="replace").strip()
-            conn.rollback()
+        conn.autocommit = False
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        tables = user_tables(conn)
+        server_version = conn.info.server_version
+        properties = database_properties(conn, database)
+        pg_dump = pg_tool("pg_dump")
+        command = [pg_dump, "--format=directory", f"--jobs={options.jobs}", f"--compress={options.compress_level}",
+                   f"--snapshot={snapshot}", f"--lock-wait-timeout={int(options.lock_wait_timeout * 1000)}",
+                   f"--file={partial}"]
+        with tempfile.TemporaryFile() as stderr:
+            process = subprocess.Popen(tied_to_this_process(command), env=self.params.env(database),
+                                       stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=stderr, umask=0o077)
+            # While pg_dump runs: row counts in the same snapshot, and the hash of what it has written.
+            hasher = FollowingHasher(partial).start()
+            try:
+                pg_dump_version = _tool_version(pg_dump)
+                counts = count_rows(conn, tables)
+                large_objects = count_large_objects(conn)
+            except BaseException:
+                process.kill()
+                raise
+            finally:
+                returncode = process.wait()
+                files = hasher.finish()
+            stderr.seek(0)
+            errors = stderr.read().decode(errors="replace").strip()
+        conn.rollback()  # on an error, closing the connection ends the transaction
         if returncode != 0:
             raise RunbookError(f"pg_dump of {database!r} failed (exit {returncode}): {errors[-1500:]}. "
                                "No backup was recorded.", stderr=errors[-4000:])
@@ -226,7 +273,7 @@ class BackupRun:
             "finished_at": isoformat(finished),
             "duration_seconds": round((finished - started).total_seconds(), 3),
             "server_version_num": server_version,
-            "pg_dump_version": _tool_version(pg_dump),
+            "pg_dump_version": pg_dump_version,
             "format_options": {"format": "directory", "jobs": options.jobs, "compress_level": options.compress_level},
             "snapshot": snapshot,
             "estimated_bytes": self.estimate,
@@ -237,6 +284,15 @@ class BackupRun:
             "size_bytes": sum(f["size"] for f in files.values()),
         }
         return self.store.publish(database, backup_id, manifest)
+
+    def _verify(self, backup: Backup) -> None:
+        """The new backup's files are read again and compared with its manifest (and more, by level); a
+        failure is recorded on the backup, which then is never taken as fresh nor kept as the newest verified."""
+        verification = verify_backup(self.store, backup, self.options.verify, self.params, self.options.jobs)
+        self.result["backup"] = backup.summary()
+        self.result["verification"] = {key: verification[key] for key in ("ok", "levels_run", "problems")}
+        if not verification["ok"]:
+            raise RunbookError(verification_failure(backup.backup_id, backup.database, verification), **self.result)
 
     def _apply_retention(self, protect: tuple[str, ...]) -> None:
         doomed = retention_plan(self.store.list(self.options.database), self.options.keep_last,
@@ -257,3 +313,42 @@ def run_backup(conn_params: ConnParams, store: LocalStore, options: BackupOption
     result = BackupRun(conn_params, store, options, check_mode).run()
     result["elapsed_seconds"] = round(time.monotonic() - started, 3)
     return result
+
+
+# -- verification ----------------------------------------------------------------------------
+def verify_backup(store: LocalStore, backup: Backup, level: str, conn_params: ConnParams, jobs: int,
+                  check_mode: bool = False) -> dict:
+    """Each level up to `level`, in order (checksum, catalog, restore), stopping at the first that fails.
+
+    Every result is recorded in the backup's verification.json; in check mode nothing is recorded and the
+    restore level is only planned. `changed` is true when a recorded verdict changed.
+    """
+    result = {"changed": False, "ok": True, "problems": [], "levels_run": []}
+    for current in LEVELS[:LEVELS.index(level) + 1]:
+        if current == "restore" and check_mode:
+            result["msg"] = f"would restore {backup.backup_id} into a scratch database and compare row counts"
+            break
+        if current == "checksum":
+            problems = checksum_problems(backup)
+        elif current == "catalog":
+            problems = catalog_problems(backup)
+        else:
+            problems = verify_by_restore(conn_params, backup, jobs)
+        result["levels_run"].append(current)
+        if not check_mode:
+            result["changed"] |= store.record_verification(backup, current, not problems,
+                                                           "; ".join(problems[:10]) or "ok")
+        if problems:
+            result.update(ok=False, problems=problems)
+            break
+    if result["ok"]:
+        result.setdefault("msg", f"backup {backup.backup_id} of {backup.database} passed: "
+                                 f"{', '.join(result['levels_run'])}")
+    return result
+
+
+def verification_failure(backup_id: str, database: str, result: dict) -> str:
+    """The message of a failed verify_backup: what failed, and what to do."""
+    return (f"backup {backup_id} of {database} FAILED {result['levels_run'][-1]} verification: "
+            f"{'; '.join(result['problems'][:5])}. Do not restore it; take a new backup and keep this one for "
+            "investigation.")

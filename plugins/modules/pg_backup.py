@@ -12,10 +12,15 @@ description:
   - Counts every table's rows exactly in that same snapshot while C(pg_dump) runs, hashes every file
     (sha256), and writes C(manifest.json) last. A directory without a manifest is never listed as a
     backup; the dump is written under C(.partial-<id>) and renamed into place only when complete.
+  - Verifies the new backup before it returns (O(verify)). By default its files are read again and compared with
+    the manifest, as M(runbook.recovery.pg_verify_backup) does; the result is recorded in C(verification.json).
+    A failed verification fails the task; retention has run before it, and kept the newest backup that was verified.
   - "The manifest also records what the database carries outside its contents, which C(pg_dump) leaves out
     without C(--create): encoding and locale, owner, connection limit, C(ALTER DATABASE SET) settings, its ACL,
     its comment, C(ALTER ROLE ... IN DATABASE ... SET) settings; and the number of large objects."
   - Refuses to start when the backup volume has less free space than the estimated dump size.
+  - With O(plan_first), plans other databases too before anything is written, so that a run over several
+    databases stops at bad input before its first backup.
   - Applies retention (O(keep_last), O(max_age_days)) and never removes the newest verified backup.
   - With O(skip_if_newer_than), a verified backup that recent means nothing to do (C(changed=false)).
   - Optionally copies the backup to S3 with server-side encryption (manifest uploaded last).
@@ -69,6 +74,23 @@ options:
     description: How long C(pg_dump) waits for a table lock before failing (V(60s), V(5m)).
     type: str
     default: 60s
+  verify:
+    description:
+      - Verification of a new backup, each level including the ones before it (see M(runbook.recovery.pg_verify_backup)).
+      - V(checksum) reads every file again and compares its size and sha256 with the manifest; V(catalog) also reads
+        the table of contents with C(pg_restore --list); V(restore) also restores into a scratch database (with
+        O(jobs) workers) and compares every table's row count with the manifest.
+    type: str
+    choices: [checksum, catalog, restore]
+    default: checksum
+  plan_first:
+    description:
+      - Databases planned before this backup starts, as in check mode (valid name, the database exists, its backup
+        would fit), so that a run over several databases refuses bad input before its first backup is written.
+      - The O(database) itself is always planned first; naming it here too does no harm.
+    type: list
+    elements: str
+    default: []
   s3_bucket:
     description: Also copy the backup to this S3 bucket (the second store). Uses the AWS options below.
     type: str
@@ -104,6 +126,15 @@ EXAMPLES = r"""
     keep_last: 7
     max_age_days: 14
 
+- name: Back up every database of the host, each verified; a bad name or a full disk stops the run before the first
+  runbook.recovery.pg_backup:
+    database: "{{ item }}"
+    plan_first: "{{ pg_databases if index == 0 else [] }}"
+    backup_root: /var/backups/postgresql
+  loop: "{{ pg_databases }}"
+  loop_control:
+    index_var: index
+
 - name: Back up and copy to S3 with KMS encryption
   runbook.recovery.pg_backup:
     database: chat
@@ -120,7 +151,12 @@ backup:
   type: dict
   sample: {"id": "20261123T051200Z", "database": "chat", "path": "/var/backups/postgresql/chat/20261123T051200Z",
            "time": "2026-11-23T05:12:03.123456Z", "size_bytes": 1048576, "size": "1.0 MiB", "tables": 3,
-           "rows": 10500, "verified": false, "level": null}
+           "rows": 10500, "verified": true, "level": "checksum"}
+verification:
+  description: The verification of the new backup (O(verify)), also recorded in its C(verification.json).
+  returned: when a backup was written
+  type: dict
+  sample: {"ok": true, "levels_run": ["checksum"], "problems": []}
 created:
   description: Whether a new backup was written.
   returned: always
@@ -180,7 +216,8 @@ def options_from(params: dict) -> BackupOptions:
         skip_if_newer_than=(parse_duration(params["skip_if_newer_than"])
                             if params["skip_if_newer_than"] not in (None, "") else None),
         keep_last=params["keep_last"], max_age_days=params["max_age_days"],
-        lock_wait_timeout=parse_duration(params["lock_wait_timeout"]))
+        lock_wait_timeout=parse_duration(params["lock_wait_timeout"]), verify=params["verify"],
+        plan_first=tuple(params["plan_first"]))
 
 
 def copy_to_s3(params: dict, store: LocalStore, result: dict, check_mode: bool) -> None:
@@ -214,6 +251,8 @@ def main():
         keep_last=dict(type="int"),
         max_age_days=dict(type="float"),
         lock_wait_timeout=dict(type="str", default="60s"),
+        verify=dict(type="str", choices=["checksum", "catalog", "restore"], default="checksum"),
+        plan_first=dict(type="list", elements="str", default=[]),
         s3_bucket=dict(type="str"),
         s3_prefix=dict(type="str", default="runbook-recovery"),
         s3_sse=dict(type="str", choices=["AES256", "aws:kms"], default="AES256"),

@@ -91,11 +91,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     failure_details,
     validate_name,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import (
-    catalog_problems,
-    checksum_problems,
-    verify_by_restore,
-)
+from ansible_collections.runbook.recovery.plugins.module_utils.pg_backup import verification_failure, verify_backup
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
     failures_reported,
@@ -109,28 +105,9 @@ def verify(params: dict, check_mode: bool) -> dict:
         raise RunbookError(f"jobs={params['jobs']} is not allowed: use 1 or more parallel pg_restore workers.")
     store = LocalStore(params["backup_root"])
     backup = store.resolve(params["database"], params["backup"])
-    result = {"changed": False, "ok": True, "problems": [], "levels_run": []}
-    for level in LEVELS[:LEVELS.index(params["level"]) + 1]:
-        if level == "restore" and check_mode:
-            result["msg"] = f"would restore {backup.backup_id} into a scratch database and compare row counts"
-            break
-        if level == "checksum":
-            problems = checksum_problems(backup)
-        elif level == "catalog":
-            problems = catalog_problems(backup)
-        else:
-            problems = verify_by_restore(ConnParams.from_params(params), backup, params["jobs"])
-        result["levels_run"].append(level)
-        if not check_mode:
-            result["changed"] |= store.record_verification(backup, level, not problems,
-                                                           "; ".join(problems[:10]) or "ok")
-        if problems:
-            result.update(ok=False, problems=problems)
-            break
+    result = verify_backup(store, backup, params["level"], ConnParams.from_params(params), params["jobs"],
+                           check_mode)
     result["backup"] = backup.summary()
-    if result["ok"]:
-        result.setdefault("msg", f"backup {backup.backup_id} of {backup.database} passed: "
-                                 f"{', '.join(result['levels_run'])}")
     return result
 
 
@@ -147,9 +124,7 @@ def main():
     with failures_reported(module):
         result = verify(module.params, module.check_mode)
     if not result["ok"]:
-        module.fail_json(msg=(f"backup {result['backup']['id']} of {module.params['database']} FAILED "
-                              f"{result['levels_run'][-1]} verification: {'; '.join(result['problems'][:5])}. "
-                              "Do not restore it; take a new backup and keep this one for investigation."),
+        module.fail_json(msg=verification_failure(result["backup"]["id"], module.params["database"], result),
                          **failure_details(result))
     module.exit_json(**result)
 
