@@ -11,6 +11,8 @@ description:
   - Turns continuous backups with point-in-time recovery on for each table where they are off, so a table can be
     restored to any second of the last 35 days. No module of amazon.aws or community.aws does this.
   - Tables already in the wanted state are left alone; a missing table fails the run before any change.
+  - The tables are changed at once; when some fail, the others are still changed, and the message names what was
+    changed (RV(changes)) besides each failure.
 version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
@@ -48,6 +50,12 @@ tables:
   type: list
   elements: dict
   sample: [{"table": "chatbot-sessions", "before": "DISABLED", "after": "ENABLED", "changed": true}]
+changes:
+  description: On failure, what was changed (on the tables that did not fail).
+  returned: failure
+  type: list
+  elements: str
+  sample: ["point-in-time recovery of chatbot-sessions turned on"]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -56,11 +64,11 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     Clients,
     aws_failures_reported,
     describe_error,
-    exit_with_rows,
     for_each,
     resources_argument_spec,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_dynamodb import describe_table, ensure_pitr
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
 
 
 def main():
@@ -71,21 +79,26 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    with aws_failures_reported(module, "setting point-in-time recovery"):
+    with aws_failures_reported(module, "setting point-in-time recovery") as outcome:
         clients = Clients(p, p["workers"])
         ddb = clients("dynamodb")
         for table in p["tables"]:
             describe_table(ddb, table)  # a missing table fails here, before any change
-        outcomes = for_each(p["tables"], lambda t: ensure_pitr(ddb, t, p["enabled"], module.check_mode), clients.workers)
-    rows = [o if not isinstance(o, Exception) else
-            {"table": t, "changed": False, "error": describe_error(o, f"point-in-time recovery of {t}")}
-            for t, o in zip(p["tables"], outcomes, strict=True)]
-    changed = [r for r in rows if r["changed"]]
-    result = dict(changed=bool(changed), tables=rows)
-    if module._diff:
-        result["diff"] = {"before": {r["table"]: r["before"] for r in changed},
-                          "after": {r["table"]: r["after"] for r in changed}}
-    exit_with_rows(module, result, rows, "tables failed")
+        done = for_each(p["tables"], lambda t: ensure_pitr(ddb, t, p["enabled"], module.check_mode, outcome),
+                        clients.workers)
+        rows = [row if not isinstance(row, Exception) else
+                {"table": t, "changed": False, "error": describe_error(row, f"point-in-time recovery of {t}")}
+                for t, row in zip(p["tables"], done, strict=True)]
+        changed = [r for r in rows if r["changed"]]
+        result = dict(changed=bool(changed), tables=rows)
+        if module._diff:
+            result["diff"] = {"before": {r["table"]: r["before"] for r in changed},
+                              "after": {r["table"]: r["after"] for r in changed}}
+        failed = [r for r in rows if r.get("error")]
+        if failed:
+            raise RunbookError(f"{len(failed)} of {len(rows)} tables failed: " + "; ".join(r["error"] for r in failed[:5]),
+                               **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
