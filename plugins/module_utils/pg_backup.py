@@ -7,6 +7,7 @@ pg_backup also runs on the backup it has just written."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -87,6 +88,17 @@ class BackupOptions:
             raise RunbookError(f"verify={self.verify!r} is not a verification level: use one of {', '.join(LEVELS)}.")
 
 
+@contextlib.contextmanager
+def refusals():
+    """A RunbookError raised in the block refused the call before anything was written: it says so (refused=True),
+    and the role stops a run over several databases there, before its first backup."""
+    try:
+        yield
+    except RunbookError as exc:
+        exc.details["refused"] = True
+        raise
+
+
 def estimate_dump_bytes(conn) -> int:
     """Heap and TOAST size of every table: an upper bound for a compressed dump of typical data."""
     return conn.execute(
@@ -109,16 +121,19 @@ class BackupRun:
         self.estimate = 0
 
     def run(self) -> dict:
-        self.options.validate()
-        self._plan_the_others()
         database = self.options.database
+        with refusals():
+            self.options.validate()
+            self._plan_the_others()
+            conn = self._connect()
         # One connection for the call: the estimate now, later the snapshot the dump and the row counts share.
-        with self._connect() as conn:
-            self.estimate = estimate_dump_bytes(conn)
-            if self.check_mode:
-                return self._plan()
-            if self._fresh_backup() is None:
-                self._check_space()  # before the lock, which creates the database's directory
+        with conn:
+            with refusals():
+                self.estimate = estimate_dump_bytes(conn)
+                if self.check_mode:
+                    return self._plan()
+                if self._fresh_backup() is None:
+                    self._check_space()  # before the lock, which creates the database's directory
             with self.store.locked(database):
                 self._remove_partials()
                 fresh = self._fresh_backup()

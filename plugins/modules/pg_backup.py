@@ -126,7 +126,7 @@ EXAMPLES = r"""
     keep_last: 7
     max_age_days: 14
 
-- name: Back up every database of the host, each verified; a bad name or a full disk stops the run before the first
+- name: Back up every database of the host, each verified; bad input for any of them stops the run before the first
   runbook.recovery.pg_backup:
     database: "{{ item }}"
     plan_first: "{{ pg_databases if index == 0 else [] }}"
@@ -134,6 +134,8 @@ EXAMPLES = r"""
   loop: "{{ pg_databases }}"
   loop_control:
     index_var: index
+    break_when: index == 0 and backups.refused | default(false)
+  register: backups
 
 - name: Back up and copy to S3 with KMS encryption
   runbook.recovery.pg_backup:
@@ -185,6 +187,11 @@ s3:
   returned: when O(s3_bucket) is set
   type: dict
   sample: {"url": "s3://acme-db-backups/runbook-recovery/chat/20261123T051200Z", "uploaded": true, "objects": 12}
+refused:
+  description: Set on a failure before anything was written (bad input, a database that does not exist, short space).
+  returned: on such a failure
+  type: bool
+  sample: true
 elapsed_seconds:
   description: Wall-clock seconds the module took.
   returned: always

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import json
 
-from conftest import connect, databases, disaster, flip_one_byte, schema_objects, table_fingerprints, tree_state
+from conftest import (
+    Workspace,
+    connect,
+    create_chat_db,
+    databases,
+    disaster,
+    flip_one_byte,
+    schema_objects,
+    table_fingerprints,
+    tree_state,
+)
 
 
 def test_round_trip_restores_every_table_exactly(workspace, pg, chat_db):
@@ -128,3 +138,49 @@ def test_retention_keeps_newest_verified(workspace, pg, chat_db):
     assert workspace.play("backup-db.yml", pg_backup_keep_last=1, pg_backup_skip_if_newer_than="0").rc == 0
     remaining = workspace.backups(chat_db)
     assert older_verified in remaining and len(remaining) == 2
+
+
+def test_one_module_call_backs_up_and_verifies(workspace, chat_db):
+    """The backup, its checksum verification and retention are one pg_backup call: nothing else touches the server
+    or the dump (each further task would cost a module round trip, bench/backup_fixed_cost.py)."""
+    run, tasks = workspace.play_json("backup-db.yml")
+    assert run.rc == 0, run.output
+    [backup_id] = workspace.backups(chat_db)
+    [made] = tasks["Back up each database"]["testdb"]["results"]
+    assert made["created"] and made["backup"]["id"] == backup_id
+    assert made["verification"] == {"ok": True, "levels_run": ["checksum"], "problems": []}
+    assert made["backup"]["verified"] and made["backup"]["level"] == "checksum"
+    record = json.loads((workspace.backup_root / chat_db / backup_id / "verification.json").read_text())
+    assert record["levels"]["checksum"]["ok"]
+    module_tasks = [name for name, hosts in tasks.items()
+                    if any(r.get("invocation") for h in hosts.values() for r in h.get("results", [h]))]
+    assert module_tasks == ["Back up each database"], module_tasks
+
+
+def test_every_database_is_planned_before_the_first_backup(pg, chat_db, tmp_path):
+    """A run over several databases stops at a missing one before any backup is written, and otherwise backs up
+    and verifies each."""
+    second = create_chat_db(pg)
+    for name in ("broken", "both"):
+        (tmp_path / name).mkdir()
+    broken = Workspace(pg, [chat_db, second, "no_such_db"], tmp_path / "broken")
+    run = broken.play("backup-db.yml")
+    assert run.rc != 0 and "database 'no_such_db' does not exist" in run.output, run.output
+    assert tree_state(broken.backup_root) == {}, "nothing written, not even a directory"
+
+    both = Workspace(pg, [chat_db, second], tmp_path / "both")
+    run, tasks = both.play_json("backup-db.yml")
+    assert run.rc == 0, run.output
+    results = tasks["Back up each database"]["testdb"]["results"]
+    assert [r["item"] for r in results] == [chat_db, second]
+    assert all(r["created"] and r["verification"]["ok"] for r in results)
+    assert [len(both.backups(name)) for name in (chat_db, second)] == [1, 1]
+
+
+def test_deeper_verification_in_the_same_call(workspace, pg, chat_db):
+    run, tasks = workspace.play_json("backup-db.yml", pg_backup_verify_level="restore")
+    assert run.rc == 0, run.output
+    [made] = tasks["Back up each database"]["testdb"]["results"]
+    assert made["verification"]["levels_run"] == ["checksum", "catalog", "restore"]
+    assert made["backup"]["level"] == "restore"
+    assert not [d for d in databases(pg) if "__verify_" in d], "the scratch database is dropped"
