@@ -75,8 +75,8 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws_cloudformatio
     FAILED_STATES,
     clean,
     failed_stacks,
+    plan,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.aws_cloudwatch import plan
 from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
 
 
