@@ -196,6 +196,9 @@ class World:
                           lambda out: (out["services"][0]["desiredCount"],
                                        runbook_tags({t["key"]: t["value"] for t in out["services"][0].get("tags", [])})
                                        )))
+        # The auto scaling targets and mappings through boto3 even when the rest is read with the CLI: six CLI calls
+        # more per look would cost test_emergency.py about 5 CPU-s.
+        through_cli = len(reads)
         for service, arn in self.scaling_targets.items():
             [cluster] = [s["cluster"] for s in self.services if s["name"] == service]
             reads.append((f"scaling:{service}", ("application-autoscaling", "describe-scalable-targets",
@@ -211,10 +214,10 @@ class World:
             reads.append((f"mapping:{name}:tags", ("lambda", "list-tags", "--resource", arn),
                           lambda out: runbook_tags(out.get("Tags", {}))))
         # A read without a call of its own (None) reads the output of the call before it.
-        calls = [read for read in reads if read[1] is not None]
+        calls = [(read, cli and index < through_cli) for index, read in enumerate(reads) if read[1] is not None]
         with ThreadPoolExecutor(4) as pool:
-            outputs = dict(zip([id(read) for read in calls],
-                               pool.map(lambda read: aws(self.env, *read[1], cli=cli), calls), strict=True))
+            outputs = dict(zip([id(read) for read, _ in calls],
+                               pool.map(lambda call: aws(self.env, *call[0][1], cli=call[1]), calls), strict=True))
         observed, output = {}, None
         for read in reads:
             output = outputs[id(read)] if read[1] is not None else output
