@@ -166,8 +166,9 @@ def test_dynamodb_undo_right_after_a_switch_to_on_demand_and_a_fifth_switch_in_a
                       "to on-demand at most 4 times in any rolling 24 hours"), fifth.output
     assert fifth.says(f"AWS says the next switch is possible at "
                       f"{time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime(switched[0] + 86400))}")
-    assert fifth.says("Nothing was changed on this table (the scaling record written just before the refused call "
-                      "was removed)")
+    assert fifth.says("The table's billing mode and capacities are unchanged. Changed before the failure, then "
+                      "undone: record runbook:scale-previous-read-capacity=5"), fifth.output
+    assert fifth.says("(removed again: the service refused the change). Nothing is left changed.")
     assert not fifth.says("Resources already changed")
     assert capacity(world, table) == before
     assert table_tags(world, table) == recorded
