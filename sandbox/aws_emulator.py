@@ -29,7 +29,10 @@ Added here (the modules keep calling the real AWS API; only the emulator learns 
   (moto has none): up to four switches from provisioned to on-demand per table in a rolling 24 hours, the
   fifth refused with LimitExceededException and the table left as it was; a switch to provisioned at any time.
 - API Gateway v2 ``TagResource``/``GetTags``/``UntagResource`` on a stage's ARN
-  (arn:aws:apigateway:REGION::/apis/ID/stages/NAME), which AWS supports and moto's routes lack.
+  (arn:aws:apigateway:REGION::/apis/ID/stages/NAME), which AWS supports and moto's routes lack; ``GetStage``
+  returns the stage's tags (``Tags``) as AWS does (moto returns only those given at creation).
+- RUNBOOK_EMULATOR_REQUEST_LOG=FILE: one line per request, "service Operation", appended to FILE, so a benchmark
+  counts the calls a run made (bench/emergency.py).
 - CloudFormation stacks that fail, as in AWS (moto answers CreateStack with the resource's error and
   leaves the stack CREATE_IN_PROGRESS forever, and deletes every stack): a resource that fails to
   create gets a CREATE_FAILED event with its reason, and the stack rolls back to ROLLBACK_COMPLETE
@@ -173,7 +176,13 @@ def install_fault_injection(faults: Faults) -> None:
         return
     original = BaseResponse.call_action
 
+    request_log = os.environ.get("RUNBOOK_EMULATOR_REQUEST_LOG")
+    log_lock = threading.Lock()
+
     def call_action(self: Any) -> Any:
+        if request_log:
+            with log_lock, open(request_log, "a") as out:
+                out.write(f"{self.service_name} {self._get_action()}\n")
         active = BaseResponse._runbook_faults
         if active.path:
             body = self.body.decode(errors="replace") if isinstance(self.body, bytes) else str(self.body or "")
@@ -499,6 +508,15 @@ def install_extensions() -> None:
             document["deploymentId"] = self.deployment_id
         return document
 
+    def get_stage_with_tags(self: Any) -> tuple[int, dict, str]:
+        status, headers, body = _original_get_stage(self)
+        document = json.loads(body)
+        suffix = f"::/apis/{self.path.split('/')[-3]}/stages/{unquote(self.path.split('/')[-1])}"
+        tagger = self.apigatewayv2_backend.tagger
+        for arn in [arn for arn in tagger.tags if arn.endswith(suffix)]:
+            document["tags"] = {**(document.get("tags") or {}), **tagger.get_tag_dict_for_resource(arn)}
+        return status, headers, json.dumps(document)
+
     def update_stage(self: Any) -> tuple[int, dict, str]:
         parts = self.path.split("/")
         api_id, stage_name = parts[-3], unquote(parts[-1])
@@ -557,6 +575,8 @@ def install_extensions() -> None:
                    "(?P<resource_arn_pt3>[^/]+)$"] = ApiGatewayV2Response.dispatch
     _original_to_json = Stage.to_json
     Stage.to_json = to_json_with_deployment
+    _original_get_stage = ApiGatewayV2Response.get_stage
+    ApiGatewayV2Response.get_stage = get_stage_with_tags
     Stage._runbook_extended = True
     if not hasattr(ApiGatewayV2Response, "update_stage"):
         ApiGatewayV2Response.update_stage = update_stage

@@ -45,6 +45,23 @@ options:
     default: 16
 """
 
+    # The emergency modules' apply from their own plan (lambda_concurrency, apigateway_stage_throttle,
+    # ecs_service_count).
+    PLANNED = r"""
+options:
+  planned:
+    description:
+      - The C(resources) of this module's own check-mode run with the same O(state), made just before (a role's plan
+        task registers them). The resources acted on are those rows (the selection options are not resolved again),
+        and each resource is acted on in the state that plan read, without reading it again, when that read is under
+        two minutes old; an older one, or a row whose read failed, is read again. A plan and its apply then cost one
+        read, one tag and one write per resource that changes, and no call for one that does not.
+      - A row that is not such a row (no C(kind), C(resource), C(arn)) fails before any change.
+    type: list
+    elements: dict
+    version_added: 0.2.0
+"""
+
     # How lambda_concurrency and lambda_capacity choose their functions.
     LAMBDA_SELECTION = r"""
 options:

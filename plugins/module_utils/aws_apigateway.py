@@ -90,6 +90,7 @@ class StageThrottle(Kind):
     noun = "API stage"
     settings = {"burst_limit": ("throttling-burst-limit", int), "rate_limit": ("throttling-rate-limit", float)}
     stopped = {"burst_limit": 0, "rate_limit": 0.0}
+    raw_kept = ("DefaultRouteSettings", "RouteSettings")  # a v2 write sends each settings object back whole
 
     def __init__(self, clients):
         super().__init__(clients)
@@ -173,13 +174,13 @@ class StageThrottle(Kind):
             for key, settings in sorted(methods.items()):
                 if key != REST_DEFAULT:
                     values.update(members(settings, REST_MEMBERS, rest_path(key)))
-            return Current(values, v1.get_tags(resourceArn=resource.arn).get("tags") or {}, found)
+            return Current(values, found.get("tags") or {}, found)  # GetStage returns the stage's tags
         v2 = self.clients("apigatewayv2")
         found = v2.get_stage(ApiId=api_id, StageName=stage)
         values = members(found.get("DefaultRouteSettings") or {}, V2_MEMBERS, keep_unset=True)
         for route, settings in sorted((found.get("RouteSettings") or {}).items()):
             values.update(members(settings, V2_MEMBERS, route))
-        return Current(values, v2.get_tags(ResourceArn=resource.arn).get("Tags") or {}, found)
+        return Current(values, found.get("Tags") or {}, found)
 
     def write(self, resource: Resource, current: Current, values: dict, outcome: Outcome | None = None) -> None:
         """One UpdateStage for the stage: only the limits in `values` are sent; a default limit that is to be "not

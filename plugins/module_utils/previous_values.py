@@ -13,10 +13,16 @@ settings it changed, so `state: undone` puts back exactly those.
 The decisions are pure functions (`plan_stop`, `plan_resume`, `plan_set`, `plan_undo`) over what a resource holds
 now; `Kind` subclasses (Lambda, API Gateway stages, ECS services) read and write one resource each;
 `apply` runs the plans over many resources on a bounded thread pool and reports every one.
+
+A plan made in check mode carries, per resource, what it read (`read`: values, runbook:* tags, the raw members a
+write needs, and when); `from_plan` turns those rows back into resources and their state, so the apply that follows
+in the same run neither finds the resources again nor reads them a second time: one read, one tag, one write per
+resource. A read older than `PLAN_FRESH_SECONDS` is not trusted: that resource is read again.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +31,9 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import Run
 from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome
 
 NOT_SET = "none"
+# How old a plan's read of a resource may be for the apply to act on it without reading it again: the plan and the
+# apply of one playbook run are seconds apart; a plan kept from an earlier run is read again.
+PLAN_FRESH_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ class Kind:
     noun = "resource"
     settings: dict[str, tuple[str, type]] = {}
     stopped: dict = {}
+    raw_kept: tuple[str, ...] = ()  # the members of Current.raw that `write` uses, kept in a plan's rows
 
     def __init__(self, clients):
         self.clients = clients
@@ -154,6 +164,34 @@ class Kind:
 
 def format_value(value) -> str:
     return value if isinstance(value, str) else str(value) if isinstance(value, int) else repr(float(value))
+
+
+def snapshot(kind: Kind, current: Current) -> dict:
+    """What a plan's row keeps of its read, for `from_plan`: the values, the runbook:* tags (the records) and the
+    raw members the kind's write uses."""
+    return {"values": current.values, "tags": {k: v for k, v in current.tags.items() if k.startswith("runbook:")},
+            "raw": {key: current.raw[key] for key in kind.raw_kept if key in current.raw}, "at": time.time()}
+
+
+def from_plan(noun: str, planned: list[dict], now: float | None = None) -> tuple[list[Resource], dict[str, Current]]:
+    """The resources of `noun` in the rows of a check-mode run (a module's `resources`), and the state each was read
+    in (by ARN) when that read is under PLAN_FRESH_SECONDS old. A row without a read (its read failed) or with an
+    old one is read again by the apply."""
+    now = time.time() if now is None else now
+    resources, known = [], {}
+    for row in planned:
+        if not isinstance(row, dict) or not all(isinstance(row.get(key), str) for key in ("kind", "resource", "arn")):
+            raise RunbookError("planned holds a row without kind, resource and arn: pass the resources of this "
+                               "module's own check-mode run (its registered result's resources). Nothing was changed.")
+        if row["kind"] != noun:
+            continue
+        resource = Resource(row["resource"], row["arn"], dict(row.get("ref") or {}))
+        resources.append(resource)
+        read = row.get("read")
+        if isinstance(read, dict) and 0 <= now - float(read.get("at") or 0) <= PLAN_FRESH_SECONDS:
+            known[resource.arn] = Current(dict(read.get("values") or {}), dict(read.get("tags") or {}),
+                                          dict(read.get("raw") or {}))
+    return resources, known
 
 
 # -- decisions (pure) -----------------------------------------------------------------------------
@@ -267,14 +305,19 @@ def describe_tags(tags: dict) -> str:
 
 
 def apply(kind: Kind, resources: list[Resource], decide: Callable[[Current], Plan], check_mode: bool,
-          workers: int = DEFAULT_WORKERS) -> list[dict]:
-    """Read, decide and (unless check_mode) act on every resource concurrently; one row per resource."""
+          workers: int = DEFAULT_WORKERS, known: dict[str, Current] | None = None) -> list[dict]:
+    """Read, decide and (unless check_mode) act on every resource concurrently; one row per resource. A resource
+    in `known` (from_plan) is not read: its plan's read is the state acted on. In check mode each row keeps its
+    read (`read`), for the apply."""
+    known = known or {}
 
     def one(resource: Resource) -> dict:
-        row = {"resource": resource.name, "arn": resource.arn}
+        row = {"kind": kind.noun, "resource": resource.name, "arn": resource.arn, "ref": resource.ref}
         try:
-            current = kind.read(resource)
+            current = known.get(resource.arn) or kind.read(resource)
             row["before"] = current.values
+            if check_mode:
+                row["read"] = snapshot(kind, current)
             plan = decide(current)
         except RunbookError as exc:
             return {**row, "action": "failed", "changed": False, "error": str(exc)}
@@ -295,17 +338,18 @@ def apply(kind: Kind, resources: list[Resource], decide: Callable[[Current], Pla
     rows = []
     for resource, outcome in zip(resources, for_each(resources, one, workers), strict=True):
         if isinstance(outcome, Exception):
-            outcome = {"resource": resource.name, "arn": resource.arn, "action": "failed", "changed": False,
+            outcome = {"kind": kind.noun, "resource": resource.name, "arn": resource.arn, "ref": resource.ref,
+                       "action": "failed", "changed": False,
                        "error": describe_error(outcome, f"reading this {kind.noun}")}
         rows.append(outcome)
     return rows
 
 
 def run(kind: Kind, resources: list[Resource], state: str, check_mode: bool, wanted: dict | None = None,
-        decide: Callable[[Current], Plan] | None = None) -> dict:
+        decide: Callable[[Current], Plan] | None = None, known: dict[str, Current] | None = None) -> dict:
     """The result every module of this family returns: one row per resource, counts, and a message. The pool is
     as wide as the kind's clients were built for. `decide` replaces the plan of `state` (a kind with plans of its
-    own, such as a deployment rollback)."""
+    own, such as a deployment rollback). `known`: the state of resources a plan read (from_plan), not read again."""
     workers = getattr(kind.clients, "workers", DEFAULT_WORKERS)
     now = isoformat(utc_now())
     decide = decide or {
@@ -314,7 +358,7 @@ def run(kind: Kind, resources: list[Resource], state: str, check_mode: bool, wan
         "present": lambda current: plan_set(kind, current, wanted or {}, now),
         "undone": lambda current: plan_undo(kind, current),
     }[state]
-    rows = apply(kind, resources, decide, check_mode, workers)
+    rows = apply(kind, resources, decide, check_mode, workers, known)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["action"]] = counts.get(row["action"], 0) + 1

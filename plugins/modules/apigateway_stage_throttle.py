@@ -32,6 +32,7 @@ author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.aws
   - runbook.recovery.aws.resources
+  - runbook.recovery.aws.planned
 attributes:
   check_mode:
     support: full
@@ -118,7 +119,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_apigateway import StageThrottle, resolve_stages
 from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
-from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, from_plan, run
 
 
 def main():
@@ -130,6 +131,7 @@ def main():
         )),
         burst_limit=dict(type="int"),
         rate_limit=dict(type="float"),
+        planned=dict(type="list", elements="dict"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[("state", "present", ["burst_limit", "rate_limit"])])
@@ -137,9 +139,12 @@ def main():
     with aws_failures_reported(module, "finding the API stages"):
         require_non_negative(p, "burst_limit", "rate_limit")
         clients = Clients(p, p["workers"])
-        stages = resolve_stages(clients, p["stages"])
-    kind = StageThrottle(clients)
-    result = run(kind, stages, p["state"], module.check_mode, decide=kind.plan(p["state"]),
+        kind, known = StageThrottle(clients), {}
+        if p["planned"] is not None:
+            stages, known = from_plan(kind.noun, p["planned"])
+        else:
+            stages = resolve_stages(clients, p["stages"])
+    result = run(kind, stages, p["state"], module.check_mode, decide=kind.plan(p["state"]), known=known,
                  wanted={"burst_limit": p["burst_limit"], "rate_limit": p["rate_limit"]})
     finish(module, result)
 

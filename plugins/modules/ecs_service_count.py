@@ -31,6 +31,7 @@ author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.aws
   - runbook.recovery.aws.resources
+  - runbook.recovery.aws.planned
 attributes:
   check_mode:
     support: full
@@ -128,7 +129,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws_ecs import (
     resolve_services,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
-from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, from_plan
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values_extra import run_steps
 
 
@@ -140,6 +141,7 @@ def main():
         )),
         desired_count=dict(type="int"),
         auto_scaling=dict(type="bool", default=True),
+        planned=dict(type="list", elements="dict"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[("state", "present", ["desired_count"])])
@@ -147,13 +149,21 @@ def main():
     with aws_failures_reported(module, "finding the ECS services"):
         require_non_negative(p, "desired_count")
         clients = Clients(p, p["workers"])
-        services = resolve_services(clients, p["services"])
+        service_kind, target_kind = EcsDesiredCount(clients), EcsAutoScaling(clients)
         with_targets = p["auto_scaling"] and p["state"] in ("stopped", "resumed")
-        targets = resolve_scaling_targets(clients, services) if with_targets else []
+        known = {}
+        if p["planned"] is not None:
+            services, known = from_plan(service_kind.noun, p["planned"])
+            targets, known_targets = from_plan(target_kind.noun, p["planned"]) if with_targets else ([], {})
+            known.update(known_targets)
+        else:
+            services = resolve_services(clients, p["services"])
+            targets = resolve_scaling_targets(clients, services) if with_targets else []
     # The count first either way: its record is taken before auto scaling can move it, and it is restored while
     # the target still holds the range at 0 (restoring the range first would move the service off 0).
-    finish(module, run_steps([(EcsDesiredCount(clients), services, {"wanted": {"desired_count": p["desired_count"]}}),
-                              (EcsAutoScaling(clients), targets, {})], p["state"], module.check_mode))
+    finish(module, run_steps([(service_kind, services, {"wanted": {"desired_count": p["desired_count"]},
+                                                        "known": known}),
+                              (target_kind, targets, {"known": known})], p["state"], module.check_mode))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - runbook.recovery.aws
   - runbook.recovery.aws.resources
   - runbook.recovery.aws.lambda_selection
+  - runbook.recovery.aws.planned
 attributes:
   check_mode:
     support: full
@@ -120,7 +121,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import
     resolve_mappings,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
-from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, from_plan
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values_extra import run_steps
 
 
@@ -129,6 +130,7 @@ def main():
         **LAMBDA_SELECTION_SPEC,
         reserved=dict(type="int"),
         event_source_mappings=dict(type="bool", default=True),
+        planned=dict(type="list", elements="dict"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[("state", "present", ["reserved"])])
@@ -136,12 +138,19 @@ def main():
     with aws_failures_reported(module, "finding the Lambda functions"):
         require_non_negative(p, "reserved")
         clients = Clients(p, p["workers"])
-        functions = resolve_functions(clients, p["names"], p["prefixes"], p["tags"])
+        function_kind, mapping_kind = LambdaConcurrency(clients), EventSourceMapping(clients)
         with_mappings = p["event_source_mappings"] and p["state"] in ("stopped", "resumed")
-        mappings = resolve_mappings(clients, functions) if with_mappings else []
+        known = {}
+        if p["planned"] is not None:
+            functions, known = from_plan(function_kind.noun, p["planned"])
+            mappings, known_mappings = from_plan(mapping_kind.noun, p["planned"]) if with_mappings else ([], {})
+            known.update(known_mappings)
+        else:
+            functions = resolve_functions(clients, p["names"], p["prefixes"], p["tags"])
+            mappings = resolve_mappings(clients, functions) if with_mappings else []
     # The pollers stop before the functions, and start again after them.
-    steps = [(LambdaConcurrency(clients), functions, {"wanted": {"reserved_concurrency": p["reserved"]}}),
-             (EventSourceMapping(clients), mappings, {})]
+    steps = [(function_kind, functions, {"wanted": {"reserved_concurrency": p["reserved"]}, "known": known}),
+             (mapping_kind, mappings, {"known": known})]
     finish(module, run_steps(steps[::-1] if p["state"] == "stopped" else steps, p["state"], module.check_mode))
 
 

@@ -9,6 +9,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.previous_values i
     Current,
     Kind,
     Resource,
+    from_plan,
     plan_resume,
     plan_set,
     plan_stop,
@@ -20,7 +21,7 @@ KEY = "runbook:previous-count"
 
 
 class Counter(Kind):
-    """A resource type held in a dict: {name: {"count": n, "tags": {...}}}."""
+    """A resource type held in a dict: {name: {"count": n, "tags": {...}}}; `reads` counts the reads."""
 
     noun = "counter"
     settings = {"count": ("count", int)}
@@ -28,9 +29,10 @@ class Counter(Kind):
 
     def __init__(self, store, fail_write=()):
         super().__init__(clients=None)
-        self.store, self.fail_write = store, fail_write
+        self.store, self.fail_write, self.reads = store, fail_write, 0
 
     def read(self, resource):
+        self.reads += 1
         item = self.store[resource.name]
         return Current({"count": item["count"]}, dict(item["tags"]))
 
@@ -157,3 +159,35 @@ def test_check_mode_writes_nothing():
 def test_workers_must_be_positive():
     with pytest.raises(RunbookError, match="workers=0"):
         Clients({}, workers=0)
+
+
+def test_an_apply_from_its_plan_reads_nothing_again_and_acts_only_where_the_plan_said():
+    store = {"a": {"count": 4, "tags": {"team": "chat"}}, "b": {"count": 0, "tags": {}}}
+    plan = run(Counter(store), [Resource(n, n) for n in store], "stopped", check_mode=True)
+    assert [row["read"]["tags"] for row in plan["resources"]] == [{}, {}]  # only runbook:* tags are kept
+
+    kind = Counter(store)
+    resources, known = from_plan("counter", plan["resources"])
+    assert [r.name for r in resources] == ["a", "b"] and set(known) == {"a", "b"}
+    result = run(kind, resources, "stopped", check_mode=False, known=known)
+    assert kind.reads == 0
+    assert result["counts"] == {"stop": 1, "already_stopped": 1}
+    assert store["a"]["count"] == 0 and store["a"]["tags"][KEY] == "4" and store["b"]["tags"] == {}
+
+
+def test_an_old_or_failed_read_of_a_plan_is_read_again():
+    store = {"a": {"count": 4, "tags": {}}, "b": {"count": 2, "tags": {}}}
+    plan = run(Counter(store), [Resource(n, n) for n in store], "stopped", check_mode=True)["resources"]
+    del plan[1]["read"]
+    store["a"]["count"] = 6  # changed after the plan, which is older than PLAN_FRESH_SECONDS when acted on
+    resources, known = from_plan("counter", plan, now=plan[0]["read"]["at"] + 121)
+    assert known == {}
+    kind = Counter(store)
+    run(kind, resources, "stopped", check_mode=False, known=known)
+    assert kind.reads == 2 and store["a"]["tags"][KEY] == "6" and store["b"]["tags"][KEY] == "2"
+
+
+def test_a_plan_of_another_kind_is_not_acted_on_and_a_bad_row_is_refused():
+    assert from_plan("counter", [{"kind": "other", "resource": "x", "arn": "x"}]) == ([], {})
+    with pytest.raises(RunbookError, match="planned holds a row without kind, resource and arn"):
+        from_plan("counter", [{"resource": "x"}])
