@@ -16,16 +16,20 @@ export ANSIBLE_HOME := $(CURDIR)/.ansible
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.ansible/collections
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: help deps-system deps-browser venv demo airflow ui ui-check test lint unit integration dags molecule sanity bench sandbox-up sandbox-down \
-	sandbox-status sandbox-env lock clean
+.PHONY: help deps-system deps-browser venv demo airflow airflow-cluster airflow-cluster-down airflow-cluster-status ui ui-check \
+	test lint unit integration dags cluster molecule sanity bench sandbox-up sandbox-down sandbox-status sandbox-env lock clean
 
 help:
 	@echo "make demo           install, start the sandbox, back up, break, and recover the demo database"
 	@echo "make test           lint, sanity, unit, integration, DAG, browser and molecule tests (real servers); phase times"
 	@echo "make ui             headless Chromium: recover_db triggered, approved and rejected in the Airflow UI"
 	@echo "make airflow        Airflow standalone on 127.0.0.1:8080 with dags/, pointed at the sandbox"
+	@echo "make airflow-cluster | airflow-cluster-down | airflow-cluster-status"
+	@echo "                    Airflow on the CeleryExecutor (127.0.0.1:8090): api-server, scheduler, dag-processor,"
+	@echo "                    triggerer, two Celery workers; metadata on the sandbox's PostgreSQL, broker its Redis"
 	@echo "make ui-check       headless Chromium logs in to that UI, reads recover_db's form, runs health_sweep"
-	@echo "make sandbox-up | sandbox-down | sandbox-status"
+	@echo "make sandbox-up | sandbox-down | sandbox-status   (sandbox-up FLEET=3x40: also 3 servers, 40 databases each,"
+	@echo "                    and their inventory, inventories/fleet)"
 	@echo "make bench          backup/recovery/verification and maintenance/health sweep against the raw tools"
 
 # Besides the servers: a C compiler, libpq headers and Python headers and venv, for the archive tools (psycopg2 is
@@ -64,7 +68,7 @@ $(COLLECTION_LINK):
 venv: deps-system $(STAMP) $(COLLECTION_LINK)
 
 sandbox-up: venv
-	$(BIN)/python sandbox/sandbox.py up
+	$(BIN)/python sandbox/sandbox.py up $(if $(FLEET),--fleet $(FLEET))
 
 sandbox-down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python sandbox/sandbox.py down; fi
@@ -80,6 +84,17 @@ demo: sandbox-up
 
 airflow: sandbox-up
 	bash sandbox/airflow.sh
+
+# Airflow as a fleet runs it (sandbox/airflow_cluster.py): each component a process of its own, started in the
+# background and waited on until its health check passes; a second `make airflow-cluster` starts nothing new.
+airflow-cluster: sandbox-up
+	$(BIN)/python sandbox/airflow_cluster.py up
+
+airflow-cluster-down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python sandbox/airflow_cluster.py down; fi
+
+airflow-cluster-status: venv
+	$(BIN)/python sandbox/airflow_cluster.py status
 
 deps-browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \

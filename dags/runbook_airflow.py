@@ -9,6 +9,11 @@ Credentials: the `aws_default` connection (if defined) reaches the AWS modules t
 (AWS_ACCESS_KEY_ID, ...); a PostgreSQL connection (`runbook_postgres`, or the one the Variable
 `runbook_postgres_conn_id` names) becomes the `pg_connection` extra variable, written by ansible-runner to a 0600 file
 of a private directory that is deleted after the run: never on a command line, never in the task log.
+
+A fleet (the CeleryExecutor): the tasks mapped per host or per database take from the host's inventory variables
+the Airflow pool of its server (`airflow_pool_slots`: pool `postgres_<host>` of that size), the Celery queue of its
+network zone (`airflow_queue`) and an execution timeout (`airflow_execution_timeout`); runbook_policy.py, the
+scheduler's cluster policy, applies the pool and the queue, which Airflow otherwise takes the same for every map index.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ COLLECTED = (
     "runbook.recovery.pg_base_backup",
 )
 _DROPPED_KEYS = ("invocation", "diff", "stdout_lines", "stderr_lines", "item", "ansible_loop_var")
+# The host variables of a fleet's inventory that place a mapped task (InventoryTargets, runbook_policy.py).
+POOL_SLOTS, QUEUE, TIMEOUT = "airflow_pool_slots", "airflow_queue", "airflow_execution_timeout"
+# The XCom key under which InventoryTargets lists the pools its targets need: {name: slots}.
+POOLS_XCOM = "runbook_pools"
 
 
 class PlaybookFailed(Exception):
@@ -287,10 +296,13 @@ def alert_on_failure(context) -> None:
         message=json.dumps(message, indent=2))
 
 
-def default_args(retries: int) -> dict:
+def default_args(retries: int, timeout: timedelta) -> dict:
+    """Every task retries (or not), alerts on failure and has an execution timeout: a hung playbook fails its task
+    (killed with its process tree, on_kill) instead of blocking the later runs of a max_active_runs=1 DAG."""
     # RUNBOOK_RETRY_DELAY (seconds) shortens the wait between tries, for tests of failing runs.
     delay = timedelta(seconds=float(os.environ.get("RUNBOOK_RETRY_DELAY", 300)))
-    return {"owner": OWNER, "retries": retries, "retry_delay": delay, "on_failure_callback": alert_on_failure}
+    return {"owner": OWNER, "retries": retries, "retry_delay": delay, "on_failure_callback": alert_on_failure,
+            "execution_timeout": timeout}
 
 
 def plan_text(outcome: dict) -> str:
@@ -310,6 +322,11 @@ class InventoryTargets(BaseOperator):
     ({"limit": host, "extravars": {extravar: value}}), for .expand_kwargs(). `per_host=True`: one item
     ({"limit": host}) per host that sets the variable, for .expand_kwargs(). Otherwise, and with per_host, the task
     is skipped (and what follows it) when no host sets the variable.
+
+    Each item also carries where its host's task runs (`placement`): the pool of its server, the Celery queue of its
+    zone and its execution timeout, from the host's variables; the pools are pushed as the XCom `runbook_pools`.
+    A pool of no slot, a timeout that is not a duration, or a queue that no Celery worker consumes fails this task,
+    naming the hosts, before anything runs (a task sent to such a queue would wait there until it times out).
     """
 
     def __init__(self, *, group: str, variable: str, extravar: str | None = None, per_value: bool = False,
@@ -321,22 +338,97 @@ class InventoryTargets(BaseOperator):
     def execute(self, context):
         from airflow.sdk.exceptions import AirflowSkipException
 
-        rows = inventory_hosts(self.group, self.variable)
+        rows = inventory_hosts(self.group, self.variable, POOL_SLOTS, QUEUE, TIMEOUT)
         if self.per_value:
-            targets = [{"limit": row["host"], "extravars": {self.extravar: value}}
+            targets = [{"limit": row["host"], "extravars": {self.extravar: value}, **placement(row)}
                        for row in rows for value in row[self.variable] or []]
             if not targets:
                 raise ValueError(f"The inventory sets no {self.variable} on the {self.group} hosts: nothing to do.")
-            return targets
-        if not any(row[self.variable] for row in rows):
+        elif not any(row[self.variable] for row in rows):
             raise AirflowSkipException(f"The inventory sets no {self.variable} on the {self.group} hosts.")
-        if self.per_host:
-            return [{"limit": row["host"]} for row in rows if row[self.variable]]
-        return rows
+        elif self.per_host:
+            targets = [{"limit": row["host"], **placement(row)} for row in rows if row[self.variable]]
+        else:
+            return rows
+        check_queues_served(targets)
+        context["ti"].xcom_push(key=POOLS_XCOM, value=pools_of(rows))
+        return targets
 
 
-def inventory_hosts(group: str, variable: str) -> list[dict]:
-    """[{host, <variable>: value}] for the hosts of a group of the inventory, read at run time."""
+def pool_name(host: str) -> str:
+    return f"postgres_{host}"
+
+
+def duration_seconds(value, what: str) -> float:
+    """Seconds from 90, "90", "90s", "30m", "2h" or "1d"; a clear error otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = str(value).strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        seconds = -1
+    if seconds <= 0:
+        raise ValueError(f"{what} is {value!r}: give a duration above zero such as 3600, 45m or 2h.")
+    return seconds
+
+
+def placement(row: dict) -> dict:
+    """The PlaybookOperator arguments that place one host's task: pool, queue, execution_timeout (those it sets)."""
+    host, placed = row["host"], {}
+    slots = row.get(POOL_SLOTS)
+    if slots is not None:
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ValueError(f"{POOL_SLOTS} of {host} is {slots!r}: a pool needs at least 1 slot (how many runs at "
+                             f"once on that server); set 1 or more, or remove it for no cap.")
+        placed["pool"] = pool_name(host)
+    if row.get(QUEUE):
+        placed["queue"] = str(row[QUEUE])
+    if row.get(TIMEOUT) is not None:
+        placed["execution_timeout"] = timedelta(seconds=duration_seconds(row[TIMEOUT], f"{TIMEOUT} of {host}"))
+    return placed
+
+
+def pools_of(rows: list[dict]) -> dict[str, int]:
+    return {pool_name(row["host"]): row[POOL_SLOTS] for row in rows if row.get(POOL_SLOTS) is not None}
+
+
+def check_queues_served(targets: list[dict]) -> None:
+    """On the CeleryExecutor, every queue the targets name must be consumed by a live worker; a task sent to a queue
+    no worker reads would wait there until [scheduler] task_queued_timeout."""
+    wanted: dict[str, set] = {}
+    for target in targets:
+        if "queue" in target:
+            wanted.setdefault(target["queue"], set()).add(target["limit"])
+    if not wanted or not celery_executor():
+        return
+    served = celery_queues()
+    missing = {queue: hosts for queue, hosts in wanted.items() if not any(queue in q for q in served.values())}
+    if missing:
+        workers = "; ".join(f"{worker}: {', '.join(sorted(queues))}" for worker, queues in sorted(served.items()))
+        raise ValueError(
+            "No Celery worker consumes " + ", ".join(f"queue {q!r} ({QUEUE} of {', '.join(sorted(h))})"
+                                                      for q, h in sorted(missing.items()))
+            + f". Workers now: {workers or 'none answered'}. Start a worker in that zone "
+              f"(airflow celery worker --queues QUEUE) or correct {QUEUE} in the inventory.")
+
+
+def celery_executor() -> bool:
+    from airflow.configuration import conf
+
+    return "CeleryExecutor" in conf.get("core", "executor", fallback="")
+
+
+def celery_queues() -> dict[str, set[str]]:
+    """{worker: queues it consumes}, asked of the live workers over the broker."""
+    from airflow.providers.celery.executors.celery_executor_utils import app
+
+    answered = app.control.inspect(timeout=5).active_queues() or {}
+    return {worker: {q["name"] for q in queues} for worker, queues in answered.items()}
+
+
+def inventory_hosts(group: str, variable: str, *also: str) -> list[dict]:
+    """[{host, <variable>: value, <also>: value...}] for the hosts of a group of the inventory, read at run time."""
     import subprocess
 
     project = Path(setting("project_dir", str(CHECKOUT)))
@@ -347,7 +439,8 @@ def inventory_hosts(group: str, variable: str) -> list[dict]:
         capture_output=True, text=True, check=True).stdout)
     hosts = listed.get(group, {}).get("hosts", [])
     hostvars = listed.get("_meta", {}).get("hostvars", {})
-    return [{"host": host, variable: hostvars.get(host, {}).get(variable)} for host in hosts]
+    return [{"host": host, **{name: hostvars.get(host, {}).get(name) for name in (variable, *also)}}
+            for host in hosts]
 
 
 START = __import__("datetime").datetime(2026, 1, 1)
@@ -356,9 +449,10 @@ REASON = dict(type="string", minLength=5, title="Reason",
 
 
 def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dict, doc_md: str, tags: list[str],
-                     verify_extravars: dict | None = None):
+                     verify_extravars: dict | None = None, apply_timeout: timedelta = timedelta(hours=4)):
     """A destructive procedure: plan (check mode) -> approval showing that plan -> apply (confirm=true, no retry)
     -> verify (check mode again must find nothing left to change). A rejected approval skips apply and verify.
+    Plan and verify time out after an hour, the apply after `apply_timeout`; the approval after its 4 hours.
 
     An action rather than a state (a restart, a rollback whose second run undoes the first) is never "nothing left
     to change": `verify_extravars` turn the verify step into the playbook's own check of the result (such as
@@ -368,7 +462,8 @@ def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dic
 
     form = {name: Param(**spec) for name, spec in {**params, "reason": REASON}.items()}
     with DAG(dag_id, schedule=None, start_date=START, catchup=False, max_active_runs=1, doc_md=doc_md,
-             tags=["runbook", "manual", *tags], params=form, default_args=default_args(retries=0),
+             tags=["runbook", "manual", *tags], params=form,
+             default_args=default_args(retries=0, timeout=timedelta(hours=1)),
              render_template_as_native_obj=True, user_defined_filters={"plan_text": plan_text}) as dag:
         reason = "{{ params.reason }}"
         plan = PlaybookOperator(task_id="plan", playbook=playbook, extravars=extravars, check=True, reason=reason,
@@ -379,7 +474,8 @@ def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dic
                  "{{ ti.xcom_pull(task_ids='plan') | plan_text }}",
             response_timeout=timedelta(hours=4), doc_md="A person reads the plan and approves or rejects it.")
         apply = PlaybookOperator(task_id="apply", playbook=playbook, extravars={**extravars, "confirm": True},
-                                 reason=reason, retries=0, doc_md="The change, with confirm=true. Never retried.")
+                                 reason=reason, retries=0, execution_timeout=apply_timeout,
+                                 doc_md="The change, with confirm=true. Never retried.")
         checked = ("The playbook's own check of the result, in check mode: it must change nothing."
                    if verify_extravars else "Check mode again: nothing may be left to change.")
         verify = PlaybookOperator(task_id="verify", playbook=playbook,
@@ -390,11 +486,12 @@ def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dic
 
 
 def scheduled_procedure(dag_id: str, playbook: str, *, schedule, doc_md: str, tags: list[str],
-                        extravars: dict | None = None, retries: int = 2, outlets=()):
-    """A routine procedure: one playbook run on a schedule, retried."""
+                        extravars: dict | None = None, retries: int = 2, outlets=(),
+                        timeout: timedelta = timedelta(hours=1)):
+    """A routine procedure: one playbook run on a schedule, retried, failed after `timeout`."""
     from airflow.sdk import DAG
 
     with DAG(dag_id, schedule=schedule, start_date=START, catchup=False, max_active_runs=1, doc_md=doc_md,
-             tags=["runbook", "scheduled", *tags], default_args=default_args(retries=retries)) as dag:
+             tags=["runbook", "scheduled", *tags], default_args=default_args(retries=retries, timeout=timeout)) as dag:
         PlaybookOperator(task_id="run", playbook=playbook, extravars=extravars or {}, outlets=list(outlets))
     return dag

@@ -1,7 +1,11 @@
 """The routine procedures, on schedules: PostgreSQL backups (one mapped task per database of the inventory, read
-at run time) and their restore-level verification when a backup lands, integrity checks, VACUUM/ANALYZE by need,
-the point-in-time recovery drill (one mapped task per archiving host), the health sweep, log retention and DynamoDB
-backups. Each task runs a playbook of this project."""
+at run time) and their restore-level verification when a backup lands, integrity checks, VACUUM/ANALYZE by need
+(one mapped task per server), the point-in-time recovery drill (one mapped task per archiving host), the health
+sweep, log retention and DynamoDB backups. Each task runs a playbook of this project.
+
+On a fleet, a mapped task runs in its server's pool and on its zone's Celery queue, with the execution timeout its
+host sets (airflow_pool_slots, airflow_queue, airflow_execution_timeout: runbook_airflow.InventoryTargets); every
+other task has the timeout its DAG gives here."""
 
 from __future__ import annotations
 
@@ -14,23 +18,28 @@ from runbook_airflow import START, InventoryTargets, PlaybookOperator, default_a
 PG_BACKUPS = Asset(name="runbook_postgres_backups", extra={"playbook": "backup-db.yml"})
 
 with DAG("backup_postgres", schedule="0 1 * * *", start_date=START, catchup=False, max_active_runs=1,
-         tags=["runbook", "scheduled", "postgres", "backup"], default_args=default_args(retries=2),
+         tags=["runbook", "scheduled", "postgres", "backup"],
+         default_args=default_args(retries=2, timeout=timedelta(hours=2)),
          doc_md="""
 ### PostgreSQL backups, daily
 One `backup-db.yml -e database=NAME --limit HOST` per database of the inventory's `postgres` hosts (`pg_databases`),
 read when the run starts. Each backup is checksum-verified as it is written and emits the asset
 `runbook_postgres_backups`, which starts `verify_backups`. A database with a verified backup under 1 h old is
-left alone (the playbook's `pg_backup_skip_if_newer_than`).
+left alone (the playbook's `pg_backup_skip_if_newer_than`). On a fleet, each server's backups run in its pool
+(`airflow_pool_slots` at once), on its zone's queue (`airflow_queue`); each times out after 2 h, or the host's
+`airflow_execution_timeout`.
 """) as backup_postgres:
 
     databases = InventoryTargets(task_id="databases", group="postgres", variable="pg_databases", extravar="database",
                                  per_value=True)
+    # strict=False: a target's pool, queue and execution_timeout (from its host) replace the DAG's defaults.
     PlaybookOperator.partial(task_id="backup", playbook="backup-db.yml", outlets=[PG_BACKUPS],
-                             map_index_template="{{ task.extravars['database'] }}").expand_kwargs(databases.output)
+                             map_index_template="{{ task.extravars['database'] }}",
+                             ).expand_kwargs(databases.output, strict=False)
 
 verify_backups = scheduled_procedure(
     "verify_backups", "verify-backups.yml", schedule=[PG_BACKUPS], tags=["postgres", "backup"],
-    extravars={"verify_level": "restore"}, doc_md="""
+    extravars={"verify_level": "restore"}, timeout=timedelta(hours=4), doc_md="""
 ### Backup verification, after each backup
 Restore-level verification of the newest backup of every database: restored into a scratch database, every table's
 row count compared with the backup's manifest, the scratch dropped. Runs when `backup_postgres` emits
@@ -38,21 +47,29 @@ row count compared with the backup's manifest, the scratch dropped. Runs when `b
 """)
 
 pg_integrity = scheduled_procedure("pg_integrity", "integrity-check.yml", schedule="0 4 * * 0",
-                                   tags=["postgres", "integrity"], doc_md="""
+                                   tags=["postgres", "integrity"], timeout=timedelta(hours=6), doc_md="""
 ### Integrity check, weekly
 amcheck on every table and B-tree index of every database (`integrity-check.yml`); fails naming each corrupt
 relation.
 """)
 
-pg_maintenance = scheduled_procedure("pg_maintenance", "db-maintenance.yml", schedule="0 3 * * *",
-                                     tags=["postgres", "maintenance"], doc_md="""
+with DAG("pg_maintenance", schedule="0 3 * * *", start_date=START, catchup=False, max_active_runs=1,
+         tags=["runbook", "scheduled", "postgres", "maintenance"],
+         default_args=default_args(retries=2, timeout=timedelta(hours=2)), doc_md="""
 ### VACUUM / ANALYZE by need, nightly
-`db-maintenance.yml`: only the tables autovacuum's arithmetic says need it, with a lock timeout so a busy table is
-skipped, not waited on; invalid indexes rebuilt concurrently. The tables done are in the task's XCom.
-""")
+One `db-maintenance.yml --limit HOST` per `postgres` host with databases (`pg_databases`): only the tables
+autovacuum's arithmetic says need it, with a lock timeout so a busy table is skipped, not waited on; invalid indexes
+rebuilt concurrently. The tables done are in the task's XCom. On a fleet it shares the server's pool with the
+backups (`airflow_pool_slots`), so the two never overload one server together.
+""") as pg_maintenance:
+
+    servers = InventoryTargets(task_id="servers", group="postgres", variable="pg_databases", per_host=True)
+    PlaybookOperator.partial(task_id="maintain", playbook="db-maintenance.yml",
+                             map_index_template="{{ task.limit }}").expand_kwargs(servers.output, strict=False)
 
 with DAG("base_backup_postgres", schedule="30 0 * * *", start_date=START, catchup=False, max_active_runs=1,
-         tags=["runbook", "scheduled", "postgres", "pitr", "backup"], default_args=default_args(retries=1),
+         tags=["runbook", "scheduled", "postgres", "pitr", "backup"],
+         default_args=default_args(retries=1, timeout=timedelta(hours=6)),
          doc_md="""
 ### Base backups for point-in-time recovery, daily
 One `base-backup.yml --limit HOST` per `postgres` host of the inventory that archives its WAL (`pg_archive`): a
@@ -61,11 +78,12 @@ the recovery-window retention, and a check of the archive (a WAL gap fails the t
 """) as base_backup_postgres:
 
     archiving = InventoryTargets(task_id="archived_hosts", group="postgres", variable="pg_archive", per_host=True)
-    PlaybookOperator.partial(task_id="base_backup", playbook="base-backup.yml", execution_timeout=timedelta(hours=6),
-                             map_index_template="{{ task.limit }}").expand_kwargs(archiving.output)
+    PlaybookOperator.partial(task_id="base_backup", playbook="base-backup.yml",
+                             map_index_template="{{ task.limit }}").expand_kwargs(archiving.output, strict=False)
 
 with DAG("pitr_drill", schedule="0 5 * * *", start_date=START, catchup=False, max_active_runs=1,
-         tags=["runbook", "scheduled", "postgres", "pitr"], default_args=default_args(retries=1), doc_md="""
+         tags=["runbook", "scheduled", "postgres", "pitr"],
+         default_args=default_args(retries=1, timeout=timedelta(hours=2)), doc_md="""
 ### Point-in-time recovery drill, daily
 One `verify-backups.yml -e verify_level=pitr --limit HOST` per `postgres` host of the inventory that archives its WAL
 (`pg_archive`, set up by `setup-archiving.yml`), read when the run starts: the newest base backup and every archived
@@ -77,25 +95,27 @@ XComs of their own; the whole result is its return value.
 
     archived = InventoryTargets(task_id="archived_hosts", group="postgres", variable="pg_archive", per_host=True)
     PlaybookOperator.partial(task_id="drill", playbook="verify-backups.yml", extravars={"verify_level": "pitr"},
-                             publish=["rpo_seconds", "rto_seconds"], execution_timeout=timedelta(hours=2),
-                             map_index_template="{{ task.limit }}").expand_kwargs(archived.output)
+                             publish=["rpo_seconds", "rto_seconds"],
+                             map_index_template="{{ task.limit }}").expand_kwargs(archived.output, strict=False)
 
 health_sweep = scheduled_procedure("health_sweep", "health-sweep.yml", schedule="*/15 * * * *", retries=1,
-                                   tags=["health"], doc_md="""
+                                   tags=["health"], timeout=timedelta(minutes=10), doc_md="""
 ### Health sweep, every 15 minutes
 PostgreSQL, Redis and AWS in one report (`health-sweep.yml`); the task fails on a critical finding. The report
-(summary and findings) is the task's XCom.
+(summary and findings) is the task's XCom. A server that does not answer is a critical finding of its own; the
+others are still inspected. Times out after 10 minutes, before the next sweep is due.
 """)
 
 log_retention = scheduled_procedure("log_retention", "rotate-logs.yml", schedule="30 2 * * *",
-                                    tags=["aws", "logs"], doc_md="""
+                                    tags=["aws", "logs"], timeout=timedelta(minutes=30), doc_md="""
 ### Log retention and rotation, daily
 Every CloudWatch log group under the inventory's prefixes gets its retention (new Lambda functions make new
 groups, which keep their logs forever); logrotate rules on the log hosts (`rotate-logs.yml`).
 """)
 
 with DAG("backup_dynamodb", schedule="0 2 * * *", start_date=START, catchup=False, max_active_runs=1,
-         tags=["runbook", "scheduled", "aws", "dynamodb", "backup"], default_args=default_args(retries=2),
+         tags=["runbook", "scheduled", "aws", "dynamodb", "backup"],
+         default_args=default_args(retries=2, timeout=timedelta(hours=1)),
          doc_md="""
 ### DynamoDB backups, daily
 `backup-dynamodb.yml` when the inventory lists tables (`dynamodb_tables` of the aws hosts): an on-demand backup

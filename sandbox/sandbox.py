@@ -7,10 +7,14 @@
     python sandbox/sandbox.py env      # shell exports for the AWS emulator (eval "$(... env)")
     python sandbox/sandbox.py aws-up   # only the AWS emulator, seeded (molecule's prepare uses it)
     python sandbox/sandbox.py aws-down
+    python sandbox/sandbox.py up --fleet 3x40   # also a fleet: 3 more servers, 40 small databases each, and
+                                               # its inventory, inventories/fleet (make sandbox-up FLEET=3x40)
+    python sandbox/sandbox.py fleet-up 3x40 | fleet-down    # only the fleet
 
 Everything lives under .sandbox/ in the checkout (ignored by git), Barman's cloud tools too (.sandbox/barman-cloud,
 where the server's OS user runs them). Ports come from inventories/local/group_vars/all/sandbox.yml, the same
-file the playbooks read.
+file the playbooks read; the fleet's servers listen from 55440 up (RUNBOOK_SANDBOX_FLEET_PORT), under .sandbox/fleet/,
+and RUNBOOK_FLEET_INVENTORY moves its inventory elsewhere.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import zipfile
 from pathlib import Path
@@ -41,6 +46,13 @@ SETTINGS = yaml.safe_load((ROOT / "inventories/local/group_vars/all/sandbox.yml"
 SETTINGS.update({key: int(os.environ[f"RUNBOOK_{key.upper()}"]) for key in SETTINGS
                  if key.endswith("_port") and os.environ.get(f"RUNBOOK_{key.upper()}")})
 DEMO_DATABASE = "chat"
+FLEET = SANDBOX / "fleet"
+FLEET_PORT = int(os.environ.get("RUNBOOK_SANDBOX_FLEET_PORT") or 55440)
+FLEET_INVENTORY = Path(os.environ.get("RUNBOOK_FLEET_INVENTORY", ROOT / "inventories" / "fleet" / "hosts.yml"))
+FLEET_TEMPLATE = "fleet_template"
+# Runs at once on one server (its Airflow pool) and the network zone of each server (its Celery queue): the last
+# server is alone in zone-b, which only worker-2 of make airflow-cluster reaches.
+FLEET_POOL_SLOTS = 2
 
 LAMBDA_FUNCTIONS = {
     # name: reserved concurrency (None = unreserved)
@@ -182,6 +194,107 @@ def archiving_in_place(cluster: PgCluster) -> bool:
     return listed.get("KeyCount", 0) > 0
 
 
+# -- a fleet: more servers, many small databases ----------------------------------------------------------------
+def fleet_shape(text: str) -> tuple[int, int]:
+    """"3x40" -> (3 servers, 40 databases each)."""
+    servers, _, databases = text.lower().partition("x")
+    try:
+        shape = int(servers), int(databases)
+    except ValueError:
+        shape = (0, 0)
+    if min(shape) < 1 or shape[1] > 999:
+        raise SystemExit(f"FLEET={text!r}: give SERVERSxDATABASES, such as 3x40 (at least 1x1, at most 999 databases "
+                         "per server)")
+    return shape
+
+
+def fleet_servers() -> list[PgCluster]:
+    return [PgCluster(path, FLEET_PORT + int(path.name[2:]) - 1)
+            for path in sorted(FLEET.glob("pg[0-9]*"), key=lambda p: int(p.name[2:]))]
+
+
+def fleet_database(server: int, number: int) -> str:
+    return f"s{server}_db{number:02d}"
+
+
+def fleet_up(servers: int, per_server: int) -> dict[str, bool]:
+    """The sandbox's fleet: `servers` PostgreSQL servers under .sandbox/fleet/ from FLEET_PORT up, `per_server`
+    databases each, and the inventory that names them (inventories/fleet). Idempotent."""
+    clusters = [fleet_server(FLEET / f"pg{number}", FLEET_PORT + number - 1) for number in range(1, servers + 1)]
+    report = {"fleet servers started": False, "fleet databases created": False}
+    for number, cluster in enumerate(clusters, start=1):
+        report["fleet servers started"] |= cluster.start()
+        report["fleet databases created"] |= fleet_databases(cluster, number, per_server)
+    text = fleet_inventory(clusters, per_server, FLEET, header=(
+        f"Written by sandbox/sandbox.py (make sandbox-up FLEET={servers}x{per_server}): the sandbox's fleet of "
+        f"{servers} PostgreSQL servers, {per_server} databases each."))
+    report["fleet inventory written"] = write_if_changed(FLEET_INVENTORY, text)
+    return report
+
+
+def fleet_server(base: Path, port: int) -> PgCluster:
+    """One server of a fleet: small, and fast rather than durable (a sandbox or a test)."""
+    return PgCluster(base, port, settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+                                           "shared_buffers": "'32MB'", "max_connections": "60"})
+
+
+def fleet_databases(cluster: PgCluster, number: int, per_server: int) -> bool:
+    """Server `number` holds databases s<number>_db01.. (copies of a template holding the chat tables)."""
+    import psycopg
+
+    created = False
+    with psycopg.connect(**cluster.conninfo(), autocommit=True) as conn:
+        existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        if FLEET_TEMPLATE not in existing:
+            conn.execute(f"CREATE DATABASE {FLEET_TEMPLATE}")
+            with psycopg.connect(**cluster.conninfo(FLEET_TEMPLATE), autocommit=True) as seed:
+                seed.execute((ROOT / "sandbox/seed_chat.sql").read_text())
+        for index in range(1, per_server + 1):
+            if fleet_database(number, index) not in existing:
+                conn.execute(f"CREATE DATABASE {fleet_database(number, index)} TEMPLATE {FLEET_TEMPLATE} "
+                             "STRATEGY FILE_COPY")
+                created = True
+    return created
+
+
+def fleet_inventory(clusters: list[PgCluster], per_server: int, workdir: Path, header: str,
+                    **host_vars) -> str:
+    """The inventory of a fleet: each server a host of the `postgres` group with its connection (the password read
+    from the server's own 0600 file at run time, never written here), databases and backup root under `workdir`,
+    its Airflow pool size and the Celery queue of its zone (the last server alone in zone-b)."""
+    hosts = {}
+    for number, cluster in enumerate(clusters, start=1):
+        hosts[f"fleet-pg{number}"] = {
+            "pg_connection": {"login_host": "127.0.0.1", "login_port": cluster.port, "login_user": cluster.user,
+                              "login_password": f"{{{{ lookup('ansible.builtin.file', '{cluster.password_file}') }}}}"},
+            "pg_databases": [fleet_database(number, index) for index in range(1, per_server + 1)],
+            "pg_backup_root": str(workdir / "backups" / f"fleet-pg{number}"),
+            "airflow_queue": "zone-b" if number == len(clusters) > 1 else "zone-a",
+            "airflow_pool_slots": FLEET_POOL_SLOTS,
+            **host_vars,
+        }
+    document = {"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                 "runbook_audit_log": str(workdir / "audit.jsonl"), "runbook_report_dir": str(workdir / "reports")},
+        "children": {"postgres": {"hosts": hosts}}}}
+    comment = (f"{header} Each server is a host with its own connection, databases and backup root, its Airflow "
+               "pool size (airflow_pool_slots) and the Celery queue of its network zone (airflow_queue).")
+    return "---\n" + "".join(f"# {line}\n" for line in textwrap.wrap(comment, 116)) + \
+        yaml.safe_dump(document, sort_keys=False, width=120)
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
+
+
+def fleet_down() -> list[str]:
+    return [f"127.0.0.1:{cluster.port}" for cluster in fleet_servers() if cluster.stop()]
+
+
 # -- Redis -----------------------------------------------------------------------------------
 def redis_paths() -> tuple[Path, Path, Path]:
     base = SANDBOX / "redis"
@@ -310,7 +423,8 @@ def seed_stacks(session) -> None:
 
 
 # -- commands --------------------------------------------------------------------------------
-def up() -> None:
+def up(fleet: str | None = None) -> None:
+    shape = fleet_shape(fleet) if fleet else None
     SANDBOX.mkdir(parents=True, exist_ok=True)
     os.environ.update(aws_env())
     cluster = postgres()
@@ -324,6 +438,8 @@ def up() -> None:
     (SANDBOX / "backups").mkdir(mode=0o700, exist_ok=True)
     report["chat backed up"] = first_backup()
     report["wal archiving set up"] = archiving(cluster)
+    if shape:
+        report.update(fleet_up(*shape))
     for what, changed in report.items():
         print(f"  {what:<24} {'yes' if changed else 'already'}")
     status()
@@ -334,6 +450,7 @@ def down() -> None:
         "aws emulator": stop_pid(SANDBOX / "aws" / "moto.pid"),
         "redis": stop_pid(redis_paths()[2]),
         "postgres": postgres().stop(),
+        "fleet": bool(fleet_down()),
     }
     for what, was_running in stopped.items():
         print(f"  {what:<14} {'stopped' if was_running else 'was not running'}")
@@ -350,6 +467,9 @@ def status() -> int:
         ("aws emulator", port_open(SETTINGS["sandbox_aws_port"]),
          f"http://127.0.0.1:{SETTINGS['sandbox_aws_port']} (AWS_ENDPOINT_URL; eval \"$(make -s sandbox-env)\")"),
     ]
+    for cluster in fleet_servers():
+        rows.append((f"fleet {cluster.base.name}", cluster.running(),
+                     f"127.0.0.1:{cluster.port} (data {cluster.data}; inventory {FLEET_INVENTORY})"))
     print(f"{'service':<14} {'state':<8} where")
     for name, running, where in rows:
         print(f"{name:<14} {'running' if running else 'stopped':<8} {where}")
@@ -361,10 +481,18 @@ def status() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("command", choices=["up", "down", "status", "env", "aws-up", "aws-down"])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "aws-up", "aws-down", "fleet-up",
+                                            "fleet-down"])
+    parser.add_argument("shape", nargs="?", help="fleet-up: SERVERSxDATABASES, such as 3x40")
+    parser.add_argument("--fleet", metavar="SERVERSxDATABASES", help="up: also a fleet of that shape")
     args = parser.parse_args()
     if args.command == "up":
-        up()
+        up(args.fleet)
+    elif args.command == "fleet-up":
+        for what, changed in fleet_up(*fleet_shape(args.shape or "3x40")).items():
+            print(f"  {what:<24} {'yes' if changed else 'already'}")
+    elif args.command == "fleet-down":
+        print(f"  fleet stopped: {', '.join(fleet_down()) or 'nothing was running'}")
     elif args.command == "down":
         down()
     elif args.command == "aws-up":
