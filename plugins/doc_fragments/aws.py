@@ -54,8 +54,10 @@ options:
       - The C(resources) of this module's own check-mode run with the same O(state), made just before (a role's plan
         task registers them). The resources acted on are those rows (the selection options are not resolved again),
         and each resource is acted on in the state that plan read, without reading it again, when that read is under
-        two minutes old; an older one, or a row whose read failed, is read again. A plan and its apply then cost one
-        read, one tag and one write per resource that changes, and no call for one that does not.
+        two minutes old. An older one is compared with a new read before anything is written to the resource, and a
+        resource that changed in between is refused (a failed row saying what changed); a row whose read failed is
+        read as if there were no plan. A plan and its apply then cost one read, one tag and one write per resource
+        that changes, and no call for one that does not.
       - A row that is not such a row (no C(kind), C(resource), C(arn)) fails before any change.
     type: list
     elements: dict

@@ -17,7 +17,8 @@ now; `Kind` subclasses (Lambda, API Gateway stages, ECS services) read and write
 A plan made in check mode carries, per resource, what it read (`read`: values, runbook:* tags, the raw members a
 write needs, and when); `from_plan` turns those rows back into resources and their state, so the apply that follows
 in the same run neither finds the resources again nor reads them a second time: one read, one tag, one write per
-resource. A read older than `PLAN_FRESH_SECONDS` is not trusted: that resource is read again.
+resource. A read older than `PLAN_FRESH_SECONDS` is compared with a new one before the write, and the resource is
+refused when it changed in between.
 """
 
 from __future__ import annotations
@@ -173,10 +174,19 @@ def snapshot(kind: Kind, current: Current) -> dict:
             "raw": {key: current.raw[key] for key in kind.raw_kept if key in current.raw}, "at": time.time()}
 
 
-def from_plan(noun: str, planned: list[dict], now: float | None = None) -> tuple[list[Resource], dict[str, Current]]:
+@dataclass
+class Planned:
+    """A resource's state as its plan read it; `fresh` when that read is recent enough to act on unread."""
+
+    current: Current
+    at: float
+    fresh: bool
+
+
+def from_plan(noun: str, planned: list[dict], now: float | None = None) -> tuple[list[Resource], dict[str, Planned]]:
     """The resources of `noun` in the rows of a check-mode run (a module's `resources`), and the state each was read
-    in (by ARN) when that read is under PLAN_FRESH_SECONDS old. A row without a read (its read failed) or with an
-    old one is read again by the apply."""
+    in, by ARN. A read under PLAN_FRESH_SECONDS old is acted on as it is; an older one is compared with a new read
+    before anything is written (apply); a row without a read (its read failed) is read as if there were no plan."""
     now = time.time() if now is None else now
     resources, known = [], {}
     for row in planned:
@@ -188,10 +198,23 @@ def from_plan(noun: str, planned: list[dict], now: float | None = None) -> tuple
         resource = Resource(row["resource"], row["arn"], dict(row.get("ref") or {}))
         resources.append(resource)
         read = row.get("read")
-        if isinstance(read, dict) and 0 <= now - float(read.get("at") or 0) <= PLAN_FRESH_SECONDS:
-            known[resource.arn] = Current(dict(read.get("values") or {}), dict(read.get("tags") or {}),
-                                          dict(read.get("raw") or {}))
+        if isinstance(read, dict):
+            at = float(read.get("at") or 0)
+            known[resource.arn] = Planned(Current(dict(read.get("values") or {}), dict(read.get("tags") or {}),
+                                                  dict(read.get("raw") or {})), at, 0 <= now - at <= PLAN_FRESH_SECONDS)
     return resources, known
+
+
+def changed_since(planned: Planned, current: Current) -> str | None:
+    """What differs between a plan's read and a new one (the values, or the runbook:* records); None when nothing."""
+    records = {k: v for k, v in current.tags.items() if k.startswith("runbook:")}
+    if planned.current.values == current.values and planned.current.tags == records:
+        return None
+    seen = time.strftime("%H:%M:%S UTC", time.gmtime(planned.at))
+    if planned.current.values != current.values:
+        return (f"changed since the plan read it at {seen} ({describe(planned.current.values)}, now "
+                f"{describe(current.values)})")
+    return f"its runbook:* record changed since the plan read it at {seen}"
 
 
 # -- decisions (pure) -----------------------------------------------------------------------------
@@ -305,16 +328,23 @@ def describe_tags(tags: dict) -> str:
 
 
 def apply(kind: Kind, resources: list[Resource], decide: Callable[[Current], Plan], check_mode: bool,
-          workers: int = DEFAULT_WORKERS, known: dict[str, Current] | None = None) -> list[dict]:
+          workers: int = DEFAULT_WORKERS, known: dict[str, Planned] | None = None) -> list[dict]:
     """Read, decide and (unless check_mode) act on every resource concurrently; one row per resource. A resource
-    in `known` (from_plan) is not read: its plan's read is the state acted on. In check mode each row keeps its
-    read (`read`), for the apply."""
+    in `known` (from_plan) is not read when its plan's read is fresh: that read is the state acted on; when it is
+    not, the resource is read and refused if anything changed since the plan (the plan a person approved is the
+    only one acted on). In check mode each row keeps its read (`read`), for the apply."""
     known = known or {}
 
     def one(resource: Resource) -> dict:
         row = {"kind": kind.noun, "resource": resource.name, "arn": resource.arn, "ref": resource.ref}
         try:
-            current = known.get(resource.arn) or kind.read(resource)
+            planned = known.get(resource.arn)
+            current = planned.current if planned and planned.fresh else kind.read(resource)
+            if planned and not planned.fresh:
+                change = changed_since(planned, current)
+                if change:
+                    return {**row, "before": current.values, "action": "failed", "changed": False,
+                            "error": f"{change}: nothing was written to it; run the plan again"}
             row["before"] = current.values
             if check_mode:
                 row["read"] = snapshot(kind, current)
@@ -346,10 +376,10 @@ def apply(kind: Kind, resources: list[Resource], decide: Callable[[Current], Pla
 
 
 def run(kind: Kind, resources: list[Resource], state: str, check_mode: bool, wanted: dict | None = None,
-        decide: Callable[[Current], Plan] | None = None, known: dict[str, Current] | None = None) -> dict:
+        decide: Callable[[Current], Plan] | None = None, known: dict[str, Planned] | None = None) -> dict:
     """The result every module of this family returns: one row per resource, counts, and a message. The pool is
     as wide as the kind's clients were built for. `decide` replaces the plan of `state` (a kind with plans of its
-    own, such as a deployment rollback). `known`: the state of resources a plan read (from_plan), not read again."""
+    own, such as a deployment rollback). `known`: the state of resources a plan read (from_plan; see apply)."""
     workers = getattr(kind.clients, "workers", DEFAULT_WORKERS)
     now = isoformat(utc_now())
     decide = decide or {

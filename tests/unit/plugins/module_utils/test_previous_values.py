@@ -168,23 +168,27 @@ def test_an_apply_from_its_plan_reads_nothing_again_and_acts_only_where_the_plan
 
     kind = Counter(store)
     resources, known = from_plan("counter", plan["resources"])
-    assert [r.name for r in resources] == ["a", "b"] and set(known) == {"a", "b"}
+    assert [r.name for r in resources] == ["a", "b"] and all(known[n].fresh for n in "ab")
     result = run(kind, resources, "stopped", check_mode=False, known=known)
     assert kind.reads == 0
     assert result["counts"] == {"stop": 1, "already_stopped": 1}
     assert store["a"]["count"] == 0 and store["a"]["tags"][KEY] == "4" and store["b"]["tags"] == {}
 
 
-def test_an_old_or_failed_read_of_a_plan_is_read_again():
-    store = {"a": {"count": 4, "tags": {}}, "b": {"count": 2, "tags": {}}}
+def test_an_old_plan_is_compared_before_the_write_and_a_changed_resource_refused():
+    store = {"a": {"count": 4, "tags": {}}, "b": {"count": 2, "tags": {}}, "c": {"count": 3, "tags": {}}}
     plan = run(Counter(store), [Resource(n, n) for n in store], "stopped", check_mode=True)["resources"]
-    del plan[1]["read"]
+    del plan[2]["read"]  # c's read failed in the plan: read as if there were no plan
     store["a"]["count"] = 6  # changed after the plan, which is older than PLAN_FRESH_SECONDS when acted on
     resources, known = from_plan("counter", plan, now=plan[0]["read"]["at"] + 121)
-    assert known == {}
+    assert sorted(known) == ["a", "b"] and not any(planned.fresh for planned in known.values())
     kind = Counter(store)
-    run(kind, resources, "stopped", check_mode=False, known=known)
-    assert kind.reads == 2 and store["a"]["tags"][KEY] == "6" and store["b"]["tags"][KEY] == "2"
+    result = run(kind, resources, "stopped", check_mode=False, known=known)
+    assert kind.reads == 3
+    assert result["failed_resources"] == ["a"] and "changed since the plan read it" in result["msg"]
+    assert "count=4, now count=6" in result["msg"] and "nothing was written to it" in result["msg"]
+    assert store["a"] == {"count": 6, "tags": {}}
+    assert store["b"]["count"] == 0 and store["b"]["tags"][KEY] == "2" and store["c"]["tags"][KEY] == "3"
 
 
 def test_a_plan_of_another_kind_is_not_acted_on_and_a_bad_row_is_refused():
