@@ -40,7 +40,7 @@ def test_backup_postgres_makes_a_verified_backup_and_announces_it(airflow, ws, c
     manifest = json.loads((ws.backup_root / chat_db / backup_id / "manifest.json").read_text())
     assert {t["name"] for t in manifest["tables"]} >= {"users", "chat_sessions", "chat_messages"}
     results = result["xcom"]["backup[0]"]["results"]
-    [made] = [r for r in results["pg_backup"] if r["task"] == "Plan, back up, verify and apply retention"]
+    [made] = [r for r in results["pg_backup"] if r["task"] == "Back up each database"]
     assert made["backup"]["id"] == backup_id and made["verification"]["ok"], made
     assert asset_events(airflow, "runbook_postgres_backups") == before + 1
 
