@@ -25,11 +25,17 @@ def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_p
     fn_stop, fn_scale = f"{t}-stop", f"{t}-scale"
     create_functions(world.env, {fn_stop: 7, fn_scale: 5})
     table, group = f"{t}-sessions", f"/aws/lambda/{t}-new"
-    [ddb] = clients(world.env, "dynamodb")
-    ddb.create_table(TableName=table, BillingMode="PROVISIONED",
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                     ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5})
+    pitr_first, pitr_second = f"{t}-pitr-first", f"{t}-pitr-second"
+    [ddb, apigw] = clients(world.env, "dynamodb", "apigatewayv2")
+    for name in (table, pitr_first, pitr_second):
+        ddb.create_table(TableName=name, BillingMode="PROVISIONED",
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5})
+    api = apigw.create_api(Name=f"{t}-ws", ProtocolType="WEBSOCKET",
+                           RouteSelectionExpression="$request.body.action")["ApiId"]
+    apigw.create_stage(ApiId=api, StageName="prod",
+                       DefaultRouteSettings={"ThrottlingBurstLimit": 500, "ThrottlingRateLimit": 1000.0})
     playbook = tmp_path / "outcome.yml"
     playbook.write_text(yaml.safe_dump([{
         "name": "Each writing module, failing after its first write", "hosts": "aws", "gather_facts": False,
@@ -44,12 +50,19 @@ def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_p
             module_task("dynamodb_capacity", tables=[table], state="present", billing_mode="PAY_PER_REQUEST"),
             # retention: the missing group is created, then PutRetentionPolicy fails
             module_task("log_retention", groups=[group], retention_days=30),
+            # shutdown of a stage: the record is tagged, then UpdateStage fails
+            module_task("apigateway_stage_throttle", stages=[{"api": api, "stage": "prod"}], state="stopped"),
+            # PITR on two tables, one at a time: the first turned on, the second refused
+            module_task("dynamodb_pitr", tables=[pitr_first, pitr_second], workers=1),
         ]}]))
     aws_emulator.inject(
         {"operation": "PutFunctionConcurrency", "match": t, "code": "AccessDeniedException", "status": 403},
         {"operation": "UpdateTable", "match": table, "code": "LimitExceededException",
          "message": "Subscriber limit exceeded: Billing mode updates are limited."},
-        {"operation": "PutRetentionPolicy", "match": group, "code": "AccessDeniedException", "status": 403})
+        {"operation": "PutRetentionPolicy", "match": group, "code": "AccessDeniedException", "status": 403},
+        {"operation": "UpdateStage", "match": api, "code": "AccessDeniedException", "status": 403},
+        {"operation": "UpdateContinuousBackups", "match": pitr_second, "code": "AccessDeniedException",
+         "status": 400})
     ws = AwsWorkspace(tmp_path, world.env, {})
     run, tasks = ws.play_json(str(playbook))
     results = {name: hosts["testaws"] for name, hosts in tasks.items()}
@@ -87,9 +100,27 @@ def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_p
     [found] = aws(world.env, "logs", "describe-log-groups", "--log-group-name-prefix", group)["logGroups"]
     assert found["logGroupName"] == group and "retentionInDays" not in found
 
+    # the stage: its record is tagged (and said), its throttling untouched
+    message = results["apigateway_stage_throttle"]["msg"]
+    assert "Changed before the failure and still in place: record runbook:previous-throttling-burst-limit=500" \
+        in message and "Nothing was changed" not in message, message
+    stage = aws(world.env, "apigatewayv2", "get-stage", "--api-id", api, "--stage-name", "prod")
+    assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] == 500
+    assert aws(world.env, "apigatewayv2", "get-tags", "--resource-arn",
+               f"arn:aws:apigateway:{world.env['AWS_DEFAULT_REGION']}::/apis/{api}/stages/prod"
+               )["Tags"]["runbook:previous-throttling-burst-limit"] == "500"
+
+    # PITR: on for the first table (said), off for the second
+    message = results["dynamodb_pitr"]["msg"]
+    assert f"Changed before the failure and still in place: point-in-time recovery of {pitr_first} turned on" \
+        in message, message
+    assert [aws(world.env, "dynamodb", "describe-continuous-backups", "--table-name", name)[
+        "ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"]
+        for name in (pitr_first, pitr_second)] == ["ENABLED", "DISABLED"]
+
     # every injected fault was hit (none of the messages above came from elsewhere)
     assert {entry["operation"] for entry in aws_emulator.injected()} == {
-        "PutFunctionConcurrency", "UpdateTable", "PutRetentionPolicy"}
+        "PutFunctionConcurrency", "UpdateTable", "PutRetentionPolicy", "UpdateStage", "UpdateContinuousBackups"}
 
 
 def arn(world: World, name: str) -> str:
