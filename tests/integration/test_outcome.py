@@ -26,8 +26,9 @@ def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_p
     create_functions(world.env, {fn_stop: 7, fn_scale: 5})
     table, group = f"{t}-sessions", f"/aws/lambda/{t}-new"
     pitr_first, pitr_second = f"{t}-pitr-first", f"{t}-pitr-second"
-    [ddb, apigw] = clients(world.env, "dynamodb", "apigatewayv2")
-    for name in (table, pitr_first, pitr_second):
+    backup_first, backup_second = f"{t}-bk-first", f"{t}-bk-second"
+    [ddb, apigw, ecs] = clients(world.env, "dynamodb", "apigatewayv2", "ecs")
+    for name in (table, pitr_first, pitr_second, backup_first, backup_second):
         ddb.create_table(TableName=name, BillingMode="PROVISIONED",
                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -36,6 +37,12 @@ def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_p
                            RouteSelectionExpression="$request.body.action")["ApiId"]
     apigw.create_stage(ApiId=api, StageName="prod",
                        DefaultRouteSettings={"ThrottlingBurstLimit": 500, "ThrottlingRateLimit": 1000.0})
+    ddb.put_item(TableName=backup_first, Item={"pk": {"S": "one"}})
+    cluster, service = f"{t}-cluster", f"{t}-svc"
+    ecs.create_cluster(clusterName=cluster)
+    ecs.register_task_definition(family=f"{t}-task", containerDefinitions=[{"name": "app", "image": "app:1",
+                                                                            "memory": 256}])
+    ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=f"{t}-task", desiredCount=3)
     playbook = tmp_path / "outcome.yml"
     playbook.write_text(yaml.safe_dump([{
         "name": "Each writing module, failing after its first write", "hosts": "aws", "gather_facts": False,
@@ -54,6 +61,10 @@ def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_p
             module_task("apigateway_stage_throttle", stages=[{"api": api, "stage": "prod"}], state="stopped"),
             # PITR on two tables, one at a time: the first turned on, the second refused
             module_task("dynamodb_pitr", tables=[pitr_first, pitr_second], workers=1),
+            # shutdown of a service: the record is tagged, then UpdateService fails
+            module_task("ecs_service_count", services=[{"cluster": cluster, "name": service}], state="stopped"),
+            # backups of two tables, one after the other: the first made and its count recorded, the second refused
+            module_task("dynamodb_backup", tables=[backup_first, backup_second], ensure_pitr=False),
         ]}]))
     aws_emulator.inject(
         {"operation": "PutFunctionConcurrency", "match": t, "code": "AccessDeniedException", "status": 403},
@@ -62,7 +73,9 @@ def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_p
         {"operation": "PutRetentionPolicy", "match": group, "code": "AccessDeniedException", "status": 403},
         {"operation": "UpdateStage", "match": api, "code": "AccessDeniedException", "status": 403},
         {"operation": "UpdateContinuousBackups", "match": pitr_second, "code": "AccessDeniedException",
-         "status": 400})
+         "status": 400},
+        {"operation": "UpdateService", "match": service, "code": "AccessDeniedException", "status": 400},
+        {"operation": "CreateBackup", "match": backup_second, "code": "AccessDeniedException", "status": 400})
     ws = AwsWorkspace(tmp_path, world.env, {})
     run, tasks = ws.play_json(str(playbook))
     results = {name: hosts["testaws"] for name, hosts in tasks.items()}
@@ -118,9 +131,28 @@ def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_p
         "ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"]
         for name in (pitr_first, pitr_second)] == ["ENABLED", "DISABLED"]
 
+    # the service: its record is tagged (and said), its desired count still 3
+    message = results["ecs_service_count"]["msg"]
+    assert "Changed before the failure and still in place: record runbook:previous-desired-count=3" in message, \
+        message
+    [described] = aws(world.env, "ecs", "describe-services", "--cluster", cluster, "--services", service,
+                      "--include", "TAGS")["services"]
+    assert described["desiredCount"] == 3
+    assert {tag["key"]: tag["value"] for tag in described["tags"]}["runbook:previous-desired-count"] == "3"
+
+    # backups: the first table's backup and its count record are named, and exist; the second has none
+    result = results["dynamodb_backup"]
+    [made] = aws(world.env, "dynamodb", "list-backups", "--table-name", backup_first)["BackupSummaries"]
+    assert f"Changed before the failure and still in place: backup {made['BackupName']} of {backup_first} " \
+           "created" in result["msg"], result["msg"]
+    assert any(change.startswith(f"item count of {made['BackupName']} (1) recorded in SSM parameter")
+               for change in result["changes"]), result["changes"]
+    assert aws(world.env, "dynamodb", "list-backups", "--table-name", backup_second)["BackupSummaries"] == []
+
     # every injected fault was hit (none of the messages above came from elsewhere)
     assert {entry["operation"] for entry in aws_emulator.injected()} == {
-        "PutFunctionConcurrency", "UpdateTable", "PutRetentionPolicy", "UpdateStage", "UpdateContinuousBackups"}
+        "PutFunctionConcurrency", "UpdateTable", "PutRetentionPolicy", "UpdateStage", "UpdateContinuousBackups",
+        "UpdateService", "CreateBackup"}
 
 
 def arn(world: World, name: str) -> str:
