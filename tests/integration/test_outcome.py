@@ -43,6 +43,19 @@ def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_p
     ecs.register_task_definition(family=f"{t}-task", containerDefinitions=[{"name": "app", "image": "app:1",
                                                                             "memory": 256}])
     ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=f"{t}-task", desiredCount=3)
+    # a deployment to roll back: revision 2 runs, 1 is the one before; version 2 is live, 1 the one before
+    ecs.register_task_definition(family=f"{t}-task", containerDefinitions=[{"name": "app", "image": "app:2",
+                                                                            "memory": 256}])
+    deployed = f"{t}-deploy"
+    ecs.create_service(cluster=cluster, serviceName=deployed, taskDefinition=f"{t}-task:2", desiredCount=1)
+    fn_alias = f"{t}-alias"
+    create_functions(world.env, {fn_alias: None})
+    [lam] = clients(world.env, "lambda")
+    for description in ("one", "two"):
+        lam.update_function_configuration(FunctionName=fn_alias, Description=description)
+        lam.get_waiter("function_updated_v2").wait(FunctionName=fn_alias)
+        lam.publish_version(FunctionName=fn_alias)
+    lam.create_alias(FunctionName=fn_alias, Name="live", FunctionVersion="2")
     playbook = tmp_path / "outcome.yml"
     playbook.write_text(yaml.safe_dump([{
         "name": "Each writing module, failing after its first write", "hosts": "aws", "gather_facts": False,
@@ -65,6 +78,9 @@ def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_p
             module_task("ecs_service_count", services=[{"cluster": cluster, "name": service}], state="stopped"),
             # backups of two tables, one after the other: the first made and its count recorded, the second refused
             module_task("dynamodb_backup", tables=[backup_first, backup_second], ensure_pitr=False),
+            # rollbacks: the record of what runs is tagged, then UpdateService / UpdateAlias fails
+            module_task("ecs_deployment", services=[{"cluster": cluster, "name": deployed}], state="rolled_back"),
+            module_task("lambda_alias_rollback", aliases=[{"function": fn_alias, "alias": "live"}]),
         ]}]))
     aws_emulator.inject(
         {"operation": "PutFunctionConcurrency", "match": t, "code": "AccessDeniedException", "status": 403},
@@ -75,7 +91,9 @@ def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_p
         {"operation": "UpdateContinuousBackups", "match": pitr_second, "code": "AccessDeniedException",
          "status": 400},
         {"operation": "UpdateService", "match": service, "code": "AccessDeniedException", "status": 400},
-        {"operation": "CreateBackup", "match": backup_second, "code": "AccessDeniedException", "status": 400})
+        {"operation": "CreateBackup", "match": backup_second, "code": "AccessDeniedException", "status": 400},
+        {"operation": "UpdateService", "match": deployed, "code": "AccessDeniedException", "status": 400},
+        {"operation": "UpdateAlias", "match": fn_alias, "code": "AccessDeniedException", "status": 403})
     ws = AwsWorkspace(tmp_path, world.env, {})
     run, tasks = ws.play_json(str(playbook))
     results = {name: hosts["testaws"] for name, hosts in tasks.items()}
@@ -149,10 +167,24 @@ def test_a_failure_after_the_first_write_names_what_was_changed_and_undone(tmp_p
                for change in result["changes"]), result["changes"]
     assert aws(world.env, "dynamodb", "list-backups", "--table-name", backup_second)["BackupSummaries"] == []
 
+    # rollbacks: the record is tagged and said; revision 2 and version 2 still run
+    for module in ("ecs_deployment", "lambda_alias_rollback"):
+        message = results[module]["msg"]
+        assert "Changed before the failure and still in place: record runbook:" in message, message
+        assert "Nothing was changed" not in message
+    [described] = aws(world.env, "ecs", "describe-services", "--cluster", cluster, "--services", deployed,
+                      "--include", "TAGS")["services"]
+    assert described["taskDefinition"].endswith(f"{t}-task:2")
+    assert any(tag["key"].startswith("runbook:") for tag in described["tags"])
+    assert aws(world.env, "lambda", "get-alias", "--function-name", fn_alias, "--name", "live")["FunctionVersion"] \
+        == "2"
+    assert any(key.startswith("runbook:") for key in aws(world.env, "lambda", "list-tags", "--resource",
+                                                          arn(world, fn_alias))["Tags"])
+
     # every injected fault was hit (none of the messages above came from elsewhere)
     assert {entry["operation"] for entry in aws_emulator.injected()} == {
         "PutFunctionConcurrency", "UpdateTable", "PutRetentionPolicy", "UpdateStage", "UpdateContinuousBackups",
-        "UpdateService", "CreateBackup"}
+        "UpdateService", "CreateBackup", "UpdateAlias"}
 
 
 def arn(world: World, name: str) -> str:
