@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < requirements.lock | cut -d' ' -f1)
 COLLECTION_LINK := .ansible/collections/ansible_collections/runbook/recovery
 PYTEST_WORKERS ?= 3
 DAG_WORKERS ?= 3
-TEST_PHASES := lint sanity unit integration dags ui+molecule
+TEST_PHASES := lint+cluster sanity unit integration dags ui+molecule
 MOLECULE_JOBS ?= 2
 UV_VERSION := 0.13.8
 export PATH := $(BIN):$(PATH)
@@ -21,7 +21,8 @@ export ANSIBLE_NOCOLOR := 1
 
 help:
 	@echo "make demo           install, start the sandbox, back up, break, and recover the demo database"
-	@echo "make test           lint, sanity, unit, integration, DAG, browser and molecule tests (real servers); phase times"
+	@echo "make test           lint, sanity, unit, integration, DAG, cluster, browser and molecule tests; phase times"
+	@echo "make cluster        the DAGs on the CeleryExecutor over a fleet of 30 databases (tests/cluster)"
 	@echo "make ui             headless Chromium: recover_db triggered, approved and rejected in the Airflow UI"
 	@echo "make airflow        Airflow standalone on 127.0.0.1:8080 with dags/, pointed at the sandbox"
 	@echo "make airflow-cluster | airflow-cluster-down | airflow-cluster-status"
@@ -126,12 +127,18 @@ integration: venv
 dags: venv
 	$(BIN)/pytest tests/dags -q -n $(DAG_WORKERS) --durations=20
 
+# The DAGs on make airflow-cluster's CeleryExecutor over a fleet (tests/cluster): one pytest process, since the
+# cluster and its servers are started once for every test of it.
+cluster: venv
+	$(BIN)/pytest tests/cluster -q --durations=10
+
 # One PostgreSQL cluster, Redis and AWS emulator for every role's scenario: started once, cleaned up once (also
 # when a scenario fails); logs in .ansible/molecule/. The AWS scenarios run beside the others (MOLECULE_JOBS=1: one
 # at a time).
 molecule: venv
 	MOLECULE_JOBS=$(MOLECULE_JOBS) bash tests/molecule/run.sh
 
+# The cluster tests mostly wait on Airflow's scheduler and Celery (270 s wall, about one core): beside lint.
 # The phases in order, then a table of their wall times and busy cores (tests/phases.sh); it is printed also when a
 # phase fails (the phases after it do not run). One after another where they keep both cores busy (lint took 48 s
 # alone, 335 s beside the integration tests); the browser test, which mostly waits on Airflow's scheduler (1.1 of 2

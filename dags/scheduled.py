@@ -1,5 +1,5 @@
 """The routine procedures, on schedules: PostgreSQL backups (one mapped task per database of the inventory, read
-at run time) and their restore-level verification when a backup lands, integrity checks, VACUUM/ANALYZE by need
+at run time) and their restore-level verification once a backup run ends, integrity checks, VACUUM/ANALYZE by need
 (one mapped task per server), the point-in-time recovery drill (one mapped task per archiving host), the health
 sweep, log retention and DynamoDB backups. Each task runs a playbook of this project.
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset
 from runbook_airflow import START, InventoryTargets, PlaybookOperator, default_args, scheduled_procedure
 
@@ -23,27 +24,32 @@ with DAG("backup_postgres", schedule="0 1 * * *", start_date=START, catchup=Fals
          doc_md="""
 ### PostgreSQL backups, daily
 One `backup-db.yml -e database=NAME --limit HOST` per database of the inventory's `postgres` hosts (`pg_databases`),
-read when the run starts. Each backup is checksum-verified as it is written and emits the asset
-`runbook_postgres_backups`, which starts `verify_backups`. A database with a verified backup under 1 h old is
-left alone (the playbook's `pg_backup_skip_if_newer_than`). On a fleet, each server's backups run in its pool
-(`airflow_pool_slots` at once), on its zone's queue (`airflow_queue`); each times out after 2 h, or the host's
-`airflow_execution_timeout`.
+read when the run starts. Each backup is checksum-verified as it is written; once all have ended, the run emits the
+asset `runbook_postgres_backups` (task `announce`), which starts `verify_backups`. A database with a verified
+backup under 1 h old is left alone (the playbook's `pg_backup_skip_if_newer_than`). On a fleet, each server's
+backups run in its pool (`airflow_pool_slots` at once), on its zone's queue (`airflow_queue`); each times out after
+2 h, or the host's `airflow_execution_timeout`.
 """) as backup_postgres:
 
     databases = InventoryTargets(task_id="databases", group="postgres", variable="pg_databases", extravar="database",
                                  per_value=True)
     # strict=False: a target's pool, queue and execution_timeout (from its host) replace the DAG's defaults.
-    PlaybookOperator.partial(task_id="backup", playbook="backup-db.yml", outlets=[PG_BACKUPS],
-                             map_index_template="{{ task.extravars['database'] }}",
-                             ).expand_kwargs(databases.output, strict=False)
+    backups = PlaybookOperator.partial(task_id="backup", playbook="backup-db.yml",
+                                       map_index_template="{{ task.extravars['database'] }}",
+                                       ).expand_kwargs(databases.output, strict=False)
+    # One asset event per run, once every backup has ended: an event per backup started verify_backups while the
+    # rest of a fleet's databases had no backup yet. The teardown of `databases`: it runs when the backups have ended
+    # (a failed one too, and the run still fails), not when reading the inventory failed.
+    backups >> EmptyOperator(task_id="announce", outlets=[PG_BACKUPS],
+                             doc_md="The backups have ended: verify_backups follows.").as_teardown(setups=databases)
 
 verify_backups = scheduled_procedure(
     "verify_backups", "verify-backups.yml", schedule=[PG_BACKUPS], tags=["postgres", "backup"],
     extravars={"verify_level": "restore"}, timeout=timedelta(hours=4), doc_md="""
-### Backup verification, after each backup
+### Backup verification, after each backup run
 Restore-level verification of the newest backup of every database: restored into a scratch database, every table's
 row count compared with the backup's manifest, the scratch dropped. Runs when `backup_postgres` emits
-`runbook_postgres_backups`.
+`runbook_postgres_backups`, once its backups have ended.
 """)
 
 pg_integrity = scheduled_procedure("pg_integrity", "integrity-check.yml", schedule="0 4 * * 0",

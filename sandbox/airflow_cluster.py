@@ -244,10 +244,20 @@ class AirflowCluster:
                     continue
         return [pid for pid in found if process_alive(pid)]
 
+    def processes(self) -> set[int]:
+        """This cluster's live processes: the components, all below them, and every marked one (a playbook whose
+        worker died; a process that renamed itself with setproctitle hides its environment, not its parent)."""
+        found = set(self.marked_processes())
+        for name in self.components():
+            pid = self.pid(name)
+            if pid:
+                found |= {pid, *process_tree(pid)}
+        return {pid for pid in found if process_alive(pid)}
+
     def stop_all(self, grace: float = 20) -> list[str]:
-        """SIGTERM to each component (a worker hands back or ends its tasks), then SIGKILL to every marked process
-        left."""
-        stopped = []
+        """SIGTERM to each component (a worker hands back or ends its tasks), then SIGKILL to every process of the
+        cluster left, found before the components ended (their children would be orphans by then)."""
+        stopped, known = [], self.processes()
         for name in reversed(list(self.components())):
             pid = self.pid(name)
             if pid:
@@ -255,16 +265,19 @@ class AirflowCluster:
                 stopped.append(name)
             self.pidfile(name).unlink(missing_ok=True)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and self.marked_processes():
+        while time.monotonic() < deadline and self.left(known):
             time.sleep(0.3)
         for _ in range(3):
-            left = self.marked_processes()
+            left = self.left(known)
             if not left:
                 break
             for pid in left:
                 _signal(pid, signal.SIGKILL)
             time.sleep(0.5)
         return stopped
+
+    def left(self, known: set[int]) -> set[int]:
+        return {pid for pid in known if process_alive(pid)} | set(self.marked_processes())
 
     # -- health -----------------------------------------------------------------------------------------------
     def api_health(self) -> dict | None:
@@ -339,8 +352,9 @@ print(json.dumps(sorted(names)))
         return report
 
     def down(self) -> list[str]:
+        known = self.processes()
         stopped = self.stop_all()
-        left = self.marked_processes()
+        left = self.left(known)
         if left:
             raise SystemExit(f"processes still alive after SIGKILL: {left}")
         return stopped
@@ -411,6 +425,22 @@ print(json.dumps(sorted(names)))
         content = log.get("content", "") if isinstance(log, dict) else log
         return content if isinstance(content, str) else "\n".join(
             json.dumps(line) if not isinstance(line, str) else line for line in content)
+
+
+def process_tree(root: int) -> list[int]:
+    """Every process below `root`, from /proc."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in found}
+        found += sorted(frontier)
+    return found
 
 
 def _signal(pid: int, sig: int) -> None:

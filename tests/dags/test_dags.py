@@ -35,7 +35,7 @@ def test_backup_postgres_makes_a_verified_backup_and_announces_it(airflow, ws, c
     before = asset_events(airflow, "runbook_postgres_backups")
     output, result = airflow.run_dag("scheduled", "backup_postgres", env=inventory(ws))
     assert result and result["state"] == "success", output[-6000:]
-    assert result["tasks"] == {"databases": "success", "backup[0]": "success"}
+    assert result["tasks"] == {"databases": "success", "backup[0]": "success", "announce": "success"}
     [backup_id] = ws.backups(chat_db)
     manifest = json.loads((ws.backup_root / chat_db / backup_id / "manifest.json").read_text())
     assert {t["name"] for t in manifest["tables"]} >= {"users", "chat_sessions", "chat_messages"}
