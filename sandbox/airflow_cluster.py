@@ -405,6 +405,15 @@ print(json.dumps(sorted(names)))
         run = self.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}}, token)
         return run["dag_run_id"]
 
+    def set_variable(self, key: str, value: str) -> None:
+        """An Airflow Variable (as Admin -> Variables does), created or replaced."""
+        try:
+            self.call("PATCH", f"/variables/{key}", {"key": key, "value": value})
+        except RuntimeError as exc:
+            if "HTTP 404" not in str(exc):
+                raise
+            self.call("POST", "/variables", {"key": key, "value": value})
+
     def run_path(self, dag_id: str, run_id: str) -> str:
         return f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
 

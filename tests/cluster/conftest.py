@@ -112,7 +112,7 @@ def skip_the_missed_runs(airflow: AirflowCluster, dag_ids, timeout: float = 60) 
     """Unpause the DAGs and fail the run of the last missed interval that unpausing makes (catchup=False): the
     tests' triggered runs are the only ones. Until it is failed, the inventory is one that does not exist, so a run
     the scheduler started meanwhile acts on nothing."""
-    airflow.call("POST", "/variables", {"key": "runbook_inventory", "value": "/nonexistent/inventory.yml"})
+    airflow.set_variable("runbook_inventory", "/nonexistent/inventory.yml")
     try:
         for dag_id in dag_ids:
             airflow.call("PATCH", f"/dags/{dag_id}", {"is_paused": False})

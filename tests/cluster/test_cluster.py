@@ -201,7 +201,7 @@ def test_recover_db_approved_over_rest_applies_on_a_worker_and_records_who_and_w
 ], ids=["queue-no-worker-serves", "pool-of-no-slot"])
 def test_bad_fleet_inventory_is_refused_by_the_setup_task(cluster, fleet, host_vars, says):
     inventory = fleet.write(fleet.workdir / f"bad-{next(iter(host_vars))}.yml", **host_vars)
-    cluster.call("POST", "/variables", {"key": "runbook_inventory", "value": str(inventory)})
+    cluster.set_variable("runbook_inventory", str(inventory))
     try:
         run_id = cluster.trigger("backup_postgres")
         run, tis = ended(cluster, "backup_postgres", run_id, timeout=300)
