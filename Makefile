@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < requirements.lock | cut -d' ' -f1)
 COLLECTION_LINK := .ansible/collections/ansible_collections/runbook/recovery
 PYTEST_WORKERS ?= 3
 DAG_WORKERS ?= 3
-TEST_PHASES := lint+cluster sanity unit integration dags ui+molecule
+TEST_PHASES := lint sanity unit integration dags ui+molecule+cluster
 MOLECULE_JOBS ?= 2
 UV_VERSION := 0.13.8
 export PATH := $(BIN):$(PATH)
@@ -138,7 +138,8 @@ cluster: venv
 molecule: venv
 	MOLECULE_JOBS=$(MOLECULE_JOBS) bash tests/molecule/run.sh
 
-# The cluster tests mostly wait on Airflow's scheduler and Celery (270 s wall, about one core): beside lint.
+# The cluster tests mostly wait on Airflow's scheduler and Celery (270 s wall, about half a core): beside the
+# browser test and molecule, which leave a core partly idle too.
 # The phases in order, then a table of their wall times and busy cores (tests/phases.sh); it is printed also when a
 # phase fails (the phases after it do not run). One after another where they keep both cores busy (lint took 48 s
 # alone, 335 s beside the integration tests); the browser test, which mostly waits on Airflow's scheduler (1.1 of 2
