@@ -205,6 +205,17 @@ def from_plan(noun: str, planned: list[dict], now: float | None = None) -> tuple
     return resources, known
 
 
+def from_plan_kinds(planned: list[dict], *nouns: str | None) -> tuple[list[list[Resource]], dict[str, Planned]]:
+    """`from_plan` for each kind a module acts on (None: a kind it skips this run, no resources), in that order,
+    and the states of all of them in one mapping."""
+    lists, known = [], {}
+    for noun in nouns:
+        resources, found = from_plan(noun, planned) if noun else ([], {})
+        lists.append(resources)
+        known.update(found)
+    return lists, known
+
+
 def changed_since(planned: Planned, current: Current) -> str | None:
     """What differs between a plan's read and a new one (the values, or the runbook:* records); None when nothing."""
     records = {k: v for k, v in current.tags.items() if k.startswith("runbook:")}

@@ -129,7 +129,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws_ecs import (
     resolve_services,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
-from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, from_plan
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, from_plan_kinds
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values_extra import run_steps
 
 
@@ -153,9 +153,8 @@ def main():
         with_targets = p["auto_scaling"] and p["state"] in ("stopped", "resumed")
         known = {}
         if p["planned"] is not None:
-            services, known = from_plan(service_kind.noun, p["planned"])
-            targets, known_targets = from_plan(target_kind.noun, p["planned"]) if with_targets else ([], {})
-            known.update(known_targets)
+            (services, targets), known = from_plan_kinds(p["planned"], service_kind.noun,
+                                                         target_kind.noun if with_targets else None)
         else:
             services = resolve_services(clients, p["services"])
             targets = resolve_scaling_targets(clients, services) if with_targets else []

@@ -121,7 +121,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import
     resolve_mappings,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
-from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, from_plan
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, from_plan_kinds
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values_extra import run_steps
 
 
@@ -142,9 +142,8 @@ def main():
         with_mappings = p["event_source_mappings"] and p["state"] in ("stopped", "resumed")
         known = {}
         if p["planned"] is not None:
-            functions, known = from_plan(function_kind.noun, p["planned"])
-            mappings, known_mappings = from_plan(mapping_kind.noun, p["planned"]) if with_mappings else ([], {})
-            known.update(known_mappings)
+            (functions, mappings), known = from_plan_kinds(p["planned"], function_kind.noun,
+                                                           mapping_kind.noun if with_mappings else None)
         else:
             functions = resolve_functions(clients, p["names"], p["prefixes"], p["tags"])
             mappings = resolve_mappings(clients, functions) if with_mappings else []
