@@ -128,7 +128,10 @@ class BackupRun:
             conn = self._connect()
         # One connection for the call: the estimate now, later the snapshot the dump and the row counts share.
         with conn:
-            with refusals():
+            # The run's own reads wait for a table lock no longer than pg_dump does: a migration holding a table
+            # fails the backup after lock_wait_timeout, naming why, instead of hanging it.
+            conn.execute(f"SET lock_timeout = {int(self.options.lock_wait_timeout * 1000)}")
+            with refusals(), self._lock_waits():
                 self.estimate = estimate_dump_bytes(conn)
                 if self.check_mode:
                     return self._plan()
@@ -152,6 +155,17 @@ class BackupRun:
                     self.result["msg"] = (f"backup {backup.backup_id} of {database} written to {backup.path}, "
                                           f"verified: {', '.join(self.result['verification']['levels_run'])}")
         return self.result
+
+    @contextlib.contextmanager
+    def _lock_waits(self):
+        try:
+            yield
+        except psycopg.errors.LockNotAvailable as exc:
+            raise RunbookError(
+                f"the backup of {self.options.database!r} waited lock_wait_timeout "
+                f"({self.options.lock_wait_timeout:g} s) for a table another session holds locked (a migration, a "
+                "long ALTER TABLE): nothing was written. Find the holder (runbook.recovery.pg_sessions, pg_locks) "
+                "and run the backup again once it has ended.") from exc
 
     def _connect(self):
         """The database's own connection; when it cannot be opened, whether the database exists says why."""
@@ -228,7 +242,8 @@ class BackupRun:
         backup_id = self.store.new_backup_id(database, started)
         partial = self.store.partial_dir(database, backup_id)
         try:
-            return self._dump_into(conn, partial, backup_id, started)
+            with self._lock_waits():
+                return self._dump_into(conn, partial, backup_id, started)
         except psycopg.Error as exc:
             raise RunbookError(f"the backup of {database!r} failed: {' '.join(str(exc).split()).rstrip('.')}. "
                                "No backup was recorded.") from exc

@@ -44,6 +44,7 @@ DatabaseError = psycopg.Error if HAS_PSYCOPG else RuntimeError
 def describe_database_error(exc: Exception) -> str:
     return (f"PostgreSQL reported an error: {' '.join(str(exc).split())}. Nothing after this point was done; "
             "check the server log and the task's inputs.")
+CLIENT_CHECK = "2s"
 _PG_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGPASSFILE", "PGDATABASE", "PGSERVICE",
            "PGOPTIONS", "PGCONNECT_TIMEOUT", "PGAPPNAME")
 
@@ -70,6 +71,16 @@ def postgres_argument_spec() -> dict:
         connect_timeout=dict(type="int", default=10),
         maintenance_db=dict(type="str", default="postgres"),
     )
+
+
+def notice_a_lost_client(conn) -> None:
+    """A session whose client was killed (a task stopped at its execution timeout) would keep running or waiting for
+    a lock, holding its place in the lock queue, until it next wrote to the socket: from PostgreSQL 14 on the server
+    checks every CLIENT_CHECK for a closed connection and ends the session."""
+    if conn.info.server_version >= 140000:
+        conn.execute(f"SET client_connection_check_interval = '{CLIENT_CHECK}'")
+        if not conn.autocommit:
+            conn.commit()
 
 
 @dataclass(frozen=True)
@@ -121,13 +132,15 @@ class ConnParams:
         if not HAS_PSYCOPG:
             raise RunbookError(f"the Python library psycopg 3 is required on the managed host: {PSYCOPG_IMPORT_ERROR}")
         try:
-            return psycopg.connect(**self.kwargs(dbname), autocommit=autocommit)
+            conn = psycopg.connect(**self.kwargs(dbname), autocommit=autocommit)
         except psycopg.OperationalError as exc:
             reason = " ".join(str(exc).split())
             raise RunbookError(
                 f"cannot connect to PostgreSQL at {self.where} as {self.user!r} (database "
                 f"{dbname or self.maintenance_db!r}): {reason}. Check that the server is running and that the "
                 "connection settings (pg_connection in the inventory) are right.") from exc
+        notice_a_lost_client(conn)
+        return conn
 
 
 def pg_tool(name: str) -> str:

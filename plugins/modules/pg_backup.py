@@ -71,7 +71,9 @@ options:
         only when both rules let it go. The newest verified backup is never removed.
     type: float
   lock_wait_timeout:
-    description: How long C(pg_dump) waits for a table lock before failing (V(60s), V(5m)).
+    description:
+      - How long the backup waits for a table lock another session holds (a migration) before failing, naming why
+        (V(60s), V(5m)). Its own reads wait no longer than C(pg_dump) does.
     type: str
     default: 60s
   verify:

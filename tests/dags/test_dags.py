@@ -121,6 +121,36 @@ def test_a_failed_playbook_fails_the_task_and_alerts_the_sns_topic(airflow, pg, 
     assert "no_such_database" in alerts[-1]["error"]
 
 
+def test_a_hung_backup_times_out_and_is_killed_with_its_process_tree(airflow, pg, chat_db, tmp_path):
+    """A migration holds a table: the backup waits on its lock, longer than the host's airflow_execution_timeout.
+    Each try times out and is killed with what it started (on_kill), its sessions ending on the server with it: no
+    try's session outlives it into the next, the run ends failed instead of blocking the next run, and no
+    half-written backup is listed."""
+    ws = Workspace(pg, [chat_db], tmp_path)
+    ws.write_inventory(airflow_execution_timeout="5s")
+    migration = connect(pg, chat_db)
+    migration.autocommit = False
+    migration.execute("LOCK TABLE chat_messages IN ACCESS EXCLUSIVE MODE")
+    ours = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> %s"
+    sessions = []  # the backup's sessions on the database, seen twice a second while the run lasts
+    try:
+        proc = airflow.run_dag("scheduled", "backup_postgres", env=inventory(ws), background=True)
+        with connect(pg) as conn:
+            while proc.poll() is None:
+                sessions.append(conn.execute(ours, (chat_db, migration.info.backend_pid)).fetchone()[0])
+                time.sleep(0.5)
+            output, result = finish(proc)
+            left = conn.execute(ours, (chat_db, migration.info.backend_pid)).fetchone()[0]
+    finally:
+        migration.rollback()
+        migration.close()
+    assert result and result["tasks"]["backup[0]"] == "failed", output[-6000:]
+    assert result["state"] == "failed"
+    assert output.count("AirflowTaskTimeout") >= 3, output[-6000:]  # each of the three tries timed out
+    assert 1 in sessions and max(sessions) == 1 and left == 0, sessions
+    assert ws.backups(chat_db) == []
+
+
 def test_postgres_credentials_come_from_the_connection_and_never_reach_the_log(airflow, pg, chat_db, tmp_path):
     ws = Workspace(pg, [chat_db], tmp_path)
     # The inventory knows where the server is but not its password: only the Airflow connection does.
