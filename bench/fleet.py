@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from backup_fixed_cost import free_port, measure_fixed_cost, report  # noqa: E402
 
 from sandbox.airflow_cluster import AirflowCluster  # noqa: E402
-from sandbox.sandbox import fleet_databases, fleet_inventory, fleet_server, fleet_shape  # noqa: E402
+from sandbox.sandbox import fleet_inventory, fleet_shape, private_fleet  # noqa: E402
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 ENV = {**os.environ, "ANSIBLE_HOME": str(ROOT / ".ansible"),
@@ -80,11 +80,7 @@ def main() -> int:
     from conftest import RedisServer, new_cluster
 
     try:
-        for number in range(1, servers_wanted + 1):
-            server = fleet_server(tempfile.mkdtemp(prefix=f"rr-bench-pg{number}-"), free_port())
-            servers.append(server)
-            server.start()
-            fleet_databases(server, number, per_server)
+        servers = private_fleet(servers_wanted, per_server, free_port, "rr-bench-pg")
         inventory = work / "fleet.yml"
         inventory.write_text(fleet_inventory(servers, per_server, work, header="bench/fleet.py's fleet.",
                                              pg_backup_skip_if_newer_than=0))

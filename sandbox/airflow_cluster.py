@@ -69,6 +69,7 @@ class AirflowCluster:
     workers: dict[str, str] = field(default_factory=lambda: dict(s.split("=", 1) for s in WORKERS.split()))
     concurrency: int = 2
     environ: dict[str, str] = field(default_factory=dict)
+    _token: str | None = field(default=None, init=False, repr=False)
 
     @property
     def api(self) -> str:
@@ -115,6 +116,11 @@ class AirflowCluster:
             "celery": {"broker_url": f"redis://127.0.0.1:{self.redis_port}/{BROKER_DB}",
                        "worker_concurrency": str(self.concurrency)},
             "logging": {"base_log_folder": str(self.home / "logs")},
+            # A worker's supervisor notices that its task process has exited only when its wait for the process's
+            # output times out, which is at most this interval: at the default 5 s a backup of 2-3 s held its worker
+            # slot about 5 s longer (bench/fleet.py: 30 databases in 72 s, 55 s at 1 s). It is also how often a
+            # running task heartbeats to the api-server: one call per second per running task.
+            "workers": {"min_heartbeat_interval": "1"},
             "runbook": {"metadata_password": password},
         }
 
@@ -376,23 +382,31 @@ print(json.dumps(sorted(names)))
         return ok, rows
 
     # -- the REST API, as the UI uses it ----------------------------------------------------------------------
-    def token(self) -> str:
-        body = json.dumps({"username": ADMIN, "password": self.password}).encode()
-        request = urllib.request.Request(f"{self.api}/auth/token", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())["access_token"]
+    def token(self, fresh: bool = False) -> str:
+        """A token of the admin user, asked for once and kept (a new one per call cost the api-server as much as the
+        call); `fresh` asks again, as call() does when the kept one is refused."""
+        if self._token is None or fresh:
+            body = json.dumps({"username": ADMIN, "password": self.password}).encode()
+            request = urllib.request.Request(f"{self.api}/auth/token", data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                self._token = json.loads(response.read())["access_token"]
+        return self._token
 
     def call(self, method: str, path: str, body: dict | None = None, token: str | None = None):
-        request = urllib.request.Request(f"{self.api}/api/v2{path}", method=method,
-                                         data=json.dumps(body).encode() if body is not None else None,
-                                         headers={"Authorization": f"Bearer {token or self.token()}",
-                                                  "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                text = response.read()
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:2000]!r}") from exc
+        for attempt in (1, 2):
+            request = urllib.request.Request(f"{self.api}/api/v2{path}", method=method,
+                                             data=json.dumps(body).encode() if body is not None else None,
+                                             headers={"Authorization": f"Bearer {token or self.token(attempt > 1)}",
+                                                      "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    text = response.read()
+                break
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401 and token is None and attempt == 1:
+                    continue  # the kept token expired, or the cluster was set up again with a new secret
+                raise RuntimeError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:2000]!r}") from exc
         try:
             return json.loads(text or b"{}")
         except ValueError:

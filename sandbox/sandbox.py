@@ -238,6 +238,26 @@ def fleet_server(base: Path, port: int) -> PgCluster:
                                            "shared_buffers": "'32MB'", "max_connections": "60"})
 
 
+def private_fleet(servers: int, per_server: int, ports, prefix: str) -> list[PgCluster]:
+    """A fleet of its own for a test or a benchmark: each server in a temp dir (`prefix`N-...) on a port of
+    `ports()`, started, with its databases. Its caller destroys them; if one fails to start, those already started
+    are destroyed here."""
+    import tempfile
+
+    started: list[PgCluster] = []
+    try:
+        for number in range(1, servers + 1):
+            server = fleet_server(Path(tempfile.mkdtemp(prefix=f"{prefix}{number}-")), ports())
+            started.append(server)
+            server.start()
+            fleet_databases(server, number, per_server)
+    except BaseException:
+        for server in started:
+            server.destroy()
+        raise
+    return started
+
+
 def fleet_databases(cluster: PgCluster, number: int, per_server: int) -> bool:
     """Server `number` holds databases s<number>_db01.. (copies of a template holding the chat tables)."""
     import psycopg

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import yaml
 
 from sandbox.airflow_cluster import AirflowCluster
 from sandbox.pgcluster import PgCluster
-from sandbox.sandbox import fleet_databases, fleet_inventory, fleet_server
+from sandbox.sandbox import fleet_inventory, private_fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("integration_conftest", ROOT / "tests" / "integration" / "conftest.py")
@@ -55,13 +54,8 @@ class Fleet:
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("fleet")
-    servers = []
+    servers = private_fleet(SERVERS, DATABASES, free_port, "rr-fleet")
     try:
-        for number in range(1, SERVERS + 1):
-            server = fleet_server(tempfile.mkdtemp(prefix=f"rr-fleet{number}-"), free_port())
-            servers.append(server)
-            server.start()
-            fleet_databases(server, number, DATABASES)
         found = Fleet(servers, workdir, workdir / "fleet.yml")
         found.write(found.inventory)
         yield found
