@@ -178,21 +178,21 @@ class PlaybookRun:
         return True
 
     def stop(self, grace: float = 5.0) -> None:
-        """Cancel the run, and end what its modules started: ansible-runner kills ansible-playbook's process group,
-        but a module's own processes run in sessions of their own and would outlive it."""
+        """Cancel the run, and end what its modules started: ansible-playbook and every process below it (a
+        module's own processes run in sessions of their own and would outlive it). Airflow calls on_kill from the
+        thread running the playbook (its execution timeout, a SIGTERM handler), where ansible-runner's loop cannot
+        act on the cancel: the processes are signalled here, SIGTERM first, SIGKILL to those alive after `grace`."""
         playbooks = [pid for pid in descendants(os.getpid()) if "ansible-playbook" in command_line(pid)]
-        started = playbooks + [pid for root in playbooks for pid in descendants(root)]
+        started = list(dict.fromkeys(playbooks + [pid for root in playbooks for pid in descendants(root)]))
         self.cancelled.set()
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(alive(pid) for pid in started):
-            time.sleep(0.2)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
             left = [pid for pid in started if alive(pid)]
             for pid in left:
                 with contextlib.suppress(OSError):
                     os.kill(pid, sig)
-            if left:
-                time.sleep(1)
+            deadline = time.monotonic() + wait
+            while left and time.monotonic() < deadline and any(alive(pid) for pid in left):
+                time.sleep(0.1)
 
     def run(self) -> dict:
         import ansible_runner
@@ -222,7 +222,7 @@ class PlaybookRun:
         changed = sum(self.recap.get("changed", {}).values()) if self.recap else 0
         outcome = {"playbook": self.playbook, "check": self.check, "status": runner.status, "rc": runner.rc,
                    "changed": changed, "recap": self.recap, "failures": self.failures, "results": self.results}
-        if runner.status == "canceled":
+        if runner.status == "canceled" or self.cancelled.is_set():  # stop() may end it before the runner looks
             raise PlaybookFailed(f"{self.playbook} was stopped before it finished.")
         if runner.rc != 0:
             detail = "; ".join(f"{f['host']}: {f['task']}: {f['msg']}" for f in self.failures) or \
