@@ -44,6 +44,9 @@ DatabaseError = psycopg.Error if HAS_PSYCOPG else RuntimeError
 def describe_database_error(exc: Exception) -> str:
     return (f"PostgreSQL reported an error: {' '.join(str(exc).split())}. Nothing after this point was done; "
             "check the server log and the task's inputs.")
+
+
+# How often a server checks that a session's client is still there (notice_a_lost_client).
 CLIENT_CHECK = "2s"
 _PG_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGPASSFILE", "PGDATABASE", "PGSERVICE",
            "PGOPTIONS", "PGCONNECT_TIMEOUT", "PGAPPNAME")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from aws_world import clients
-from conftest import Workspace, connect, finish
+from conftest import Workspace, connect, finish, table_held_locked
 from pitr_world import archive_now, open_world, server_now, utc_iso
 
 
@@ -128,22 +128,14 @@ def test_a_hung_backup_times_out_and_is_killed_with_its_process_tree(airflow, pg
     half-written backup is listed."""
     ws = Workspace(pg, [chat_db], tmp_path)
     ws.write_inventory(airflow_execution_timeout="5s")
-    migration = connect(pg, chat_db)
-    migration.autocommit = False
-    migration.execute("LOCK TABLE chat_messages IN ACCESS EXCLUSIVE MODE")
-    ours = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> %s"
     sessions = []  # the backup's sessions on the database, seen twice a second while the run lasts
-    try:
+    with table_held_locked(pg, chat_db, "chat_messages") as waiting_sessions:
         proc = airflow.run_dag("scheduled", "backup_postgres", env=inventory(ws), background=True)
-        with connect(pg) as conn:
-            while proc.poll() is None:
-                sessions.append(conn.execute(ours, (chat_db, migration.info.backend_pid)).fetchone()[0])
-                time.sleep(0.5)
-            output, result = finish(proc)
-            left = conn.execute(ours, (chat_db, migration.info.backend_pid)).fetchone()[0]
-    finally:
-        migration.rollback()
-        migration.close()
+        while proc.poll() is None:
+            sessions.append(waiting_sessions())
+            time.sleep(0.5)
+        output, result = finish(proc)
+        left = waiting_sessions()
     assert result and result["tasks"]["backup[0]"] == "failed", output[-6000:]
     assert result["state"] == "failed"
     assert output.count("AirflowTaskTimeout") >= 3, output[-6000:]  # each of the three tries timed out

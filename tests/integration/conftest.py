@@ -3,6 +3,7 @@ it), runs real ansible-playbook processes against it, and checks what a person w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -97,6 +98,22 @@ def private_pg():
 
 def connect(cluster: PgCluster, dbname: str = "postgres"):
     return psycopg.connect(**cluster.conninfo(dbname), autocommit=True)
+
+
+@contextlib.contextmanager
+def table_held_locked(cluster: PgCluster, dbname: str, table: str):
+    """A migration holding `table` ACCESS EXCLUSIVE until the block ends; yields a function counting the other
+    sessions on the database (the ones waiting behind it)."""
+    holder = connect(cluster, dbname)
+    holder.autocommit = False
+    holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    try:
+        with connect(cluster) as watcher:
+            yield lambda: watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                                          (dbname, holder.info.backend_pid)).fetchone()[0]
+    finally:
+        holder.rollback()
+        holder.close()
 
 
 def create_chat_db(cluster: PgCluster, name: str | None = None) -> str:

@@ -13,6 +13,7 @@ from conftest import (
     flip_one_byte,
     schema_objects,
     table_fingerprints,
+    table_held_locked,
     tree_state,
 )
 
@@ -189,17 +190,9 @@ def test_deeper_verification_in_the_same_call(workspace, pg, chat_db):
 def test_a_table_held_locked_fails_the_backup_after_the_lock_wait_naming_why(workspace, pg, chat_db):
     """A migration holds a table: the backup's own reads wait no longer than pg_dump would (lock_wait_timeout),
     then it fails saying why and what to do, with nothing written, and its session has left the server."""
-    migration = connect(pg, chat_db)
-    migration.autocommit = False
-    migration.execute("LOCK TABLE chat_messages IN ACCESS EXCLUSIVE MODE")
-    try:
+    with table_held_locked(pg, chat_db, "chat_messages") as waiting_sessions:
         run = workspace.play("backup-db.yml", pg_backup_lock_wait_timeout="1s")
-        with connect(pg) as conn:
-            waiting = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
-                                   (chat_db, migration.info.backend_pid)).fetchone()[0]
-    finally:
-        migration.rollback()
-        migration.close()
+        waiting = waiting_sessions()
     assert run.rc != 0
     assert "waited lock_wait_timeout (1 s) for a table another session holds locked" in run.output, run.output
     assert "nothing was written" in run.output and "pg_sessions" in run.output
