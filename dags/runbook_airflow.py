@@ -141,9 +141,9 @@ class PlaybookRun:
     """One ansible-runner run of a playbook, its events streamed to a logger, and what it returns."""
 
     def __init__(self, playbook: str, extravars: dict | None = None, check: bool = False, limit: str | None = None,
-                 log=None, actor: str | None = None, reason: str | None = None):
+                 log=None, actor: str | None = None, reason: str | None = None, run_id: str | None = None):
         self.playbook, self.extravars, self.check, self.limit = playbook, dict(extravars or {}), check, limit
-        self.log, self.actor, self.reason = log, actor, reason
+        self.log, self.actor, self.reason, self.run_id = log, actor, reason, run_id
         self.cancelled = threading.Event()
         self.failures: list[dict] = []
         self.results: dict[str, list] = {}
@@ -209,6 +209,8 @@ class PlaybookRun:
             envvars["RUNBOOK_ACTOR"] = self.actor
         if self.reason:
             envvars["RUNBOOK_REASON"] = self.reason
+        if self.run_id:
+            envvars["RUNBOOK_RUN_ID"] = self.run_id
         extravars = {**postgres_extravars(), **self.extravars}
         cmdline = ["--check"] if self.check else []
         try:
@@ -257,7 +259,7 @@ class PlaybookOperator(BaseOperator):
         who = getattr(dag_run, "triggering_user_name", None) or "airflow"
         actor = f"{who} via Airflow {self.dag_id}/{getattr(dag_run, 'run_id', '?')}"
         self._run = PlaybookRun(self.playbook, self.extravars, self.check, self.limit or None, self.log, actor,
-                                self.reason or None)
+                                self.reason or None, run_id=task_run_id(context))
         self.log.info("ansible-playbook %s%s%s", self.playbook, " --check" if self.check else "",
                       f" --limit {self.limit}" if self.limit else "")
         outcome = self._run.run()
@@ -271,6 +273,14 @@ class PlaybookOperator(BaseOperator):
     def on_kill(self) -> None:
         if self._run is not None:
             self._run.stop()
+
+
+def task_run_id(context) -> str:
+    """The same for every try of one task instance of one DAG run, different for any other: what a retried try
+    looks for in what its earlier tries finished (a backup's manifest records it)."""
+    ti = context["ti"]
+    index = getattr(ti, "map_index", -1)
+    return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}" + (f"[{index}]" if index is not None and index >= 0 else "")
 
 
 def published(outcome: dict, key: str):

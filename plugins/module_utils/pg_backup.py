@@ -68,6 +68,9 @@ class BackupOptions:
     # Databases planned before this backup starts (each exists, and its backup would fit): a run over several
     # databases passes every one of them to its first call, so bad input stops it before any backup is written.
     plan_first: tuple[str, ...] = ()
+    # Who asked for this backup (an Airflow task: DAG, run, task and map index), recorded in the manifest: a retried
+    # try of the same run finds the backup an earlier try finished and reports it instead of taking a second one.
+    run_id: str | None = None
 
     def validate(self) -> None:
         for name in (self.database, *self.plan_first):
@@ -139,8 +142,17 @@ class BackupRun:
                     self._check_space()  # before the lock, which creates the database's directory
             with self.store.locked(database):
                 self._remove_partials()
+                earlier = self._this_runs_backup()
                 fresh = self._fresh_backup()
-                if fresh is not None:
+                if earlier is not None:
+                    self.result["backup"] = earlier.summary()
+                    self._apply_retention(protect=(earlier.backup_id,))
+                    if not earlier.verification.get("levels"):  # the earlier try ended before its verification
+                        self._verify(earlier)
+                        self.result["changed"] = True
+                    self.result["msg"] = (f"backup {earlier.backup_id} of {database} was taken by an earlier try of "
+                                          f"this run ({self.options.run_id}): reported, not taken again")
+                elif fresh is not None:
                     self.result["backup"] = fresh.summary()
                     self.result["msg"] = (f"backup {fresh.backup_id} of {database} is verified and newer than "
                                           "skip_if_newer_than: nothing to do")
@@ -186,6 +198,17 @@ class BackupRun:
                           check_mode=True).run()
 
     # -- decisions -------------------------------------------------------------------------
+    def _this_runs_backup(self):
+        """The backup an earlier try of this run finished (its manifest names the run), unless its verification
+        failed: a failed backup is never reported as done, and a retry takes a new one."""
+        if not self.options.run_id:
+            return None
+        for backup in reversed(self.store.list(self.options.database)):
+            if backup.manifest.get("run_id") == self.options.run_id:
+                levels = backup.verification.get("levels", {})
+                return backup if all(r.get("ok") for r in levels.values()) else None
+        return None
+
     def _fresh_backup(self):
         if self.options.skip_if_newer_than is None:
             return None
@@ -197,7 +220,7 @@ class BackupRun:
 
     def _plan(self) -> dict:
         database = self.options.database
-        fresh = self._fresh_backup()
+        fresh = self._this_runs_backup() or self._fresh_backup()
         backups = self.store.list(database)
         doomed = retention_plan(backups, self.options.keep_last, self.options.max_age_days,
                                 protect=(fresh.backup_id,) if fresh else ())
@@ -306,6 +329,7 @@ class BackupRun:
             "pg_dump_version": pg_dump_version,
             "format_options": {"format": "directory", "jobs": options.jobs, "compress_level": options.compress_level},
             "snapshot": snapshot,
+            **({"run_id": options.run_id} if options.run_id else {}),
             "estimated_bytes": self.estimate,
             "database_properties": properties,
             "tables": [{"schema": s, "name": n, "rows": counts[(s, n)]} for s, n in tables],

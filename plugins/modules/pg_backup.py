@@ -93,6 +93,13 @@ options:
     type: list
     elements: str
     default: []
+  run_id:
+    description:
+      - Who asks for this backup, recorded in its manifest (an Airflow task sets C(RUNBOOK_RUN_ID): DAG, run, task and
+        map index). When a complete backup of O(database) already names this run (an earlier try finished it before
+        it was killed), it is reported (verified first if that try ended before its verification) and no second
+        backup is taken.
+    type: str
   s3_bucket:
     description: Also copy the backup to this S3 bucket (the second store). Uses the AWS options below.
     type: str
@@ -226,7 +233,7 @@ def options_from(params: dict) -> BackupOptions:
                             if params["skip_if_newer_than"] not in (None, "") else None),
         keep_last=params["keep_last"], max_age_days=params["max_age_days"],
         lock_wait_timeout=parse_duration(params["lock_wait_timeout"]), verify=params["verify"],
-        plan_first=tuple(params["plan_first"]))
+        plan_first=tuple(params["plan_first"]), run_id=params["run_id"] or None)
 
 
 def copy_to_s3(params: dict, store: LocalStore, result: dict, check_mode: bool) -> None:
@@ -262,6 +269,7 @@ def main():
         lock_wait_timeout=dict(type="str", default="60s"),
         verify=dict(type="str", choices=["checksum", "catalog", "restore"], default="checksum"),
         plan_first=dict(type="list", elements="str", default=[]),
+        run_id=dict(type="str"),
         s3_bucket=dict(type="str"),
         s3_prefix=dict(type="str", default="runbook-recovery"),
         s3_sse=dict(type="str", choices=["AES256", "aws:kms"], default="AES256"),

@@ -198,3 +198,31 @@ def test_a_table_held_locked_fails_the_backup_after_the_lock_wait_naming_why(wor
     assert "nothing was written" in run.output and "pg_sessions" in run.output
     assert waiting == 0
     assert workspace.backups(chat_db) == [] and not list((workspace.backup_root / chat_db).glob(".*"))
+
+
+def test_a_retried_try_of_the_same_run_reports_the_backup_its_earlier_try_finished(workspace, pg, chat_db):
+    """An Airflow try killed after its backup was published is retried: the retry (same RUNBOOK_RUN_ID) reports that
+    backup and takes no second one; its verification, if the killed try never reached it, is done by the retry. Another
+    run (another id) backs up as usual."""
+    workspace.env["RUNBOOK_RUN_ID"] = "backup_postgres/scheduled__2026-12-07T01:00:00+00:00/backup[3]"
+    first = workspace.play("backup-db.yml", pg_backup_skip_if_newer_than="0")
+    assert first.rc == 0 and first.changed == 1, first.output
+    [backup_id] = workspace.backups(chat_db)
+    manifest = json.loads((workspace.backup_root / chat_db / backup_id / "manifest.json").read_text())
+    assert manifest["run_id"] == workspace.env["RUNBOOK_RUN_ID"]
+    # The killed try had published the backup but not yet recorded its verification.
+    (workspace.backup_root / chat_db / backup_id / "verification.json").unlink()
+
+    retried, tasks = workspace.play_json("backup-db.yml", pg_backup_skip_if_newer_than="0")
+    assert retried.rc == 0, retried.output
+    assert workspace.backups(chat_db) == [backup_id]
+    [reported] = tasks["Back up each database"]["testdb"]["results"]
+    assert reported["backup"]["id"] == backup_id and not reported["created"]
+    assert "taken by an earlier try of this run" in reported["msg"]
+    assert reported["backup"]["verified"] and reported["verification"]["ok"]
+    again = workspace.play("backup-db.yml", pg_backup_skip_if_newer_than="0")
+    assert again.rc == 0 and again.changed == 0 and workspace.backups(chat_db) == [backup_id], again.output
+
+    workspace.env["RUNBOOK_RUN_ID"] = "backup_postgres/manual__2026-12-07T09:12:00+00:00/backup[3]"
+    assert workspace.play("backup-db.yml", pg_backup_skip_if_newer_than="0").rc == 0
+    assert len(workspace.backups(chat_db)) == 2
