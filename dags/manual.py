@@ -4,17 +4,19 @@ applies it with confirm=true, then checks that nothing is left to change. Reject
 
 from __future__ import annotations
 
-from runbook_airflow import manual_procedure
+from runbook_airflow import PATTERNS, manual_procedure
 
 recover_db = manual_procedure(
     "recover_db", "recover-db.yml", tags=["postgres", "recovery"],
     params={
-        "database": dict(default="chat", type="string", minLength=1, title="Database",
+        "database": dict(default="chat", type="string", pattern=PATTERNS["database"], title="Database",
                          description="The database to recover, as named in the inventory's pg_databases."),
         "backup": dict(default="latest", type="string", pattern="^(latest|[0-9]{8}T[0-9]{6}Z)$", title="Backup",
                        description="latest (the newest verified backup) or a backup id such as 20261123T051200Z."),
     },
     extravars={"database": "{{ params.database }}", "backup": "{{ params.backup }}"},
+    # The backup the plan resolved (`latest` -> an id) is the one restored, even if a newer one lands meanwhile.
+    bound={"backup": ("pg_restore_db", "backup", "id")},
     doc_md="""
 ### Recover a PostgreSQL database from a backup
 `recover-db.yml`: the backup's checksums are checked, it is restored into a staging database while the live one
@@ -26,7 +28,7 @@ replaces which database.
 recover_db_to_a_point_in_time = manual_procedure(
     "recover_db_to_a_point_in_time", "recover-db.yml", tags=["postgres", "recovery", "pitr"],
     params={
-        "database": dict(default="chat", type="string", minLength=1, title="Database",
+        "database": dict(default="chat", type="string", pattern=PATTERNS["database"], title="Database",
                          description="The database to recover (scope database), as named in the inventory."),
         "scope": dict(default="database", type="string", enum=["database", "cluster"], title="Scope",
                       description="database: that database alone, the rest of the cluster keeps serving. cluster: "
@@ -37,7 +39,7 @@ recover_db_to_a_point_in_time = manual_procedure(
                             description="An instant with its zone, e.g. 2026-11-25T14:02:00Z. Give one target only."),
         "target_lsn": dict(default="", type="string", pattern="^$|^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$",
                            title="Target LSN", description="Or an LSN, e.g. an audit record's restore_point.lsn."),
-        "target_name": dict(default="", type="string", maxLength=63, title="Target restore point",
+        "target_name": dict(default="", type="string", pattern=PATTERNS["restore_point"], title="Target restore point",
                             description="Or a restore point, e.g. the restore_point.name a run of ours recorded."),
     },
     extravars={"database": "{{ params.database }}", "scope": "{{ params.scope }}",
@@ -53,7 +55,7 @@ with scope `cluster` the server's data directory is replaced instead. The plan n
 
 emergency_shutdown = manual_procedure(
     "emergency_shutdown", "emergency-shutdown.yml", tags=["aws", "emergency"],
-    params={"shutdown_scope": dict(default="chatbot", type="string", minLength=1, title="Scope",
+    params={"shutdown_scope": dict(default="chatbot", type="string", pattern=PATTERNS["inventory_name"], title="Scope",
                                    description="A scope of the inventory's emergency_scopes.")},
     extravars={"shutdown_scope": "{{ params.shutdown_scope }}"},
     doc_md="""
@@ -64,7 +66,7 @@ Every Lambda function, API stage and ECS service of the scope to zero, each reco
 
 emergency_resume = manual_procedure(
     "emergency_resume", "emergency-resume.yml", tags=["aws", "emergency"],
-    params={"shutdown_scope": dict(default="chatbot", type="string", minLength=1, title="Scope",
+    params={"shutdown_scope": dict(default="chatbot", type="string", pattern=PATTERNS["inventory_name"], title="Scope",
                                    description="The scope that was shut down.")},
     extravars={"shutdown_scope": "{{ params.shutdown_scope }}"},
     doc_md="""
@@ -75,7 +77,8 @@ Every resource of the scope back to exactly the value recorded on it by the shut
 scale = manual_procedure(
     "scale", "scale.yml", tags=["aws", "postgres", "scaling"],
     params={
-        "scale_target": dict(default="recommendation", type="string", minLength=1, title="Target",
+        "scale_target": dict(default="recommendation", type="string", pattern=PATTERNS["inventory_name"],
+                             title="Target",
                              description="A target of the inventory's scale_targets_inventory."),
         "lambda_memory_mb": dict(default=None, type=["null", "integer"], minimum=128, maximum=10240,
                                  title="Lambda memory (MB)", description="Empty: unchanged."),
@@ -128,7 +131,7 @@ Cancels, then terminates, sessions running longer than the limit; never its own,
 
 restart_app = manual_procedure(
     "restart_app", "restart-app.yml", tags=["app", "restart"],
-    params={"service": dict(default="backend", type="string", minLength=1, title="Service",
+    params={"service": dict(default="backend", type="string", pattern=PATTERNS["inventory_name"], title="Service",
                             description="A service of the app hosts' app_services: a compose service (backend or "
                                         "chat/backend), a container or a systemd unit.")},
     extravars={"service": "{{ params.service }}"},
@@ -143,12 +146,12 @@ nothing: it checks that every container of the service runs and is healthy.
 terraform_unlock = manual_procedure(
     "terraform_unlock", "terraform-unlock.yml", tags=["aws", "terraform"],
     params={
-        "lock_path": dict(default="", type="string", pattern="^[^/]+/.+$", title="Lock path",
+        "lock_path": dict(default="", type="string", pattern=PATTERNS["lock_path"], title="Lock path",
                           description="The Path line of Terraform's 'Error acquiring the state lock' message: "
                                       "BUCKET/KEY."),
-        "lock_table": dict(default="", type="string", title="Lock table",
+        "lock_table": dict(default="", type="string", pattern=PATTERNS["dynamodb_table"], title="Lock table",
                            description="The backend's dynamodb_table, if it has one; empty for the S3 .tflock only."),
-        "lock_id": dict(default="", type="string", minLength=1, title="Lock ID",
+        "lock_id": dict(default="", type="string", pattern=PATTERNS["lock_id"], minLength=1, title="Lock ID",
                         description="The ID line of the same message: only the lock with this ID is removed."),
         "min_age": dict(default="1h", type="string", pattern="^[0-9]+[smhd]?$|^0$", title="Older than",
                         description="A younger lock is refused (a live run may hold it): 1h, 30m."),
@@ -165,7 +168,8 @@ shows who holds the lock, for which operation and since when. The state object a
 rollback_deploy = manual_procedure(
     "rollback_deploy", "rollback-deploy.yml", tags=["aws", "deploy"],
     params={
-        "deploy_target": dict(default="chat-backend", type="string", minLength=1, title="Target",
+        "deploy_target": dict(default="chat-backend", type="string", pattern=PATTERNS["inventory_name"],
+                              title="Target",
                               description="A target of the inventory's deploy_targets (ECS services, Lambda aliases)."),
         "to": dict(default="", type="string", pattern="^$|^[A-Za-z0-9_:./-]+$", title="To",
                    description="Empty: the previous ACTIVE revision / published version (right after a rollback: "

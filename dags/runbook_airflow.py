@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,48 @@ POOLS_XCOM = "runbook_pools"
 
 class PlaybookFailed(Exception):
     """The play failed: the message lists each failed task with its host and the module's message."""
+
+
+class InputRefused(PlaybookFailed):
+    """A value from a trigger form or a run's conf was refused before anything ran: the message names the field."""
+
+
+# Jinja's three openers: a value holding one would be a template if Ansible rendered it (ansible-core 2.19 renders
+# extra variables read from a file). Form values are written !unsafe as well, so even an unrefused one stays data.
+TEMPLATE_MARKERS = ("{{", "{%", "{#")
+
+
+def leaves(value, path: str = ""):
+    """(dotted path, value) of every scalar inside nested dicts and lists."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from leaves(inner, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, inner in enumerate(value):
+            yield from leaves(inner, f"{path}[{index}]")
+    else:
+        yield path, value
+
+
+def refuse_templates(values: dict, what: str = "field") -> None:
+    """Refuse, naming the field, any string value that holds a template opener: a form value is data, never code."""
+    for path, value in leaves(values):
+        if isinstance(value, str) and any(marker in value for marker in TEMPLATE_MARKERS):
+            raise InputRefused(
+                f"The {what} {path!r} holds a template opener ({', '.join(TEMPLATE_MARKERS)}), which is never "
+                f"accepted: give the plain value (a name, an id, a time). Nothing was run.")
+
+
+def unsafe_yaml(value) -> str:
+    """`value` as YAML in which every string is tagged !unsafe: Ansible keeps each as the text it is and renders no
+    template in it (JSON's string syntax is YAML's double-quoted scalar)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {unsafe_yaml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(unsafe_yaml(v) for v in value) + "]"
+    if isinstance(value, str):
+        return "!unsafe " + json.dumps(value)
+    return json.dumps(value, default=str)
 
 
 def setting(name: str, default: str) -> str:
@@ -141,9 +183,11 @@ class PlaybookRun:
     """One ansible-runner run of a playbook, its events streamed to a logger, and what it returns."""
 
     def __init__(self, playbook: str, extravars: dict | None = None, check: bool = False, limit: str | None = None,
-                 log=None, actor: str | None = None, reason: str | None = None, run_id: str | None = None):
+                 log=None, actor: str | None = None, reason: str | None = None, run_id: str | None = None,
+                 audit: dict[str, str] | None = None):
         self.playbook, self.extravars, self.check, self.limit = playbook, dict(extravars or {}), check, limit
         self.log, self.actor, self.reason, self.run_id = log, actor, reason, run_id
+        self.audit = dict(audit or {})  # RUNBOOK_REQUESTER, RUNBOOK_APPROVERS, RUNBOOK_PLAN_DIGEST: the audit record
         self.cancelled = threading.Event()
         self.failures: list[dict] = []
         self.results: dict[str, list] = {}
@@ -211,12 +255,20 @@ class PlaybookRun:
             envvars["RUNBOOK_REASON"] = self.reason
         if self.run_id:
             envvars["RUNBOOK_RUN_ID"] = self.run_id
+        envvars.update(self.audit)
         extravars = {**postgres_extravars(), **self.extravars}
         cmdline = ["--check"] if self.check else []
         try:
+            # Written here rather than by ansible-runner (which writes JSON, read by Ansible as trusted templates):
+            # every string !unsafe, so no value of a form, a conf or a connection is ever rendered as a template.
+            os.makedirs(os.path.join(private, "env"), mode=0o700)
+            descriptor = os.open(os.path.join(private, "env", "extravars"), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                                 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(unsafe_yaml(extravars) + "\n")
             runner = ansible_runner.run(
                 private_data_dir=private, project_dir=str(project), playbook=str(project / "playbooks" / self.playbook),
-                inventory=str(project / inventory), extravars=extravars, envvars=envvars, limit=self.limit,
+                inventory=str(project / inventory), envvars=envvars, limit=self.limit,
                 cmdline=" ".join(cmdline) or None, quiet=True, event_handler=self._on_event,
                 cancel_callback=self.cancelled.is_set, settings={"suppress_ansible_output": True})
         finally:
@@ -251,18 +303,23 @@ class PlaybookOperator(BaseOperator):
         self.playbook, self.extravars, self.check, self.limit = playbook, extravars or {}, check, limit
         self.reason, self.expect_no_change, self.publish = reason, expect_no_change, tuple(publish)
         self._run: PlaybookRun | None = None
+        self.audit: dict[str, str] = {}
 
     def execute(self, context) -> dict:
         # An empty form field means "not given": the playbook's own default applies.
         self.extravars = {key: value for key, value in self.extravars.items() if value not in (None, "")}
+        refuse_templates({**self.extravars, **({"reason": self.reason} if self.reason else {})})
         dag_run = context.get("dag_run")
         who = getattr(dag_run, "triggering_user_name", None) or "airflow"
         actor = f"{who} via Airflow {self.dag_id}/{getattr(dag_run, 'run_id', '?')}"
         self._run = PlaybookRun(self.playbook, self.extravars, self.check, self.limit or None, self.log, actor,
-                                self.reason or None, run_id=task_run_id(context))
+                                self.reason or None, run_id=task_run_id(context), audit=self.audit)
         self.log.info("ansible-playbook %s%s%s", self.playbook, " --check" if self.check else "",
                       f" --limit {self.limit}" if self.limit else "")
+        started = datetime.now(UTC).isoformat()
         outcome = self._run.run()
+        if self.check:
+            outcome["planned_at"] = started  # an approval of this plan counts only after it, within its age limit
         if self.expect_no_change and outcome["changed"]:
             raise PlaybookFailed(f"verification failed: {self.playbook} in check mode would still change "
                                  f"{outcome['changed']} things after the apply; see the log above.")
@@ -313,16 +370,6 @@ def default_args(retries: int, timeout: timedelta) -> dict:
     delay = timedelta(seconds=float(os.environ.get("RUNBOOK_RETRY_DELAY", 300)))
     return {"owner": OWNER, "retries": retries, "retry_delay": delay, "on_failure_callback": alert_on_failure,
             "execution_timeout": timeout}
-
-
-def plan_text(outcome: dict) -> str:
-    """The plan for the approval form: what check mode would change, per host, and the results it reported."""
-    lines = [f"`{outcome['playbook']} --check`: {outcome['changed']} change(s) planned."]
-    for rows in outcome.get("results", {}).values():
-        for row in rows:
-            shown = {k: v for k, v in row.items() if k not in ("host", "task", "changed", "failed", "warnings")}
-            lines.append(f"- **{row['task']}** on {row['host']}: `{json.dumps(shown, default=str)[:1500]}`")
-    return "\n".join(lines)
 
 
 class InventoryTargets(BaseOperator):
@@ -454,44 +501,67 @@ def inventory_hosts(group: str, variable: str, *also: str) -> list[dict]:
 
 
 START = __import__("datetime").datetime(2026, 1, 1)
-REASON = dict(type="string", minLength=5, title="Reason",
-              description="Why this run is made (an incident number, a ticket): written to the audit log.")
+# What a free-text form field accepts (Airflow checks it when the run is triggered, from the form or the REST API):
+# the characters of the names they stand for, never a quote, a semicolon, a brace, a percent sign or a hash, so no
+# template and no shell or SQL syntax can be typed. PlaybookOperator refuses template openers again, whatever the
+# source, and writes every value !unsafe.
+NO_TEMPLATE = r"^(?![\s\S]*(\{\{|\{%|\{#))"
+PATTERNS = {
+    # PostgreSQL names: any letter (données), digits, _ $ - . and spaces inside; what validate_name refuses, refused.
+    "database": r"^[^\x00-\x1f\s'\";/\\{}%#`|&<>]([^\x00-\x1f'\";/\\{}%#`|&<>]{0,61}[^\x00-\x1f\s'\";/\\{}%#`|&<>])?$",
+    # A key of the inventory (a scope, a target, a service such as chat/backend).
+    "inventory_name": r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$",
+    "restore_point": r"^$|^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,62}$",
+    "dynamodb_table": r"^$|^[A-Za-z0-9_.-]{3,255}$",
+    "lock_id": r"^$|^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
+    # BUCKET/KEY: an S3 bucket name, then a key of ordinary characters.
+    "lock_path": r"^[a-z0-9][a-z0-9.-]{1,62}/[A-Za-z0-9_.!*()/=+@,-]+$",
+}
+REASON = dict(type="string", minLength=5, pattern=NO_TEMPLATE + r"[\s\S]*$", title="Reason",
+              description="Why this run is made (an incident number, a ticket): written to the audit log. "
+                          "Plain text: {{, {% and {# are refused.")
 
 
 def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dict, doc_md: str, tags: list[str],
-                     verify_extravars: dict | None = None, apply_timeout: timedelta = timedelta(hours=4)):
-    """A destructive procedure: plan (check mode) -> approval showing that plan -> apply (confirm=true, no retry)
-    -> verify (check mode again must find nothing left to change). A rejected approval skips apply and verify.
-    Plan and verify time out after an hour, the apply after `apply_timeout`; the approval after its 4 hours.
+                     verify_extravars: dict | None = None, bound: dict | None = None,
+                     apply_timeout: timedelta = timedelta(hours=4)):
+    """A destructive procedure: plan (check mode) -> approval of that plan by someone other than the requester
+    (approve, and approve_2 when two are required: runbook_approval.py) -> apply (confirm=true, no retry, after its
+    own check of the approvals; what the plan resolved in `bound` is passed on, not resolved again) -> verify (check
+    mode again must find nothing left to change). A plan that changes nothing asks nobody; a rejected or expired
+    approval skips or fails everything after it. Plan and verify time out after an hour, the apply after
+    `apply_timeout`; each approval after its 4 hours.
 
     An action rather than a state (a restart, a rollback whose second run undoes the first) is never "nothing left
     to change": `verify_extravars` turn the verify step into the playbook's own check of the result (such as
     verify=true), still in check mode and still required to change nothing."""
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
     from airflow.sdk import DAG, Param
+    from runbook_approval import ApplyOperator, FourEyesApproval
 
     form = {name: Param(**spec) for name, spec in {**params, "reason": REASON}.items()}
     with DAG(dag_id, schedule=None, start_date=START, catchup=False, max_active_runs=1, doc_md=doc_md,
              tags=["runbook", "manual", *tags], params=form,
              default_args=default_args(retries=0, timeout=timedelta(hours=1)),
-             render_template_as_native_obj=True, user_defined_filters={"plan_text": plan_text}) as dag:
+             render_template_as_native_obj=True) as dag:
         reason = "{{ params.reason }}"
         plan = PlaybookOperator(task_id="plan", playbook=playbook, extravars=extravars, check=True, reason=reason,
                                 retries=1, doc_md="The playbook in check mode: what would change.")
-        approve = ApprovalOperator(
-            task_id="approve", subject=f"{dag_id}: apply this plan?",
-            body="Requested by {{ dag_run.triggering_user_name or 'someone' }}: {{ params.reason }}\n\n"
-                 "{{ ti.xcom_pull(task_ids='plan') | plan_text }}",
-            response_timeout=timedelta(hours=4), doc_md="A person reads the plan and approves or rejects it.")
-        apply = PlaybookOperator(task_id="apply", playbook=playbook, extravars={**extravars, "confirm": True},
-                                 reason=reason, retries=0, execution_timeout=apply_timeout,
-                                 doc_md="The change, with confirm=true. Never retried.")
+        approvals = [FourEyesApproval(
+            task_id=task_id, stage=stage, subject=f"{dag_id}: apply this plan?" if stage == 1 else
+            f"{dag_id}: second approval of this plan?", body="The plan is shown once the plan task has run.",
+            response_timeout=timedelta(hours=4),
+            doc_md="A permitted person other than the requester reads the plan and approves or rejects it"
+                   + ("." if stage == 1 else " (asked only when two approvals are required)."))
+            for stage, task_id in enumerate(("approve", "approve_2"), start=1)]
+        apply = ApplyOperator(task_id="apply", playbook=playbook, extravars={**extravars, "confirm": True},
+                              bound=bound, reason=reason, retries=0, execution_timeout=apply_timeout,
+                              doc_md="The change, with confirm=true, once the approvals are checked. Never retried.")
         checked = ("The playbook's own check of the result, in check mode: it must change nothing."
                    if verify_extravars else "Check mode again: nothing may be left to change.")
         verify = PlaybookOperator(task_id="verify", playbook=playbook,
                                   extravars={**extravars, **(verify_extravars or {})}, check=True,
                                   expect_no_change=True, reason=reason, retries=1, doc_md=checked)
-        plan >> approve >> apply >> verify
+        plan >> approvals[0] >> approvals[1] >> apply >> verify
     return dag
 
 

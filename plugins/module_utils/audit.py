@@ -39,6 +39,13 @@ def make_record(params: dict) -> dict:
               "controller": socket.gethostname(), "procedure": params["procedure"], "result": params["result"]}
     if os.environ.get("RUNBOOK_REASON"):  # why the run was made, as given in the Airflow trigger form
         record["reason"] = os.environ["RUNBOOK_REASON"]
+    # An Airflow apply: who asked, who approved (checked by the apply before it ran), and the plan they approved.
+    if os.environ.get("RUNBOOK_REQUESTER"):
+        record["requester"] = os.environ["RUNBOOK_REQUESTER"]
+    if os.environ.get("RUNBOOK_APPROVERS"):
+        record["approvers"] = os.environ["RUNBOOK_APPROVERS"].split(",")
+    if os.environ.get("RUNBOOK_PLAN_DIGEST"):
+        record["plan_digest"] = os.environ["RUNBOOK_PLAN_DIGEST"]
     return record
 
 

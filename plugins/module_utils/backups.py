@@ -247,15 +247,19 @@ class LocalStore:
         return sorted(backups, key=lambda b: (b.manifest["finished_at"], b.backup_id))
 
     def resolve(self, database: str, wanted: str = "latest") -> Backup:
-        """'latest', 'latest-verified' or a backup id -> the backup, or an error that lists what exists."""
+        """'latest' (the newest verified backup; 'latest-verified' is the same), or a backup id -> the backup, or
+        an error that lists what exists. A backup whose verification failed, or that was never verified, is never
+        'latest': name it by its id to act on it anyway."""
         backups = self.list(database)
         if wanted in ("latest", "latest-verified"):
-            candidates = [b for b in backups if b.verified or wanted == "latest"]
+            candidates = [b for b in backups if b.verified]
             if candidates:
                 return candidates[-1]
-            what = "verified backup" if wanted == "latest-verified" else "backup"
-            raise RunbookError(f"there is no {what} of database {database!r} in {self.database_dir(database)}: "
-                               "run playbooks/backup-db.yml first, or check pg_backup_root and the database name.")
+            unverified = f" ({len(backups)} unverified: {', '.join(b.backup_id for b in backups[-3:])})" \
+                if backups else ""
+            raise RunbookError(f"there is no verified backup of database {database!r} in "
+                               f"{self.database_dir(database)}{unverified}: run playbooks/backup-db.yml (it verifies "
+                               "what it writes), or check pg_backup_root and the database name.")
         if not BACKUP_ID_RE.match(str(wanted)):
             raise RunbookError(f"backup id {wanted!r} is not a backup id (they look like 20261123T051200Z); "
                                "use backup=latest or an id listed by playbooks/verify-backups.yml.")

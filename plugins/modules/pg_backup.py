@@ -95,10 +95,11 @@ options:
     default: []
   run_id:
     description:
-      - Who asks for this backup, recorded in its manifest (an Airflow task sets C(RUNBOOK_RUN_ID): DAG, run, task and
-        map index). When a complete backup of O(database) already names this run (an earlier try finished it before
-        it was killed), it is reported (verified first if that try ended before its verification) and no second
-        backup is taken.
+      - Who asks for this backup, recorded in its manifest. An Airflow task sets C(RUNBOOK_RUN_ID) to its DAG, run, task
+        and map index, which the role passes here.
+      - When a complete backup of O(database) already names this run (an earlier try finished it before it was
+        killed), it is reported (verified first if that try ended before its verification) and no second backup is
+        taken.
     type: str
   s3_bucket:
     description: Also copy the backup to this S3 bucket (the second store). Uses the AWS options below.

@@ -56,17 +56,20 @@ def test_failed_level_makes_backup_unverified():
     assert not backup.verified and backup.level is None
 
 
-def write_backup(root, database, backup_id, complete=True):
+def write_backup(root, database, backup_id, complete=True, verified=None):
+    """A backup directory; `verified` True or False records its checksum verification as passed or failed."""
     path = root / database / backup_id
     path.mkdir(parents=True)
     (path / "toc.dat").write_bytes(b"x")
     if complete:
         (path / "manifest.json").write_text(json.dumps({"finished_at": isoformat(NOW), "tables": [], "size_bytes": 1}))
+    if verified is not None:
+        (path / "verification.json").write_text(json.dumps({"levels": {"checksum": {"ok": verified}}}))
     return path
 
 
 def test_partial_and_manifestless_directories_are_never_listed(tmp_path):
-    write_backup(tmp_path, "chat", "20261123T000000Z")
+    write_backup(tmp_path, "chat", "20261123T000000Z", verified=True)
     write_backup(tmp_path, "chat", "20261123T010000Z", complete=False)
     write_backup(tmp_path, "chat", ".partial-20261123T020000Z")
     store = LocalStore(str(tmp_path))
@@ -84,8 +87,22 @@ def test_resolve_explains_what_exists(tmp_path):
         store.resolve("chat", "../../etc")
     with pytest.raises(RunbookError, match="no verified backup"):
         store.resolve("chat", "latest-verified")
-    with pytest.raises(RunbookError, match="no backup of database 'other'"):
+    with pytest.raises(RunbookError, match="no verified backup of database 'other'"):
         store.resolve("other", "latest")
+
+
+def test_latest_is_the_newest_verified_backup(tmp_path):
+    """A newer backup that failed its verification, or was never verified, is not `latest`; its id still names it."""
+    write_backup(tmp_path, "chat", "20261123T000000Z", verified=True)
+    write_backup(tmp_path, "chat", "20261123T010000Z", verified=False)
+    write_backup(tmp_path, "chat", "20261123T020000Z")
+    store = LocalStore(str(tmp_path))
+    assert store.resolve("chat", "latest").backup_id == "20261123T000000Z"
+    assert store.resolve("chat", "latest-verified").backup_id == "20261123T000000Z"
+    assert store.resolve("chat", "20261123T020000Z").backup_id == "20261123T020000Z"
+    write_backup(tmp_path, "lonely", "20261123T000000Z", verified=False)
+    with pytest.raises(RunbookError, match=r"no verified backup of database 'lonely'.*1 unverified: 20261123T000000Z"):
+        store.resolve("lonely", "latest")
 
 
 def test_backup_ids_do_not_collide(tmp_path):

@@ -68,7 +68,9 @@ def test_a_changed_file_fails_the_verification_and_unverifies_the_backup(tmp_pat
     assert not result["ok"] and result["levels_run"] == ["checksum"]
     assert result["problems"][0].startswith("3001.dat.gz: sha256")
     record = json.loads(open(os.path.join(backup.path, "verification.json")).read())
-    assert record["levels"]["checksum"]["ok"] is False and not store.resolve("chat", "latest").verified
+    assert record["levels"]["checksum"]["ok"] is False and not store.resolve("chat", backup.backup_id).verified
+    with pytest.raises(RunbookError, match="no verified backup"):  # and it is no longer `latest`
+        store.resolve("chat", "latest")
     message = verification_failure(backup.backup_id, "chat", result)
     assert message.startswith("backup 20261123T051200Z of chat FAILED checksum verification: 3001.dat.gz")
     assert "Do not restore it" in message
