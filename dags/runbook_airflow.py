@@ -298,8 +298,11 @@ class PlaybookOperator(BaseOperator):
 
     def __init__(self, *, playbook: str, extravars: dict | None = None, check: bool = False,
                  limit: str | None = None, reason: str | None = None, expect_no_change: bool = False,
-                 publish: Sequence[str] = (), **kwargs):
+                 publish: Sequence[str] = (), bound: dict[str, tuple[str, ...]] | None = None, **kwargs):
         super().__init__(**kwargs)
+        # {extra variable: (module, key, ...)}: the value the `plan` task's run resolved there (a backup id for
+        # `latest`) replaces the form's, so the apply and its verification act on what was approved.
+        self.bound = dict(bound or {})
         self.playbook, self.extravars, self.check, self.limit = playbook, extravars or {}, check, limit
         self.reason, self.expect_no_change, self.publish = reason, expect_no_change, tuple(publish)
         self._run: PlaybookRun | None = None
@@ -309,6 +312,11 @@ class PlaybookOperator(BaseOperator):
         # An empty form field means "not given": the playbook's own default applies.
         self.extravars = {key: value for key, value in self.extravars.items() if value not in (None, "")}
         refuse_templates({**self.extravars, **({"reason": self.reason} if self.reason else {})})
+        if self.bound:
+            plan = context["ti"].xcom_pull(task_ids="plan")
+            for name, path in self.bound.items():
+                self.extravars[name] = resolved(plan or {}, path, name)
+                self.log.info("%s=%s, as the plan resolved it", name, self.extravars[name])
         dag_run = context.get("dag_run")
         who = getattr(dag_run, "triggering_user_name", None) or "airflow"
         actor = f"{who} via Airflow {self.dag_id}/{getattr(dag_run, 'run_id', '?')}"
@@ -332,10 +340,28 @@ class PlaybookOperator(BaseOperator):
             self._run.stop()
 
 
-def task_run_id(context) -> str:
+def resolved(plan: dict, path: tuple[str, ...], name: str):
+    """The one value the plan resolved at `path` (module, key, key...) on every host that reported it."""
+    module, *keys = path
+    found = set()
+    for row in (plan.get("results") or {}).get(module, []):
+        value = row
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value not in (None, ""):
+            found.add(json.dumps(value, sort_keys=True))
+    if len(found) != 1:
+        raise PlaybookFailed(f"The plan resolved {len(found)} values of {name} ({', '.join(sorted(found))}): the "
+                             "apply needs exactly one. Nothing was applied.")
+    return json.loads(found.pop())
+
+
+def task_run_id(context) -> str | None:
     """The same for every try of one task instance of one DAG run, different for any other: what a retried try
     looks for in what its earlier tries finished (a backup's manifest records it)."""
-    ti = context["ti"]
+    ti = context.get("ti")
+    if ti is None:  # run outside a task (a test calling execute({}))
+        return None
     index = getattr(ti, "map_index", -1)
     return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}" + (f"[{index}]" if index is not None and index >= 0 else "")
 
@@ -559,7 +585,7 @@ def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dic
         checked = ("The playbook's own check of the result, in check mode: it must change nothing."
                    if verify_extravars else "Check mode again: nothing may be left to change.")
         verify = PlaybookOperator(task_id="verify", playbook=playbook,
-                                  extravars={**extravars, **(verify_extravars or {})}, check=True,
+                                  extravars={**extravars, **(verify_extravars or {})}, check=True, bound=bound,
                                   expect_no_change=True, reason=reason, retries=1, doc_md=checked)
         plan >> approvals[0] >> approvals[1] >> apply >> verify
     return dag

@@ -226,13 +226,8 @@ class FourEyesApproval(ApprovalOperator):
 
 
 class ApplyOperator(PlaybookOperator):
-    """The apply of an approved plan: before anything runs, it checks the approvals itself (verdict), and passes on
-    what the plan resolved (`bound`: {extra variable: (module, key, ...)} read from the plan's results), so what
-    runs is what was approved, not what a new resolution would find."""
-
-    def __init__(self, *, bound: dict[str, tuple[str, ...]] | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.bound = dict(bound or {})
+    """The apply of an approved plan: before anything runs, it checks the approvals itself (verdict); what the
+    plan resolved (`bound`) is passed on by PlaybookOperator."""
 
     def execute(self, context) -> dict:
         ti = context["ti"]
@@ -244,24 +239,6 @@ class ApplyOperator(PlaybookOperator):
                            now=datetime.now(UTC), max_age=plan_max_age())
         self.log.info("Approved by %s (requested by %s), plan %s", ", ".join(approved["approvers"]), who_asked,
                       approved["plan_digest"])
-        for name, path in self.bound.items():
-            self.extravars[name] = resolved(plan, path, name)
         self.audit = {"RUNBOOK_REQUESTER": who_asked, "RUNBOOK_APPROVERS": ",".join(approved["approvers"]),
                       "RUNBOOK_PLAN_DIGEST": approved["plan_digest"]}
         return super().execute(context)
-
-
-def resolved(plan: dict, path: tuple[str, ...], name: str):
-    """The one value the plan resolved at `path` (module, key, key...) on every host that reported it."""
-    module, *keys = path
-    found = set()
-    for row in (plan.get("results") or {}).get(module, []):
-        value = row
-        for key in keys:
-            value = value.get(key) if isinstance(value, dict) else None
-        if value not in (None, ""):
-            found.add(json.dumps(value, sort_keys=True))
-    if len(found) != 1:
-        raise ApprovalRefused(f"The plan resolved {len(found)} values of {name} ({', '.join(sorted(found))}): the "
-                              "apply needs exactly one. Nothing was applied.")
-    return json.loads(found.pop())

@@ -32,6 +32,10 @@ globals().update({name: value for name, value in vars(integration).items() if no
 
 BIN = Path(sys.executable).parent
 APPROVER = "approver"
+# dag.test() runs are triggered by "dag_test" (Airflow's own name for them): a user of that name may log in, and is
+# among the approvers configured, so a test can show that the requester still cannot approve their own run.
+REQUESTER = "dag_test"
+OUTSIDER = "viewer_op"  # may log in and answer approvals in general, but is not a configured approver
 
 
 def free_port() -> int:
@@ -45,7 +49,7 @@ class Airflow:
     home: Path
     env: dict
     api: str | None = None
-    password: str = ""
+    passwords: dict | None = None
 
     def run_dag(self, module: str, dag_id: str, conf: dict | None = None, env: dict | None = None,
                 background: bool = False):
@@ -58,17 +62,17 @@ class Airflow:
         return proc if background else finish(proc)
 
     # -- the REST API, as the UI uses it --------------------------------------------------------------
-    def token(self) -> str:
-        body = json.dumps({"username": APPROVER, "password": self.password}).encode()
+    def token(self, user: str = APPROVER) -> str:
+        body = json.dumps({"username": user, "password": self.passwords[user]}).encode()
         request = urllib.request.Request(f"{self.api}/auth/token", data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())["access_token"]
 
-    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+    def call(self, method: str, path: str, body: dict | None = None, user: str = APPROVER) -> dict:
         request = urllib.request.Request(f"{self.api}/api/v2{path}", method=method,
                                          data=json.dumps(body).encode() if body is not None else None,
-                                         headers={"Authorization": f"Bearer {self.token()}",
+                                         headers={"Authorization": f"Bearer {self.token(user)}",
                                                   "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"{}")
@@ -80,16 +84,19 @@ class Airflow:
             if proc.poll() is not None:
                 raise AssertionError(f"the run ended before asking for an approval:\n{proc.stdout.read()[-6000:]}")
             pending = self.call("GET", f"/dags/{dag_id}/dagRuns/~/hitlDetails?response_received=false")
-            details = pending.get("hitl_details", [])
+            # Still waiting (an approval marked success by hand in an earlier run is unanswered, and not waiting).
+            details = [detail for detail in pending.get("hitl_details", [])
+                       if detail["task_instance"]["state"] in ("awaiting_input", "deferred")]
             if details:
                 return details[0]
             time.sleep(2)
         raise AssertionError(f"no approval request from {dag_id} within {timeout} s")
 
-    def answer(self, detail: dict, option: str) -> dict:
+    def answer(self, detail: dict, option: str, user: str = APPROVER) -> dict:
         ti = detail["task_instance"]
         return self.call("PATCH", f"/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/"
-                                  f"{ti['map_index']}/hitlDetails", {"chosen_options": [option], "params_input": {}})
+                                  f"{ti['map_index']}/hitlDetails", {"chosen_options": [option], "params_input": {}},
+                         user=user)
 
 
 def stop(proc: subprocess.Popen, timeout: float) -> None:
@@ -112,8 +119,8 @@ def finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[str, dict | No
 @pytest.fixture(scope="session")
 def airflow(tmp_path_factory) -> Airflow:
     home = tmp_path_factory.mktemp("airflow")
-    password = secrets.token_urlsafe(12)
-    (home / "passwords.json").write_text(json.dumps({APPROVER: password}))
+    passwords = {user: secrets.token_urlsafe(12) for user in (APPROVER, REQUESTER, OUTSIDER)}
+    (home / "passwords.json").write_text(json.dumps(passwords))
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -122,7 +129,7 @@ def airflow(tmp_path_factory) -> Airflow:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{APPROVER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{APPROVER}:admin,{REQUESTER}:user,{OUTSIDER}:user",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(24),
         "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(24),
@@ -131,9 +138,10 @@ def airflow(tmp_path_factory) -> Airflow:
         "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".ansible" / "collections"),
         "ANSIBLE_LOCAL_TEMP": str(home / "ansible-tmp"),
         "RUNBOOK_RETRY_DELAY": "1",
+        "RUNBOOK_APPROVERS": json.dumps([APPROVER, REQUESTER]),
     }
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, cwd=ROOT)
-    return Airflow(home, env, password=password)
+    return Airflow(home, env, passwords=passwords)
 
 
 @pytest.fixture(scope="session")

@@ -51,8 +51,12 @@ def test_manual_dags_plan_approve_apply_verify_one_at_a_time(dagbag):
         dag = dagbag.dags[dag_id]
         assert not dag.timetable.can_be_scheduled and dag.max_active_runs == 1, dag_id
         chain = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
-        assert chain == {"plan": ["approve"], "approve": ["apply"], "apply": ["verify"], "verify": []}, dag_id
-        assert type(dag.task_dict["approve"]).__name__ == "ApprovalOperator"
+        assert chain == {"plan": ["approve"], "approve": ["approve_2"], "approve_2": ["apply"], "apply": ["verify"],
+                         "verify": []}, dag_id
+        assert type(dag.task_dict["approve"]).__name__ == "FourEyesApproval"
+        assert type(dag.task_dict["apply"]).__name__ == "ApplyOperator"
+        # A reject skips everything after it; a timeout fails the approval: nothing is applied either way.
+        assert dag.task_dict["approve"].ignore_downstream_trigger_rules and dag.task_dict["approve"].defaults is None
         assert dag.task_dict["apply"].retries == 0, dag_id
         assert dag.task_dict["plan"].check and dag.task_dict["verify"].check and not dag.task_dict["apply"].check
         assert dag.task_dict["apply"].extravars["confirm"] is True
@@ -66,6 +70,26 @@ def test_the_recover_db_form(dagbag):
     assert set(params) == {"database", "backup", "reason"}
     assert params["backup"] == "latest"
     assert params.get_param("backup").schema["pattern"] == "^(latest|[0-9]{8}T[0-9]{6}Z)$"
+
+
+def test_every_free_text_field_refuses_a_template_when_the_run_is_triggered(dagbag):
+    """The form (and a run's conf, which Airflow checks against the same schema) refuses a template in any
+    free-text field of any manual DAG before a run exists."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    payloads = ["chat{{ lookup('pipe', 'touch /tmp/F') }}", "{% if true %}x{% endif %}"]
+    checked = 0
+    for dag_id in MANUAL:
+        params = dagbag.dags[dag_id].params
+        for name in params:
+            schema = params.get_param(name).schema
+            if "string" not in str(schema.get("type")) or schema.get("enum"):
+                continue
+            for payload in payloads:
+                with pytest.raises(ParamValidationError):
+                    params.get_param(name).resolve(payload)
+                checked += 1
+    assert checked >= 2 * 14, checked  # every free-text field of the issue, and the reasons
 
 
 def test_a_restart_is_verified_by_the_health_of_what_it_restarted(dagbag):

@@ -182,7 +182,8 @@ def test_recover_db_to_a_point_in_time_from_the_form(api_server, archived):
     api_server.answer(detail, "Approve")
     output, result = finish(run)
     assert result and result["state"] == "success", output[-6000:]
-    assert result["tasks"] == {"plan": "success", "approve": "success", "apply": "success", "verify": "success"}
+    assert result["tasks"] == {"plan": "success", "approve": "success", "approve_2": "success", "apply": "success",
+                              "verify": "success"}
     with connect(archived.cluster, "timed") as conn:
         assert conn.execute("SELECT body FROM notes").fetchall() == [("kept",)]
     [record] = [r for r in archived.workspace.audit() if r.get("result") == "recovered"]

@@ -11,13 +11,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "dags"))
 
+from runbook_airflow import PlaybookFailed, resolved  # noqa: E402
 from runbook_approval import (  # noqa: E402
     ApprovalRefused,
     approvals_required,
     approvers,
     digest,
     plan_lines,
-    resolved,
     verdict,
 )
 
@@ -95,7 +95,7 @@ def test_the_plan_in_words_has_no_json():
 def test_what_the_plan_resolved_is_passed_on():
     assert resolved(PLAN, ("pg_restore_db", "backup", "id"), "backup") == "20261207T021500Z"
     two = {"results": {"pg_restore_db": [{"backup": {"id": "a"}}, {"backup": {"id": "b"}}]}}
-    with pytest.raises(ApprovalRefused, match="resolved 2 values of backup"):
+    with pytest.raises(PlaybookFailed, match="resolved 2 values of backup"):
         resolved(two, ("pg_restore_db", "backup", "id"), "backup")
 
 

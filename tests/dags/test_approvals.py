@@ -1,0 +1,130 @@
+"""The approval as a control, end to end: real dag.test() runs of recover_db (requested by `dag_test`) answered over
+the REST API of an api-server on the same metadata database, as people answer in the UI.
+
+- The requester's own approval and a non-approver's are refused by Airflow; the configured approver's applies.
+- What is restored is the backup the plan showed, though a newer one landed before the approval.
+- The approval task marked success by hand applies nothing.
+- Two approvals required: one applies nothing yet, the second applies.
+- A template in a form field never runs."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+
+import pytest
+from conftest import APPROVER, OUTSIDER, REQUESTER, Workspace, connect, finish
+
+
+@pytest.fixture
+def ws(pg, chat_db, tmp_path):
+    return Workspace(pg, [chat_db], tmp_path)
+
+
+def inventory(ws) -> dict:
+    return {"AIRFLOW_VAR_RUNBOOK_INVENTORY": str(ws.inventory)}
+
+
+def messages(pg, chat_db) -> int:
+    with connect(pg, chat_db) as conn:
+        return conn.execute("SELECT count(*) FROM chat_messages").fetchone()[0]
+
+
+def refused(api_server, detail: dict, user: str) -> int:
+    with pytest.raises(urllib.error.HTTPError) as error:
+        api_server.answer(detail, "Approve", user=user)
+    return error.value.code
+
+
+def task_states(api_server, dag_id: str, run_id: str) -> dict:
+    listed = api_server.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    return {ti["task_id"]: ti["state"] for ti in listed}
+
+
+def test_only_a_permitted_approver_other_than_the_requester_applies_the_planned_backup(api_server, ws, pg, chat_db):
+    assert ws.play("backup-db.yml").rc == 0
+    [planned] = ws.backups(chat_db)
+    before = messages(pg, chat_db)
+    with connect(pg, chat_db) as conn:
+        conn.execute("DELETE FROM chat_messages")  # the incident
+
+    conf = {"database": chat_db, "backup": "latest", "reason": "INC-5001 chat_messages emptied"}
+    run = api_server.run_dag("manual", "recover_db", conf=conf, env=inventory(ws), background=True)
+    detail = api_server.wait_for_approval_request("recover_db", run)
+    body = detail["body"]
+    assert planned in body and "INC-5001 chat_messages emptied" in body and "Plan digest: `sha256:" in body, body
+    assert '{"' not in body, body  # words, not JSON
+    assert {user["id"] for user in detail["assigned_users"]} == {APPROVER}  # the requester is not asked
+
+    # The nightly backup lands before the approval: a backup of the damaged database.
+    assert ws.play("backup-db.yml", pg_backup_skip_if_newer_than="0").rc == 0
+    assert len(ws.backups(chat_db)) == 2
+
+    assert refused(api_server, detail, REQUESTER) == 403
+    assert refused(api_server, detail, OUTSIDER) == 403
+    assert messages(pg, chat_db) == 0
+    api_server.answer(detail, "Approve")
+    output, result = finish(run)
+    assert result and result["state"] == "success", output[-6000:]
+    assert result["tasks"] == {"plan": "success", "approve": "success", "approve_2": "success", "apply": "success",
+                               "verify": "success"}
+    assert messages(pg, chat_db) == before  # the planned backup, not the newer one of the damaged database
+    [record] = [r for r in ws.audit() if r.get("result") == "recovered"]
+    assert record["backup"] == planned and record["requester"] == REQUESTER and record["approvers"] == [APPROVER]
+    assert record["plan_digest"].startswith("sha256:") and record["plan_digest"] in body
+    assert record["reason"] == "INC-5001 chat_messages emptied"
+
+
+def test_an_approval_marked_success_by_hand_applies_nothing(api_server, ws, pg, chat_db):
+    assert ws.play("backup-db.yml").rc == 0
+    with connect(pg, chat_db) as conn:
+        conn.execute("DELETE FROM chat_messages")
+    conf = {"database": chat_db, "backup": "latest", "reason": "INC-5002 marked success"}
+    run = api_server.run_dag("manual", "recover_db", conf=conf, env=inventory(ws), background=True)
+    detail = api_server.wait_for_approval_request("recover_db", run)
+    ti = detail["task_instance"]
+    api_server.call("PATCH", f"/dags/recover_db/dagRuns/{ti['dag_run_id']}/taskInstances/approve",
+                    {"new_state": "success"})
+    output, result = finish(run)
+    assert result and result["state"] == "failed", output[-6000:]
+    assert result["tasks"]["apply"] == "failed" and result["tasks"]["verify"] == "upstream_failed"
+    assert "An approval task marked success by hand is not an approval" in output
+    assert messages(pg, chat_db) == 0 and [r for r in ws.audit() if r.get("result") == "recovered"] == []
+
+
+def test_two_approvals_required_one_applies_nothing_the_second_applies(api_server, ws, pg, chat_db):
+    assert ws.play("backup-db.yml").rc == 0
+    before = messages(pg, chat_db)
+    with connect(pg, chat_db) as conn:
+        conn.execute("DELETE FROM chat_messages")
+    conf = {"database": chat_db, "backup": "latest", "reason": "INC-5003 two people"}
+    run = api_server.run_dag("manual", "recover_db", conf=conf, background=True,
+                             env={**inventory(ws), "RUNBOOK_APPROVALS_REQUIRED": "2",
+                                  "RUNBOOK_APPROVERS": json.dumps([APPROVER, OUTSIDER, REQUESTER])})
+    first = api_server.wait_for_approval_request("recover_db", run)
+    assert first["task_instance"]["task_id"] == "approve" and "Approval 1 of 2" in first["body"]
+    api_server.answer(first, "Approve")
+    second = api_server.wait_for_approval_request("recover_db", run)
+    assert second["task_instance"]["task_id"] == "approve_2" and "already approved by approver" in second["body"]
+    # Neither the requester nor the first approver may give the second approval.
+    assert {user["id"] for user in second["assigned_users"]} == {OUTSIDER}
+    assert refused(api_server, second, APPROVER) == 403
+    time.sleep(2)
+    assert messages(pg, chat_db) == 0, "one approval of two applied something"
+    api_server.answer(second, "Approve", user=OUTSIDER)
+    output, result = finish(run)
+    assert result and result["state"] == "success", output[-6000:]
+    assert messages(pg, chat_db) == before
+    [record] = [r for r in ws.audit() if r.get("result") == "recovered"]
+    assert record["approvers"] == [APPROVER, OUTSIDER]
+
+
+def test_a_template_in_a_form_field_never_runs(airflow, ws, tmp_path):
+    marker = tmp_path / "F"
+    for payload in (f"chat{{{{ lookup('pipe', 'touch {marker}') }}}}", f"{{% set x = lookup('pipe', 'touch {marker}') %}}"):
+        conf = {"database": payload, "backup": "latest", "reason": "INC-5004 an attacker's form"}
+        output, result = airflow.run_dag("manual", "recover_db", conf=conf, env=inventory(ws))
+        assert not marker.exists(), output[-4000:]
+        assert result is None or result["state"] == "failed", output[-4000:]
+        assert "database" in output
