@@ -53,6 +53,8 @@ WORKERS = "worker-1=default,zone-a worker-2=default,zone-a,zone-b"
 MARK = "RUNBOOK_AIRFLOW_CLUSTER"
 HEALTHY = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 ADMIN = "admin"
+# Four eyes (dags/runbook_approval.py): the admin triggers, a second user approves (the requester never may).
+APPROVER = "approver"
 
 
 @dataclass
@@ -103,7 +105,7 @@ class AirflowCluster:
         return {
             "core": {"dags_folder": str(ROOT / "dags"), "executor": "CeleryExecutor", "load_examples": "False",
                      "auth_manager": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-                     "simple_auth_manager_users": f"{ADMIN}:admin",
+                     "simple_auth_manager_users": f"{ADMIN}:admin,{APPROVER}:user",
                      "simple_auth_manager_passwords_file": str(self.home / "passwords.json"),
                      "execution_api_server_url": f"{self.api}/execution/",
                      "hostname_callable": "runbook_worker_name.worker_hostname"},
@@ -143,9 +145,12 @@ class AirflowCluster:
             directory.mkdir(parents=True, exist_ok=True)
         self.home.chmod(0o700)
         passwords = self.home / "passwords.json"
-        if not passwords.exists():
+        known = json.loads(passwords.read_text()) if passwords.exists() else {}
+        if set(known) < {ADMIN, APPROVER}:
             passwords.touch(mode=0o600)
-            passwords.write_text(json.dumps({ADMIN: secrets.token_urlsafe(12)}))
+            passwords.chmod(0o600)
+            passwords.write_text(json.dumps({user: known.get(user) or secrets.token_urlsafe(12)
+                                             for user in (ADMIN, APPROVER)}))
         policy = self.home / "config" / "airflow_local_settings.py"
         if not policy.is_symlink():
             policy.unlink(missing_ok=True)
@@ -158,7 +163,11 @@ class AirflowCluster:
 
     @property
     def password(self) -> str:
-        return json.loads((self.home / "passwords.json").read_text())[ADMIN]
+        return self.passwords[ADMIN]
+
+    @property
+    def passwords(self) -> dict[str, str]:
+        return json.loads((self.home / "passwords.json").read_text())
 
     def metadata_database(self) -> bool:
         """Role and database `airflow` on the metadata server, the role's password the one in airflow.cfg."""
@@ -196,7 +205,8 @@ class AirflowCluster:
                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                "ANSIBLE_HOME": str(ROOT / ".ansible"),
                "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".ansible" / "collections"),
-               "RUNBOOK_PROJECT_DIR": str(ROOT), "RUNBOOK_INVENTORY": self.inventory, **self.environ}
+               "RUNBOOK_PROJECT_DIR": str(ROOT), "RUNBOOK_INVENTORY": self.inventory,
+               "RUNBOOK_APPROVERS": os.environ.get("RUNBOOK_APPROVERS", APPROVER), **self.environ}
         if name in self.workers:
             env["RUNBOOK_WORKER_HOSTNAME"] = name
         return env
@@ -382,15 +392,18 @@ print(json.dumps(sorted(names)))
         return ok, rows
 
     # -- the REST API, as the UI uses it ----------------------------------------------------------------------
-    def token(self, fresh: bool = False) -> str:
+    def token(self, fresh: bool = False, user: str = ADMIN) -> str:
         """A token of the admin user, asked for once and kept (a new one per call cost the api-server as much as the
-        call); `fresh` asks again, as call() does when the kept one is refused."""
-        if self._token is None or fresh:
-            body = json.dumps({"username": ADMIN, "password": self.password}).encode()
+        call); `fresh` asks again, as call() does when the kept one is refused. Another `user`: a new token."""
+        if user != ADMIN or self._token is None or fresh:
+            body = json.dumps({"username": user, "password": self.passwords[user]}).encode()
             request = urllib.request.Request(f"{self.api}/auth/token", data=body, method="POST",
                                              headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=30) as response:
-                self._token = json.loads(response.read())["access_token"]
+                token = json.loads(response.read())["access_token"]
+            if user != ADMIN:
+                return token
+            self._token = token
         return self._token
 
     def call(self, method: str, path: str, body: dict | None = None, token: str | None = None):
@@ -507,7 +520,8 @@ def main() -> int:
         for what, changed in cluster.up().items():
             print(f"  {what:<26} {'yes' if changed else 'already'}")
         print(f"""
-  Airflow UI:  {cluster.api}   (log in as {ADMIN}; the password is in {cluster.home / 'passwords.json'})
+  Airflow UI:  {cluster.api}   (log in as {ADMIN} to trigger, as {APPROVER} to approve: a run is never
+               approved by who triggered it; the passwords are in {cluster.home / 'passwords.json'})
   Executor:    CeleryExecutor, broker redis://127.0.0.1:{cluster.redis_port}/{BROKER_DB}, metadata \
 postgresql://127.0.0.1:{cluster.metadata.port}/airflow
   Workers:     {'; '.join(f'{name} (queues {queues})' for name, queues in cluster.workers.items())}

@@ -25,7 +25,7 @@ class ActionModule(ActionBase):
         record = make_record(params)
         if not self._play_context.check_mode:
             try:
-                append(params["path"], record)
+                record = append(params["path"], record)
             except OSError as exc:
                 return {**result, "failed": True, "record": record,
                         "msg": f"cannot append to the audit log {params['path']}: {exc}"}

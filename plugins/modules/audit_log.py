@@ -80,7 +80,7 @@ def main():
     record = make_record(module.params)
     if not module.check_mode:
         try:
-            append(module.params["path"], record)
+            record = append(module.params["path"], record)
         except OSError as exc:
             module.fail_json(msg=f"cannot append to the audit log {module.params['path']}: {exc}", record=record)
     module.exit_json(changed=False, record=record)

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import LocalStore
-from sandbox.airflow_cluster import process_tree
+from sandbox.airflow_cluster import APPROVER, process_tree
 from sandbox.pgcluster import process_alive
 
 POOL_SLOTS = 2  # airflow_pool_slots of every server (sandbox.FLEET_POOL_SLOTS)
@@ -182,8 +182,12 @@ def test_recover_db_approved_over_rest_applies_on_a_worker_and_records_who_and_w
         assert time.monotonic() < deadline, "recover_db never asked for an approval"
         time.sleep(2)
     ti = pending[0]["task_instance"]
-    cluster.call("PATCH", f"{cluster.run_path('recover_db', run_id)}/taskInstances/{ti['task_id']}/"
-                          f"{ti['map_index']}/hitlDetails", {"chosen_options": ["Approve"], "params_input": {}})
+    answer = f"{cluster.run_path('recover_db', run_id)}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails"
+    # Four eyes: the admin who triggered the run may not approve it; the approver may.
+    with pytest.raises(RuntimeError, match="HTTP 403"):
+        cluster.call("PATCH", answer, {"chosen_options": ["Approve"], "params_input": {}})
+    cluster.call("PATCH", answer, {"chosen_options": ["Approve"], "params_input": {}},
+                 cluster.token(user=APPROVER))
     run, tis = ended(cluster, "recover_db", run_id)
     assert run["state"] == "success", states(tis)
     assert tis[("apply", -1)]["hostname"] in ("worker-1", "worker-2")
@@ -193,6 +197,7 @@ def test_recover_db_approved_over_rest_applies_on_a_worker_and_records_who_and_w
     [applied] = [r for r in records if r.get("result") == "recovered" and r.get("database") == database]
     assert applied["reason"] == reason
     assert applied["actor"].startswith("admin via Airflow recover_db/"), applied["actor"]
+    assert applied["requester"] == "admin" and applied["approvers"] == [APPROVER], applied
 
 
 @pytest.mark.parametrize("host_vars, says", [

@@ -122,7 +122,8 @@ def test_two_approvals_required_one_applies_nothing_the_second_applies(api_serve
 
 def test_a_template_in_a_form_field_never_runs(airflow, ws, tmp_path):
     marker = tmp_path / "F"
-    for payload in (f"chat{{{{ lookup('pipe', 'touch {marker}') }}}}", f"{{% set x = lookup('pipe', 'touch {marker}') %}}"):
+    for payload in (f"chat{{{{ lookup('pipe', 'touch {marker}') }}}}",
+                    f"{{% set x = lookup('pipe', 'touch {marker}') %}}"):
         conf = {"database": payload, "backup": "latest", "reason": "INC-5004 an attacker's form"}
         output, result = airflow.run_dag("manual", "recover_db", conf=conf, env=inventory(ws))
         assert not marker.exists(), output[-4000:]

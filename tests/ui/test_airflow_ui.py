@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 import psycopg
 import pytest
-from conftest import APPROVER, Workspace, set_variable, table_fingerprints
+from conftest import APPROVER, REQUESTER, Workspace, set_variable, table_fingerprints
 from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -66,6 +66,11 @@ class AirflowUI:
         self.click(css("form button[type=submit]"), "Sign in")
         self.wait(lambda d: "/auth/login" not in d.current_url and d.find_elements(*css("[data-testid=nav-sidebar]")),
                   "the home page after signing in", 60)
+
+    def log_out(self) -> None:
+        """Forget the session (the UI keeps its token in a cookie and in the page's storage)."""
+        self.driver.delete_all_cookies()
+        self.driver.execute_script("window.localStorage.clear(); window.sessionStorage.clear();")
 
     def trigger(self, dag_id: str, fields: dict[str, str]) -> str:
         """Open the DAG, fill in its trigger form, trigger; the new run's id (the UI opens the run's page)."""
@@ -201,27 +206,34 @@ def test_recover_db_from_the_ui(ui, scheduler, pg, chat_db, tmp_path, answer):
     damaged = table_fingerprints(pg, chat_db)
     assert damaged != backed_up
 
-    ui.log_in(APPROVER, scheduler.password)
+    # Four eyes: one person triggers, another approves.
+    ui.log_in(REQUESTER, scheduler.passwords[REQUESTER])
     run_id = ui.trigger("recover_db", {"database": chat_db, "backup": "latest", "reason": REASON})
     logs = task_logs(scheduler, "recover_db", run_id)
     ui.wait_for_task("approve", "Awaiting Input", 240, logs)
     executor_let_go(scheduler, "recover_db", run_id, "approve")
     assert table_fingerprints(pg, chat_db) == damaged  # the plan changed nothing
+    ui.log_out()
+    ui.log_in(APPROVER, scheduler.passwords[APPROVER])
 
     shown = ui.open_required_action("recover_db", run_id, "approve")
-    assert "recover_db: apply this plan?" in shown and f"Requested by {APPROVER}: {REASON}" in shown, shown
+    assert "recover_db: apply this plan?" in shown and f"Requested by {REQUESTER}: {REASON}" in shown, shown
     assert "recover-db.yml --check" in shown and chat_db in shown, shown
+    assert "Plan digest:" in shown and "sha256:" in shown, shown
     ui.answer(answer)
 
     tasks = ui.run_outcome("recover_db", run_id, 240, logs)
     audit = [r for r in ws.audit() if r["procedure"] == "recover-db"]
     if answer == "Approve":
-        assert tasks == {"plan": "Success", "approve": "Success", "apply": "Success", "verify": "Success"}, tasks
+        assert tasks == {"plan": "Success", "approve": "Success", "approve_2": "Success", "apply": "Success",
+                         "verify": "Success"}, tasks
         assert table_fingerprints(pg, chat_db) == backed_up  # the rows are back
         [record] = audit
-        assert record["reason"] == REASON and record["actor"] == f"{APPROVER} via Airflow recover_db/{run_id}", record
+        assert record["reason"] == REASON and record["actor"] == f"{REQUESTER} via Airflow recover_db/{run_id}", record
+        assert record["requester"] == REQUESTER and record["approvers"] == [APPROVER], record
     else:
-        assert tasks == {"plan": "Success", "approve": "Success", "apply": "Skipped", "verify": "Skipped"}, tasks
+        assert tasks == {"plan": "Success", "approve": "Success", "approve_2": "Skipped", "apply": "Skipped",
+                         "verify": "Skipped"}, tasks
         assert table_fingerprints(pg, chat_db) == damaged
         assert audit == []
 
