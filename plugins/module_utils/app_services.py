@@ -25,8 +25,12 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ansible_collections.runbook.recovery.plugins.module_utils.backups import write_json_atomic
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, utc_now
+from ansible_collections.runbook.recovery.plugins.module_utils.common import (
+    RunbookError,
+    isoformat,
+    utc_now,
+    write_json_atomic,
+)
 
 try:
     import docker

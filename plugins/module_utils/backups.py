@@ -21,13 +21,15 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import (
+from ansible_collections.runbook.recovery.plugins.module_utils.common import (  # noqa: F401 (re-exported)
     RunbookError,
     compact_timestamp,
+    fsync_dir,
     human_size,
     isoformat,
     parse_iso,
     utc_now,
+    write_json_atomic,
 )
 
 MANIFEST = "manifest.json"
@@ -132,26 +134,6 @@ def free_bytes(path: str) -> int:
     while not os.path.exists(path):
         path = os.path.dirname(path)
     return shutil.disk_usage(path).free
-
-
-def write_json_atomic(path: str, document: dict) -> None:
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle, indent=2)  # in order: a database's settings are ordered
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path))
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def secure_tree(path: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
+import os
 import re
 import unicodedata
 
@@ -138,3 +140,23 @@ def parse_iso(text: str) -> datetime.datetime:
 def compact_timestamp(moment: datetime.datetime) -> str:
     """20261123T051200Z: sortable, safe in paths and in database names."""
     return moment.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def write_json_atomic(path: str, document: dict) -> None:
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(document, handle, indent=2)  # in order: a database's settings are ordered
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -186,7 +186,8 @@ class Planned:
 def from_plan(noun: str, planned: list[dict], now: float | None = None) -> tuple[list[Resource], dict[str, Planned]]:
     """The resources of `noun` in the rows of a check-mode run (a module's `resources`), and the state each was read
     in, by ARN. A read under PLAN_FRESH_SECONDS old is acted on as it is; an older one is compared with a new read
-    before anything is written (apply); a row without a read (its read failed) is read as if there were no plan."""
+    before anything is written (apply), as is one marked `sealed` (from a plan file); a row without a read (its read
+    failed) is read as if there were no plan."""
     now = time.time() if now is None else now
     resources, known = [], {}
     for row in planned:
@@ -200,8 +201,10 @@ def from_plan(noun: str, planned: list[dict], now: float | None = None) -> tuple
         read = row.get("read")
         if isinstance(read, dict):
             at = float(read.get("at") or 0)
+            # A sealed plan's read (a plan file, reviewed and approved earlier) is always read again and compared.
+            fresh = 0 <= now - at <= PLAN_FRESH_SECONDS and not read.get("sealed")
             known[resource.arn] = Planned(Current(dict(read.get("values") or {}), dict(read.get("tags") or {}),
-                                                  dict(read.get("raw") or {})), at, 0 <= now - at <= PLAN_FRESH_SECONDS)
+                                                  dict(read.get("raw") or {})), at, fresh)
     return resources, known
 
 

@@ -72,8 +72,12 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.recovery.plugins.module_utils.backups import write_json_atomic
-from ansible_collections.runbook.recovery.plugins.module_utils.common import compact_timestamp, isoformat, utc_now
+from ansible_collections.runbook.recovery.plugins.module_utils.common import (
+    compact_timestamp,
+    isoformat,
+    utc_now,
+    write_json_atomic,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.health import SEVERITIES, worst
 
 

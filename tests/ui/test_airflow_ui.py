@@ -147,7 +147,7 @@ class AirflowUI:
             badge = driver.find_elements(*css("[data-testid=header-card] [data-testid=state-badge]"))
             text = badge[0].text.strip() if badge else ""
             states = self.task_states()
-            if text in ("Success", "Failed") and len(states) == 4 and set(states.values()) <= final:
+            if text in ("Success", "Failed") and len(states) == 5 and set(states.values()) <= final:
                 return text
             return None
 

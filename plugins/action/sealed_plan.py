@@ -1,0 +1,35 @@
+# Copyright: runbook.recovery contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""sealed_plan on the controller, where the person who runs the playbook keeps the plan file: written under --check
+(the plan is what check mode is for), read and checked before the apply acts."""
+
+from __future__ import annotations
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, parse_duration
+from ansible_collections.runbook.recovery.plugins.module_utils.sealed_plan import ARGUMENT_SPEC, load, seal, to_act_on, write
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        validation, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        del validation
+        try:
+            if params["state"] == "written":
+                document = seal(params["procedure"], params["inputs"], params["hosts"], params["resources"])
+                write(params["path"], document)
+                return {**result, "changed": False, "plan": document, "digest": document["digest"],
+                        "msg": f"plan of {params['procedure']} written to {params['path']} ({document['digest']}); "
+                               f"apply it with -e plan={params['path']} -e confirm=true"}
+            document = load(params["path"], params["procedure"], parse_duration(params["max_age"]), params["inputs"])
+        except (RunbookError, OSError) as exc:
+            return {**result, "failed": True, "msg": str(exc)}
+        return {**result, "changed": False, "plan": document, "digest": document["digest"],
+                "resources": to_act_on(document["resources"]),
+                "msg": f"plan {params['path']} ({document['digest']}) of {document['made_at_utc']} is intact"}

@@ -1,0 +1,97 @@
+"""Sealed plans on the command line (`--check -e plan_out=FILE`, then `-e plan=FILE -e confirm=true`), against the
+AWS emulator over HTTP: the apply acts on exactly the resources the plan lists, refuses the whole run with nothing
+changed when one of them changed since, and refuses an edited file, a plan of another procedure and an expired one
+before it reads anything."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from aws_world import AwsWorkspace, World, clients, create_functions
+
+SHUTDOWN, RESUME = "emergency-shutdown.yml", "emergency-resume.yml"
+
+
+@pytest.fixture
+def world(aws_emulator):
+    aws_emulator.clear_faults()
+    return World(dict(aws_emulator)).build(reserved=(7, None, 3), routes=False)
+
+
+@pytest.fixture
+def ws(tmp_path, world):
+    return AwsWorkspace(tmp_path, world.env, {"incident": world.scope()})
+
+
+def concurrency(world: World, name: str):
+    [lam] = clients(world.env, "lambda")
+    return lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+
+
+def test_the_apply_acts_on_exactly_the_planned_resources(ws, world, tmp_path):
+    t, plan = world.tag, tmp_path / "plan.json"
+    made = ws.play(SHUTDOWN, check=True, shutdown_scope="incident", plan_out=str(plan))
+    assert made.rc == 0 and made.says(f"written to {plan}"), made.output
+    document = json.loads(plan.read_text())
+    assert document["procedure"] == "emergency-shutdown" and document["inputs"] == {"shutdown_scope": "incident"}
+    assert document["digest"].startswith("sha256:") and oct(plan.stat().st_mode & 0o777) == "0o600"
+    planned = {row["resource"]: row for row in document["resources"]["lambda"]}
+    assert planned[f"{t}-fn-0"]["before"] == {"reserved_concurrency": 7}
+    assert planned[f"{t}-fn-0"]["after"] == {"reserved_concurrency": 0}
+    assert concurrency(world, f"{t}-fn-0") == 7  # the plan changed nothing
+
+    # A function the prefix matches appears after the plan: nobody approved stopping it.
+    create_functions(world.env, {f"{t}-fn-late": 5})
+    applied = ws.play(SHUTDOWN, plan=str(plan), confirm=True)
+    assert applied.rc == 0, applied.output
+    assert [concurrency(world, f"{t}-fn-{i}") for i in range(3)] == [0, 0, 0]
+    assert concurrency(world, f"{t}-fn-late") == 5
+    [record] = [r for r in ws.audit() if r["procedure"] == "emergency-shutdown" and r["result"] == "acted"]
+    assert f"{t}-fn-late" not in json.dumps(record) and record["scope"] == "incident"
+
+    # Resume from a plan of its own, the same way.
+    resume_plan = tmp_path / "resume.json"
+    assert ws.play(RESUME, check=True, shutdown_scope="incident", plan_out=str(resume_plan)).rc == 0
+    assert ws.play(RESUME, plan=str(resume_plan), confirm=True).rc == 0
+    assert [concurrency(world, f"{t}-fn-{i}") for i in range(3)] == [7, None, 3]
+
+
+def test_a_resource_changed_since_the_plan_refuses_the_run_with_nothing_changed(ws, world, tmp_path):
+    t, plan = world.tag, tmp_path / "plan.json"
+    assert ws.play(SHUTDOWN, check=True, shutdown_scope="incident", plan_out=str(plan)).rc == 0
+    [lam] = clients(world.env, "lambda")
+    lam.put_function_concurrency(FunctionName=f"{t}-fn-2", ReservedConcurrentExecutions=9)  # someone acts meanwhile
+    before = world.observe(cli=False)
+    refused = ws.play(SHUTDOWN, plan=str(plan), confirm=True)
+    assert refused.rc != 0 and refused.says("no longer holds, so nothing was changed"), refused.output
+    assert refused.says(f"{t}-fn-2: changed since the plan read it"), refused.output
+    assert world.observe(cli=False) == before
+    assert concurrency(world, f"{t}-fn-0") == 7
+
+
+@pytest.mark.parametrize("spoil, says", [
+    ("edit", "was changed after it was made"),
+    ("procedure", "is a plan of emergency-shutdown, not of emergency-resume"),
+    ("expired", "longer ago than plan_max_age"),
+    ("scope", "was made for shutdown_scope='incident', and this run asks for shutdown_scope='other'"),
+])
+def test_a_spoiled_plan_is_refused_before_anything(ws, world, tmp_path, spoil, says):
+    t, plan = world.tag, tmp_path / "plan.json"
+    assert ws.play(SHUTDOWN, check=True, shutdown_scope="incident", plan_out=str(plan)).rc == 0
+    playbook, extra = SHUTDOWN, {}
+    if spoil == "edit":  # the plan says 7 -> 0; someone makes it read as if the function were already stopped
+        plan.write_text(plan.read_text().replace('"reserved_concurrency": 7', '"reserved_concurrency": 0', 1))
+    elif spoil == "procedure":
+        playbook = RESUME
+    elif spoil == "expired":
+        extra = {"emergency_shutdown_plan_max_age": "1s"}
+        time.sleep(2.1)
+    else:
+        extra = {"shutdown_scope": "other"}
+    before = world.observe(cli=False)
+    refused = ws.play(playbook, plan=str(plan), confirm=True, **extra)
+    assert refused.rc != 0 and refused.says(says), refused.output
+    assert refused.says("Nothing was changed"), refused.output
+    assert world.observe(cli=False) == before and concurrency(world, f"{t}-fn-0") == 7
