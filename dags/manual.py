@@ -58,6 +58,7 @@ emergency_shutdown = manual_procedure(
     params={"shutdown_scope": dict(default="chatbot", type="string", pattern=PATTERNS["inventory_name"], title="Scope",
                                    description="A scope of the inventory's emergency_scopes.")},
     extravars={"shutdown_scope": "{{ params.shutdown_scope }}"},
+    sealed=True,  # the apply acts on the functions, stages and services the approved plan lists, as it read them
     doc_md="""
 ### Emergency shutdown
 Every Lambda function, API stage and ECS service of the scope to zero, each recording the value it had on itself;
@@ -69,6 +70,7 @@ emergency_resume = manual_procedure(
     params={"shutdown_scope": dict(default="chatbot", type="string", pattern=PATTERNS["inventory_name"], title="Scope",
                                    description="The scope that was shut down.")},
     extravars={"shutdown_scope": "{{ params.shutdown_scope }}"},
+    sealed=True,
     doc_md="""
 ### Emergency resume
 Every resource of the scope back to exactly the value recorded on it by the shutdown.

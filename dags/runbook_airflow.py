@@ -184,8 +184,11 @@ class PlaybookRun:
 
     def __init__(self, playbook: str, extravars: dict | None = None, check: bool = False, limit: str | None = None,
                  log=None, actor: str | None = None, reason: str | None = None, run_id: str | None = None,
-                 audit: dict[str, str] | None = None):
+                 audit: dict[str, str] | None = None, seal: bool = False, sealed: dict | None = None):
         self.playbook, self.extravars, self.check, self.limit = playbook, dict(extravars or {}), check, limit
+        # seal: a check-mode run writes its sealed plan (plan_out) and returns it as `sealed_plan`; sealed: the
+        # plan document an apply is handed, written to a private file for -e plan=FILE.
+        self.seal, self.sealed = seal, sealed
         self.log, self.actor, self.reason, self.run_id = log, actor, reason, run_id
         self.audit = dict(audit or {})  # RUNBOOK_REQUESTER, RUNBOOK_APPROVERS, RUNBOOK_PLAN_DIGEST: the audit record
         self.cancelled = threading.Event()
@@ -257,6 +260,15 @@ class PlaybookRun:
             envvars["RUNBOOK_RUN_ID"] = self.run_id
         envvars.update(self.audit)
         extravars = {**postgres_extravars(), **self.extravars}
+        plan_file = os.path.join(private, "plan.json")
+        if self.seal:
+            extravars["plan_out"] = plan_file
+        if self.sealed:
+            descriptor = os.open(plan_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(self.sealed, handle)
+            extravars["plan"] = plan_file
+        sealed_plan = None
         cmdline = ["--check"] if self.check else []
         try:
             # Written here rather than by ansible-runner (which writes JSON, read by Ansible as trusted templates):
@@ -271,11 +283,16 @@ class PlaybookRun:
                 inventory=str(project / inventory), envvars=envvars, limit=self.limit,
                 cmdline=" ".join(cmdline) or None, quiet=True, event_handler=self._on_event,
                 cancel_callback=self.cancelled.is_set, settings={"suppress_ansible_output": True})
+            if self.seal and os.path.exists(plan_file):
+                with open(plan_file) as handle:
+                    sealed_plan = json.load(handle)
         finally:
             shutil.rmtree(private, ignore_errors=True)  # extravars (credentials) were written in here
         changed = sum(self.recap.get("changed", {}).values()) if self.recap else 0
         outcome = {"playbook": self.playbook, "check": self.check, "status": runner.status, "rc": runner.rc,
                    "changed": changed, "recap": self.recap, "failures": self.failures, "results": self.results}
+        if sealed_plan is not None:
+            outcome["sealed_plan"] = sealed_plan
         if runner.status == "canceled" or self.cancelled.is_set():  # stop() may end it before the runner looks
             raise PlaybookFailed(f"{self.playbook} was stopped before it finished.")
         if runner.rc != 0:
@@ -298,8 +315,12 @@ class PlaybookOperator(BaseOperator):
 
     def __init__(self, *, playbook: str, extravars: dict | None = None, check: bool = False,
                  limit: str | None = None, reason: str | None = None, expect_no_change: bool = False,
-                 publish: Sequence[str] = (), bound: dict[str, tuple[str, ...]] | None = None, **kwargs):
+                 publish: Sequence[str] = (), bound: dict[str, tuple[str, ...]] | None = None, sealed: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
+        # A playbook that takes sealed plans (plan_out, plan): the plan task writes one and returns it, and the apply
+        # is handed that document (`sealed_plan` of the plan task's XCom), so it acts on exactly what was approved.
+        self.sealed = sealed
         # {extra variable: (module, key, ...)}: the value the `plan` task's run resolved there (a backup id for
         # `latest`) replaces the form's, so the apply and its verification act on what was approved.
         self.bound = dict(bound or {})
@@ -320,8 +341,14 @@ class PlaybookOperator(BaseOperator):
         dag_run = context.get("dag_run")
         who = getattr(dag_run, "triggering_user_name", None) or "airflow"
         actor = f"{who} via Airflow {self.dag_id}/{getattr(dag_run, 'run_id', '?')}"
+        handed = None
+        if self.sealed and not self.check:
+            handed = (context["ti"].xcom_pull(task_ids="plan") or {}).get("sealed_plan")
+            if not handed:
+                raise PlaybookFailed("The plan task returned no sealed plan: nothing was applied. Trigger a new run.")
         self._run = PlaybookRun(self.playbook, self.extravars, self.check, self.limit or None, self.log, actor,
-                                self.reason or None, run_id=task_run_id(context), audit=self.audit)
+                                self.reason or None, run_id=task_run_id(context), audit=self.audit,
+                                seal=self.sealed and self.check and self.task_id == "plan", sealed=handed)
         self.log.info("ansible-playbook %s%s%s", self.playbook, " --check" if self.check else "",
                       f" --limit {self.limit}" if self.limit else "")
         started = datetime.now(UTC).isoformat()
@@ -549,11 +576,12 @@ REASON = dict(type="string", minLength=5, pattern=NO_TEMPLATE + r"[\s\S]*$", tit
 
 
 def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dict, doc_md: str, tags: list[str],
-                     verify_extravars: dict | None = None, bound: dict | None = None,
+                     verify_extravars: dict | None = None, bound: dict | None = None, sealed: bool = False,
                      apply_timeout: timedelta = timedelta(hours=4)):
     """A destructive procedure: plan (check mode) -> approval of that plan by someone other than the requester
     (approve, and approve_2 when two are required: runbook_approval.py) -> apply (confirm=true, no retry, after its
-    own check of the approvals; what the plan resolved in `bound` is passed on, not resolved again) -> verify (check
+    own check of the approvals; what the plan resolved in `bound` is passed on, not resolved again; with `sealed`, the
+    plan task's sealed plan is what the apply acts on, exactly) -> verify (check
     mode again must find nothing left to change). A plan that changes nothing asks nobody; a rejected or expired
     approval skips or fails everything after it. Plan and verify time out after an hour, the apply after
     `apply_timeout`; each approval after its 4 hours.
@@ -571,7 +599,7 @@ def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dic
              render_template_as_native_obj=True) as dag:
         reason = "{{ params.reason }}"
         plan = PlaybookOperator(task_id="plan", playbook=playbook, extravars=extravars, check=True, reason=reason,
-                                retries=1, doc_md="The playbook in check mode: what would change.")
+                                sealed=sealed, retries=1, doc_md="The playbook in check mode: what would change.")
         approvals = [FourEyesApproval(
             task_id=task_id, stage=stage, subject=f"{dag_id}: apply this plan?" if stage == 1 else
             f"{dag_id}: second approval of this plan?", body="The plan is shown once the plan task has run.",
@@ -580,7 +608,7 @@ def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dic
                    + ("." if stage == 1 else " (asked only when two approvals are required)."))
             for stage, task_id in enumerate(("approve", "approve_2"), start=1)]
         apply = ApplyOperator(task_id="apply", playbook=playbook, extravars={**extravars, "confirm": True},
-                              bound=bound, reason=reason, retries=0, execution_timeout=apply_timeout,
+                              bound=bound, sealed=sealed, reason=reason, retries=0, execution_timeout=apply_timeout,
                               doc_md="The change, with confirm=true, once the approvals are checked. Never retried.")
         checked = ("The playbook's own check of the result, in check mode: it must change nothing."
                    if verify_extravars else "Check mode again: nothing may be left to change.")

@@ -8,7 +8,13 @@ from __future__ import annotations
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, parse_duration
-from ansible_collections.runbook.recovery.plugins.module_utils.sealed_plan import ARGUMENT_SPEC, load, seal, to_act_on, write
+from ansible_collections.runbook.recovery.plugins.module_utils.sealed_plan import (
+    ARGUMENT_SPEC,
+    load,
+    seal,
+    to_act_on,
+    write,
+)
 
 
 class ActionModule(ActionBase):

@@ -8,9 +8,10 @@ DOCUMENTATION = r"""
 module: sealed_plan
 short_description: Write the plan of a destructive procedure as a sealed document, or read one back and check it
 description:
-  - With O(state=written) (a playbook's C(--check -e plan_out=FILE)), writes the plan as one JSON document, 0600:
-    the procedure, the inputs, the hosts, every resource as read (before) and as it would be written (after), when,
-    and the SHA-256 digest of its canonical form. It writes in check mode too: the plan is what check mode is for.
+  - With O(state=written) (a playbook's C(--check -e plan_out=FILE)), writes the plan as one JSON document (0600)
+    holding the procedure, the inputs, the hosts, every resource as read (before) and as it would be written (after),
+    when, and the SHA-256 digest of its canonical form. It writes in check mode too, since the plan is what check
+    mode is for.
   - With O(state=read) (C(-e plan=FILE -e confirm=true)), reads the document and refuses, before anything changes,
     a file that is not a plan, a digest that does not match its content (an edited file), a plan of another
     procedure, a plan made for other O(inputs), or one older than O(max_age). The playbook then acts only on what
@@ -105,7 +106,13 @@ digest:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, parse_duration
-from ansible_collections.runbook.recovery.plugins.module_utils.sealed_plan import ARGUMENT_SPEC, load, seal, to_act_on, write
+from ansible_collections.runbook.recovery.plugins.module_utils.sealed_plan import (
+    ARGUMENT_SPEC,
+    load,
+    seal,
+    to_act_on,
+    write,
+)
 
 
 def main():

@@ -5,7 +5,9 @@ the REST API of an api-server on the same metadata database, as people answer in
 - What is restored is the backup the plan showed, though a newer one landed before the approval.
 - The approval task marked success by hand applies nothing.
 - Two approvals required: one applies nothing yet, the second applies.
-- A template in a form field never runs."""
+- A template in a form field never runs.
+- emergency_shutdown applies the sealed plan it approved: a function created after the plan is left alone, and one
+  changed after the plan refuses the apply with nothing changed."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import time
 import urllib.error
 
 import pytest
+from aws_world import AwsWorkspace, World, clients, create_functions
 from conftest import APPROVER, OUTSIDER, REQUESTER, Workspace, connect, finish
 
 
@@ -129,3 +132,44 @@ def test_a_template_in_a_form_field_never_runs(airflow, ws, tmp_path):
         assert not marker.exists(), output[-4000:]
         assert result is None or result["state"] == "failed", output[-4000:]
         assert "database" in output
+
+
+def test_emergency_shutdown_applies_the_approved_plan_only(api_server, aws_emulator, tmp_path):
+    """A function created after the plan is left alone (the verify step then names it: the scope is not all
+    stopped); a function whose concurrency changed after the plan refuses the whole apply with nothing changed."""
+    aws_emulator.clear_faults()
+    world = World(dict(aws_emulator)).build(reserved=(7, None), routes=False, rest_stage=False,
+                                            unthrottled_stage=False, ecs_desired=None)
+    t = world.tag
+    env = {"AIRFLOW_VAR_RUNBOOK_INVENTORY": str(AwsWorkspace(tmp_path, world.env, {"incident": world.scope()})
+                                                .inventory)}
+    [lam] = clients(world.env, "lambda")
+
+    def concurrency(name):
+        return lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+
+    conf = {"shutdown_scope": "incident", "reason": "INC-5005 runaway costs"}
+    run = api_server.run_dag("manual", "emergency_shutdown", conf=conf, env=env, background=True)
+    detail = api_server.wait_for_approval_request("emergency_shutdown", run)
+    assert f"{t}-fn-0: reserved_concurrency=7 -> reserved_concurrency=0" in detail["body"], detail["body"]
+    create_functions(world.env, {f"{t}-fn-late": 5})
+    api_server.answer(detail, "Approve")
+    output, result = finish(run)
+    assert result and result["tasks"]["apply"] == "success", output[-6000:]
+    assert [concurrency(f"{t}-fn-0"), concurrency(f"{t}-fn-1"), concurrency(f"{t}-fn-late")] == [0, 0, 5]
+    assert result["tasks"]["verify"] == "failed" and f"{t}-fn-late" in output  # not in the plan: named, not stopped
+
+    resume = api_server.run_dag("manual", "emergency_resume", conf=conf, env=env, background=True)
+    api_server.answer(api_server.wait_for_approval_request("emergency_resume", resume), "Approve")
+    output, result = finish(resume)
+    assert result and result["state"] == "success", output[-6000:]
+    assert [concurrency(f"{t}-fn-0"), concurrency(f"{t}-fn-1")] == [7, None]
+
+    run = api_server.run_dag("manual", "emergency_shutdown", conf=conf, env=env, background=True)
+    detail = api_server.wait_for_approval_request("emergency_shutdown", run)
+    lam.put_function_concurrency(FunctionName=f"{t}-fn-1", ReservedConcurrentExecutions=9)  # someone acts meanwhile
+    api_server.answer(detail, "Approve")
+    output, result = finish(run)
+    assert result and result["tasks"]["apply"] == "failed", output[-6000:]
+    assert "no longer holds, so nothing was changed" in output and f"{t}-fn-1: changed since the plan" in output
+    assert [concurrency(f"{t}-fn-0"), concurrency(f"{t}-fn-1")] == [7, 9]
