@@ -26,6 +26,7 @@ author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.aws
   - runbook.recovery.aws.resources
+  - runbook.recovery.aws.planned
 attributes:
   check_mode:
     support: full
@@ -106,7 +107,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_dynamodb import DynamoCapacity, resolve_tables
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
-from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, from_plan, run
 
 
 def wanted_settings(params: dict) -> dict:
@@ -127,6 +128,7 @@ def main():
         read_capacity=dict(type="int"),
         write_capacity=dict(type="int"),
         indexes=dict(type="dict", default={}),
+        planned=dict(type="list", elements="dict"),
     )
     argument_spec["state"].update(required=False, default="present")
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -136,8 +138,12 @@ def main():
         if p["state"] == "present" and all(value is None for value in wanted.values()):
             raise RunbookError("name something to change: billing_mode, read_capacity, write_capacity or indexes.")
         clients = Clients(p, p["workers"])
-        tables = resolve_tables(clients, p["tables"])
-    finish(module, run(DynamoCapacity(clients), tables, p["state"], module.check_mode, wanted=wanted))
+        kind, known = DynamoCapacity(clients), {}
+        if p["planned"] is not None:
+            tables, known = from_plan(kind.noun, p["planned"])
+        else:
+            tables = resolve_tables(clients, p["tables"])
+    finish(module, run(kind, tables, p["state"], module.check_mode, wanted=wanted, known=known))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.aws
   - runbook.recovery.aws.resources
+  - runbook.recovery.aws.planned
   - runbook.recovery.aws.lambda_selection
 attributes:
   check_mode:
@@ -110,7 +111,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import
     resolve_functions,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
-from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, run
+from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import finish, from_plan, run
 
 SETTINGS = ("memory_mb", "timeout_s", "ephemeral_storage_mb", "reserved_concurrency", "provisioned_concurrency")
 
@@ -121,6 +122,7 @@ def main():
         **LAMBDA_SELECTION_SPEC,
         qualifier=dict(type="str"),
         **{setting: dict(type="int") for setting in SETTINGS},
+        planned=dict(type="list", elements="dict"),
     )
     argument_spec["state"].update(required=False, default="present")
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -134,8 +136,12 @@ def main():
             raise RunbookError("provisioned_concurrency applies to an alias or a published version: give qualifier.")
         check_qualifier(p["qualifier"])
         clients = Clients(p, p["workers"])
-        functions = resolve_functions(clients, p["names"], p["prefixes"], p["tags"])
-    finish(module, run(LambdaCapacity(clients, p["qualifier"]), functions, p["state"], module.check_mode, wanted=wanted))
+        kind, known = LambdaCapacity(clients, p["qualifier"]), {}
+        if p["planned"] is not None:
+            functions, known = from_plan(kind.noun, p["planned"])
+        else:
+            functions = resolve_functions(clients, p["names"], p["prefixes"], p["tags"])
+    finish(module, run(kind, functions, p["state"], module.check_mode, wanted=wanted, known=known))
 
 
 if __name__ == "__main__":

@@ -95,3 +95,33 @@ def test_a_spoiled_plan_is_refused_before_anything(ws, world, tmp_path, spoil, s
     assert refused.rc != 0 and refused.says(says), refused.output
     assert refused.says("Nothing was changed"), refused.output
     assert world.observe(cli=False) == before and concurrency(world, f"{t}-fn-0") == 7
+
+
+def test_scale_applies_its_sealed_plan_and_refuses_one_outgrown(tmp_path, world):
+    """scale.yml: the plan file carries the target and the settings; applied, exactly those change; a function whose
+    memory changed after the plan refuses the apply with nothing changed."""
+    [lam] = clients(world.env, "lambda")
+    names = [f"{world.tag}-fn-0", f"{world.tag}-fn-1"]
+    ws = AwsWorkspace(tmp_path, world.env, {}, targets={"recommendation": {"lambda": {"names": names}}})
+
+    def memory():
+        return [lam.get_function_configuration(FunctionName=name)["MemorySize"] for name in names]
+
+    before, plan = memory(), tmp_path / "scale.json"
+    made = ws.play("scale.yml", check=True, scale_target="recommendation", lambda_memory_mb=1024, plan_out=str(plan))
+    assert made.rc == 0 and plan.exists(), made.output
+    assert json.loads(plan.read_text())["inputs"]["lambda_memory_mb"] == 1024
+    applied = ws.play("scale.yml", plan=str(plan), confirm=True)
+    assert applied.rc == 0 and applied.changed > 0, applied.output
+    assert memory() == [1024, 1024]
+    assert ws.play("scale-undo.yml", confirm=True, scale_target="recommendation").rc == 0
+    assert memory() == before
+
+    assert ws.play("scale.yml", check=True, scale_target="recommendation", lambda_memory_mb=1024,
+                   plan_out=str(plan)).rc == 0
+    lam.update_function_configuration(FunctionName=names[1], MemorySize=512)
+    refused = ws.play("scale.yml", plan=str(plan), confirm=True)
+    assert refused.rc != 0 and refused.says(f"{names[1]}: changed since the plan read it"), refused.output
+    assert memory() == [before[0], 512]
+    other = ws.play("scale.yml", plan=str(plan), confirm=True, lambda_memory_mb=2048)
+    assert other.rc != 0 and other.says("was made for lambda_memory_mb=1024"), other.output
