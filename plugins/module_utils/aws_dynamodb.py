@@ -122,6 +122,12 @@ def last_switch_to_on_demand(table: dict) -> float | None:
     last = (table.get("BillingModeSummary") or {}).get("LastUpdateToPayPerRequestDateTime")
     if last is None:
         return None
+    if isinstance(last, str):  # a plan's row: the read went through JSON
+        try:
+            return float(last)
+        except ValueError:
+            moment = datetime.datetime.fromisoformat(last.replace("Z", "+00:00"))
+            return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).timestamp()
     return last.timestamp() if hasattr(last, "timestamp") else float(last)
 
 
@@ -176,6 +182,7 @@ class DynamoCapacity(Kind):
     named `gsi/<index>/read_capacity`; their tag suffixes `gsi/<index>/read-capacity`."""
 
     noun = "DynamoDB table"
+    raw_kept = ("BillingModeSummary",)  # check(): AWS's own time of the last switch to on-demand
     settings = {"billing_mode": ("billing-mode", str), "read_capacity": ("read-capacity", int),
                 "write_capacity": ("write-capacity", int)}
     wait_seconds = 600

@@ -285,6 +285,8 @@ class LambdaCapacity(LambdaConcurrency):
     version (`qualifier`; its record is `...-provisioned-concurrency@<qualifier>`). Only the settings named are
     sent to UpdateFunctionConfiguration, so VPC, environment, role and layers are never touched."""
 
+    raw_kept = ("FunctionName",)  # check() reads the alias by the function's name
+
     def __init__(self, clients, qualifier: str | None = None):
         super().__init__(clients)
         self.qualifier = qualifier
