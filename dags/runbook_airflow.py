@@ -44,7 +44,14 @@ COLLECTED = (
     "runbook.recovery.cfn_failed_stacks", "runbook.recovery.lambda_concurrency",
     "runbook.recovery.apigateway_stage_throttle", "runbook.recovery.ecs_service_count", "runbook.recovery.pg_pitr",
     "runbook.recovery.pg_base_backup",
+    # The rest of what a manual procedure's plan shows its approvers (runbook_approval.plan_lines).
+    "runbook.recovery.terraform_lock", "runbook.recovery.lambda_alias_rollback", "runbook.recovery.ecs_deployment",
+    "runbook.recovery.app_services", "runbook.recovery.app_services_info", "runbook.recovery.lambda_capacity",
+    "runbook.recovery.dynamodb_capacity", "runbook.recovery.dynamodb_pitr", "runbook.recovery.cdk_bootstrap_check",
+    "community.postgresql.postgresql_set",
 )
+# The result key under which a role's "Show the plan" debug output is kept.
+SHOWN_PLAN = "shown_plan"
 _DROPPED_KEYS = ("invocation", "diff", "stdout_lines", "stderr_lines", "item", "ansible_loop_var")
 # The host variables of a fleet's inventory that place a mapped task (InventoryTargets, runbook_policy.py).
 POOL_SLOTS, QUEUE, TIMEOUT = "airflow_pool_slots", "airflow_queue", "airflow_execution_timeout"
@@ -210,6 +217,13 @@ class PlaybookRun:
             messages = [r.get("msg") or r.get("stderr") for r in items] or [res.get("msg") or res.get("stderr")]
             self.failures.append({"host": data.get("host"), "task": data.get("task"),
                                   "msg": " / ".join(str(m) for m in messages if m) or kind})
+        elif kind == "runner_on_ok" and data.get("task_action") == "ansible.builtin.debug" and \
+                str(data.get("task", "")).endswith("Show the plan"):
+            # A role's own table of its plan (bootstrap-fixes): what the approval shows when no module says more.
+            shown = data.get("res", {}).get("msg")
+            lines = shown if isinstance(shown, list) else str(shown or "").splitlines()
+            self.results.setdefault(SHOWN_PLAN, []).append({"host": data.get("host"), "task": data.get("task"),
+                                                            "lines": [str(line) for line in lines]})
         elif kind == "runner_on_ok" and data.get("task_action") in COLLECTED:
             res = data.get("res", {})
             # A looped task reports each item's result in `results`.

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from runbook_airflow import PlaybookFailed, PlaybookOperator, duration_seconds, setting
+from runbook_airflow import SHOWN_PLAN, PlaybookFailed, PlaybookOperator, duration_seconds, setting
 
 APPROVALS = ("approve", "approve_2")
 
@@ -147,11 +147,19 @@ def verdict(plan: dict | None, answers: list[dict | None], *, who_asked: str, pe
 
 
 def plan_lines(plan: dict) -> list[str]:
-    """The plan in words: each task's own lines (one per resource) or its message, grouped by task; no JSON."""
+    """The plan in words: each task's own lines (one per resource) or its message, grouped by task; no JSON. A
+    role's own "Show the plan" table stands in when no module says anything."""
+    results = dict(plan.get("results") or {})
+    shown = results.pop(SHOWN_PLAN, [])
+    lines = described(results)
+    return lines or described({SHOWN_PLAN: shown})
+
+
+def described(results: dict) -> list[str]:
     lines = []
-    for module, rows in sorted((plan.get("results") or {}).items()):
+    for module, rows in sorted(results.items()):
         for row in rows:
-            said = [str(text) for text in row.get("lines") or []] or ([str(row["msg"])] if row.get("msg") else [])
+            said = said_by(module, row)
             if not said:
                 continue
             lines.append(f"**{row.get('task') or module}** on {row.get('host')}:")
@@ -159,6 +167,19 @@ def plan_lines(plan: dict) -> list[str]:
             if len(said) > 200:
                 lines.append(f"- … and {len(said) - 200} more: see the plan task's log")
     return lines
+
+
+def said_by(module: str, row: dict) -> list[str]:
+    """What one module's result says in words: its own lines (one per resource), else its actions, else its
+    message; a PostgreSQL setting as name: before -> after."""
+    if row.get("lines"):
+        return [str(text) for text in row["lines"]]
+    if isinstance(row.get("actions"), list) and row["actions"]:
+        return [str(text) for text in row["actions"]]
+    if module == "postgresql_set" and row.get("name"):
+        restart = " (restarts the server)" if row.get("restart_required") else ""
+        return [f"{row['name']}: {row.get('prev_val_pretty')} -> {row.get('value_pretty')}{restart}"]
+    return [str(row["msg"])] if row.get("msg") else []
 
 
 def approval_text(plan: dict, *, who_asked: str, reason: str, permitted: set[str], required: int, stage: int,

@@ -63,6 +63,13 @@ def blocking_chains(rows: list[dict]) -> list[dict]:
     return chains
 
 
+def session_line(entry: dict) -> str:
+    """One session as a person reads it in a plan: what would be done to whom, for how long, running what."""
+    query = " ".join(str(entry.get("query") or "").split())
+    return (f"{entry['action']:<10} pid {entry['pid']} ({entry['user']}, {entry['application'] or 'no application'}, "
+            f"{entry['database']}), {entry['state']} for {entry['seconds']:g} s: {query[:200]}")
+
+
 def control(params: ConnParams, max_duration: str, idle_in_transaction: str, terminate_after: str | None,
             exclude_users: list[str], exclude_applications: list[str], databases: list[str] | None,
             confirm: bool, check_mode: bool, grace: float = 5.0) -> dict:
@@ -105,6 +112,7 @@ def control(params: ConnParams, max_duration: str, idle_in_transaction: str, ter
             "excluded": untouchable,
             "blocking_chains": blocking_chains(rows),
             "cancelled": [], "terminated": [],
+            "lines": [session_line(entry) for entry in long_running + idle],
         }
         targets = long_running + idle
         if not targets or check_mode or not confirm:

@@ -78,6 +78,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+lines:
+  description: One line per session past a limit, as the plan shows it (action, pid, user, application, for how long, query).
+  returned: always
+  type: list
+  elements: str
+  sample: ["cancel     pid 4242 (app, api, chat), active for 731.2 s: SELECT pg_sleep(3600)"]
 long_running:
   description: Queries past O(max_duration) that may be acted on, with the action.
   returned: always

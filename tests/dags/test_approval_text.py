@@ -1,0 +1,124 @@
+"""What an approver reads: for each manual DAG, its plan task (the real PlaybookOperator, a real check-mode run of the
+playbook against the test servers and the AWS emulator) turned into the approval's text names each resource and its
+change, in words: no JSON, the digest at the end.
+
+Not here: restart_app (its containers need a Docker daemon: the approval of a rolling restart is read in
+tests/integration/test_app_services.py's plan) and recover_db_to_a_point_in_time (tests/dags/test_dags.py reads its
+approval over the REST API)."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+import time
+
+import psycopg
+import pytest
+from aws_world import AwsWorkspace, World
+from conftest import ROOT, Workspace
+from test_bootstrap_fixes import broken  # noqa: F401 (a fixture)
+from test_deploy_rollback import DeployWorld
+from test_terraform_unlock import KEY, Backend, lock_info
+
+sys.path.insert(0, str(ROOT / "dags"))
+
+
+def approval_of(monkeypatch, inventory, playbook: str, extravars: dict) -> str:
+    from runbook_airflow import PlaybookOperator
+    from runbook_approval import approval_text, digest
+
+    monkeypatch.setenv("RUNBOOK_INVENTORY", str(inventory))
+    plan = PlaybookOperator(task_id="plan", playbook=playbook, extravars=extravars, check=True).execute({})
+    plan["planned_at"] = datetime.datetime.now(datetime.UTC).isoformat()
+    text = approval_text(plan, who_asked="rita", reason="INC-6000", permitted={"alice"}, required=1, stage=1,
+                         earlier=[])
+    assert '{"' not in text and f"Plan digest: `{digest(plan)}`" in text, text
+    return text
+
+
+@pytest.fixture
+def aws_world(aws_emulator):
+    aws_emulator.clear_faults()
+    return World(dict(aws_emulator)).build(reserved=(7, None), routes=False, unthrottled_stage=False)
+
+
+def test_recover_db(monkeypatch, pg, chat_db, tmp_path):
+    ws = Workspace(pg, [chat_db], tmp_path)
+    assert ws.play("backup-db.yml").rc == 0
+    [backup_id] = ws.backups(chat_db)
+    text = approval_of(monkeypatch, ws.inventory, "recover-db.yml", {"database": chat_db, "backup": "latest"})
+    assert backup_id in text and chat_db in text, text
+
+
+def test_emergency_shutdown_and_resume(monkeypatch, aws_world, tmp_path):
+    t = aws_world.tag
+    ws = AwsWorkspace(tmp_path, aws_world.env, {"incident": aws_world.scope()})
+    text = approval_of(monkeypatch, ws.inventory, "emergency-shutdown.yml", {"shutdown_scope": "incident"})
+    for line in (f"Lambda function {t}-fn-0: reserved_concurrency=7 -> reserved_concurrency=0",
+                 f"Lambda function {t}-fn-1: reserved_concurrency=None -> reserved_concurrency=0",
+                 f"{t}-ws/prod", f"{t}-rest/prod", "backend"):
+        assert line in text.replace("not set", "None"), (line, text)
+    assert ws.play("emergency-shutdown.yml", confirm=True, shutdown_scope="incident").rc == 0
+    text = approval_of(monkeypatch, ws.inventory, "emergency-resume.yml", {"shutdown_scope": "incident"})
+    assert f"Lambda function {t}-fn-0: reserved_concurrency=0 -> reserved_concurrency=7" in text, text
+
+
+def test_scale(monkeypatch, aws_world, tmp_path):
+    name = f"{aws_world.tag}-fn-0"
+    ws = AwsWorkspace(tmp_path, aws_world.env, {}, targets={"recommendation": {"lambda": {"names": [name]}}})
+    text = approval_of(monkeypatch, ws.inventory, "scale.yml", {"scale_target": "recommendation",
+                                                                "lambda_memory_mb": 1024})
+    assert f"Lambda function {name}: " in text and "memory_mb=128" in text and "memory_mb=1024" in text, text
+
+
+def test_terraform_unlock(monkeypatch, aws_emulator, tmp_path):
+    aws_emulator.clear_faults()
+    backend = Backend(dict(aws_emulator))
+    info = lock_info(backend.bucket, datetime.timedelta(hours=3))
+    backend.lock_dynamodb(info)
+    ws = AwsWorkspace(tmp_path, backend.env, {})
+    text = approval_of(monkeypatch, ws.inventory, "terraform-unlock.yml",
+                       {"lock_path": f"{backend.bucket}/{KEY}", "lock_table": backend.table, "lock_id": info["ID"],
+                        "min_age": "1h"})
+    assert f"held by alice@ci-runner-7 (ID {info['ID']}" in text and backend.table in text, text
+
+
+def test_rollback_deploy(monkeypatch, aws_emulator, tmp_path):
+    aws_emulator.clear_faults()
+    world = DeployWorld(dict(aws_emulator), tmp_path)
+    app = f"{world.tag}-app"
+    text = approval_of(monkeypatch, world.ws.inventory, "rollback-deploy.yml", {"deploy_target": "release"})
+    assert f"task_definition={app}:4 -> task_definition={app}:3" in text and "version=3" in text, text
+
+
+def test_kill_long_queries(monkeypatch, pg, chat_db, tmp_path):
+    ws = Workspace(pg, [chat_db], tmp_path)
+    conn = psycopg.connect(**pg.conninfo(chat_db), autocommit=True, application_name="runaway-report")
+    try:
+        conn.pgconn.send_query(b"SELECT pg_sleep(60)")
+        time.sleep(2.5)
+        text = approval_of(monkeypatch, ws.inventory, "kill-long-queries.yml", {"pg_sessions_max_duration": "1s"})
+    finally:
+        conn.cancel()
+        conn.close()
+    assert "runaway-report" in text or "pg_sleep(60)" in text, text
+
+
+def test_bootstrap_fixes(monkeypatch, broken):  # noqa: F811
+    tag, ws = broken["tag"], broken["ws"]
+    text = approval_of(monkeypatch, ws.inventory, "bootstrap-fixes.yml", {})
+    for name in (f"{tag}-rolled-back", f"{tag}-stuck", broken["table"]):
+        assert name in text, (name, text)
+
+
+def test_every_manual_dag_is_read_here_or_elsewhere():
+    """A new manual DAG gets its approval text read: here, or named in this file's docstring."""
+    import re
+
+    manual = set(re.findall(r'^(\w+) = manual_procedure\(', (ROOT / "dags" / "manual.py").read_text(), re.M))
+    here = {name[len("test_"):] for name in globals() if name.startswith("test_")}
+    covered = {"recover_db", "emergency_shutdown", "emergency_resume", "scale", "terraform_unlock",
+               "rollback_deploy", "kill_long_queries", "bootstrap_fixes"}
+    assert covered - {"emergency_shutdown", "emergency_resume"} <= here
+    elsewhere = {"restart_app", "recover_db_to_a_point_in_time"}
+    assert manual == covered | elsewhere, manual ^ (covered | elsewhere)
