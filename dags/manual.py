@@ -15,8 +15,9 @@ recover_db = manual_procedure(
                        description="latest (the newest verified backup) or a backup id such as 20261123T051200Z."),
     },
     extravars={"database": "{{ params.database }}", "backup": "{{ params.backup }}"},
-    # The backup the plan resolved (`latest` -> an id) is the one restored, even if a newer one lands meanwhile.
-    bound={"backup": ("pg_restore_db", "backup", "id")},
+    # The backup the plan resolved (`latest` -> an id) is the one restored, even if a newer one lands meanwhile: the
+    # apply is handed the sealed plan (and refuses it if the database changed since); the verify checks that backup.
+    bound={"backup": ("pg_restore_db", "backup", "id")}, sealed=True,
     doc_md="""
 ### Recover a PostgreSQL database from a backup
 `recover-db.yml`: the backup's checksums are checked, it is restored into a staging database while the live one

@@ -125,3 +125,46 @@ def test_scale_applies_its_sealed_plan_and_refuses_one_outgrown(tmp_path, world)
     assert memory() == [before[0], 512]
     other = ws.play("scale.yml", plan=str(plan), confirm=True, lambda_memory_mb=2048)
     assert other.rc != 0 and other.says("was made for lambda_memory_mb=1024"), other.output
+
+
+def test_recover_db_restores_the_planned_backup_and_refuses_a_plan_outgrown(pg, chat_db, tmp_path):
+    """recover-db.yml: the plan resolves `latest` once; a newer backup landing before the apply is not what is
+    restored. A plan whose database was recovered by another run since, or edited, or expired, changes nothing."""
+    from conftest import Workspace, connect
+
+    ws, plan = Workspace(pg, [chat_db], tmp_path), tmp_path / "recover.json"
+
+    def messages():
+        with connect(pg, chat_db) as conn:
+            return conn.execute("SELECT count(*) FROM chat_messages").fetchone()[0]
+
+    assert ws.play("backup-db.yml").rc == 0
+    [planned] = ws.backups(chat_db)
+    rows = messages()
+    with connect(pg, chat_db) as conn:
+        conn.execute("DELETE FROM chat_messages")
+    made = ws.play("recover-db.yml", check=True, database=chat_db, plan_out=str(plan))
+    assert made.rc == 0 and plan.exists(), made.output
+    assert json.loads(plan.read_text())["resources"]["recovery"]["testdb"]["backup"] == planned
+    assert ws.play("backup-db.yml", pg_backup_skip_if_newer_than="0").rc == 0  # the damaged database's backup
+
+    for spoil, says in (("edit", "was changed after it was made"), ("expired", "longer ago than plan_max_age")):
+        spoiled = tmp_path / f"{spoil}.json"
+        spoiled.write_text(plan.read_text().replace(planned, ws.backups(chat_db)[-1]) if spoil == "edit"
+                           else plan.read_text())
+        extra = {"pg_recover_plan_max_age": "1s"} if spoil == "expired" else {}
+        if spoil == "expired":
+            time.sleep(1.5)
+        refused = ws.play("recover-db.yml", plan=str(spoiled), confirm=True, **extra)
+        assert refused.rc != 0 and refused.says(says) and refused.says("Nothing was changed"), refused.output
+        assert messages() == 0
+
+    applied = ws.play("recover-db.yml", plan=str(plan), confirm=True)
+    assert applied.rc == 0, applied.output
+    assert messages() == rows  # the planned backup, not the newer one
+    [record] = [r for r in ws.audit() if r.get("result") == "recovered"]
+    assert record["backup"] == planned
+
+    # The same plan again: the database was recovered since it was made (by that apply): refused, nothing changed.
+    again = ws.play("recover-db.yml", plan=str(plan), confirm=True)
+    assert again.rc != 0 and again.says("no longer holds, so nothing was changed"), again.output
