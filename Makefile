@@ -152,6 +152,7 @@ bench: venv
 	$(BIN)/python bench/backup_restore.py --mb $${BENCH_MB:-300}
 	$(BIN)/python bench/maintenance.py
 	$(BIN)/python bench/emergency.py
+	$(BIN)/python bench/sealed_plan.py
 	$(BIN)/python bench/log_retention.py
 	$(BIN)/python bench/dag_parse.py
 	$(BIN)/python bench/app_services.py

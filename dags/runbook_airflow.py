@@ -282,6 +282,7 @@ class PlaybookRun:
             with os.fdopen(descriptor, "w") as handle:
                 json.dump(self.sealed, handle)
             extravars["plan"] = plan_file
+            extravars["plan_max_age"] = setting("plan_max_age", "1h")  # the same age limit as the approval's
         sealed_plan = None
         cmdline = ["--check"] if self.check else []
         try:

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.runbook.recovery.plugins.module_utils.audit import ARGUMENT_SPEC, append, make_record
+from ansible_collections.runbook.recovery.plugins.module_utils.audit import (
+    ARGUMENT_SPEC,
+    S3Trail,
+    append,
+    make_record,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.aws import client, describe_error
 
 
 class ActionModule(ActionBase):
@@ -29,4 +35,22 @@ class ActionModule(ActionBase):
             except OSError as exc:
                 return {**result, "failed": True, "record": record,
                         "msg": f"cannot append to the audit log {params['path']}: {exc}"}
+            trail = self._templar.template((task_vars or {}).get("runbook_audit_s3") or {})
+            if trail:
+                result["s3"] = self._to_s3(trail, record, task_vars)
         return {**result, "changed": False, "record": record}
+
+    def _to_s3(self, trail: dict, record: dict, task_vars: dict) -> dict:
+        """The same record on the shared S3 trail (runbook_audit_s3). A failure there is reported loudly, never a
+        failure of the task: the record is in the local log, and the run it records must not be undone for it."""
+        connection = self._templar.template(task_vars.get("aws_connection") or {})
+        try:
+            s3 = client("s3", connection)
+            key = S3Trail(s3, trail["bucket"], trail.get("prefix", "runbook-audit"), int(trail.get("retention_days",
+                          400)), trail.get("mode", "COMPLIANCE")).append({k: v for k, v in record.items()
+                                                                       if k not in ("prev", "hash")})
+            return {"written": True, "url": f"s3://{trail['bucket']}/{key}"}
+        except Exception as exc:
+            message = describe_error(exc, f"writing the audit record to s3://{trail.get('bucket')}")
+            self._display.warning(f"{message}. The record is in the local audit log only.")
+            return {"written": False, "error": message}

@@ -6,7 +6,13 @@ the audit_log module and its action plugin (which writes on the controller witho
 A hash chain makes an edit or a deletion visible: each record carries `prev`, the SHA-256 of the line before it
 (64 zeros for the first), and `hash`, the SHA-256 of its own canonical JSON without `hash`. verify_chain() reads
 the file and names the first line that does not match. (Removing the last lines leaves a shorter valid chain: the
-S3 copy with Object Lock, or any copy kept elsewhere, is what shows that.)"""
+S3 copy with Object Lock, or any copy kept elsewhere, is what shows that.)
+
+The S3 trail (`runbook_audit_s3` in the inventory: {bucket, prefix, retention_days, mode}) is one chain for every
+controller (a fleet's Airflow workers each keep a local file): record N is the object <prefix>/<N, 12 digits>.json,
+written only if absent (S3's conditional write), under Object Lock retention, its `prev` the hash of record N-1's
+body. Two writers racing for N: one wins, the other chains after it. Nobody can rewrite or delete a record before
+its retention ends, not even whoever can write the bucket (COMPLIANCE mode)."""
 
 from __future__ import annotations
 
@@ -108,12 +114,78 @@ def append(path: str, record: dict) -> dict:
     return json.loads(line)
 
 
+S3_TRAIL_SPEC = dict(bucket=dict(type="str", required=True), prefix=dict(type="str", default="runbook-audit"),
+                     retention_days=dict(type="int", default=400),
+                     mode=dict(type="str", choices=["GOVERNANCE", "COMPLIANCE"], default="COMPLIANCE"))
+
+
+# S3's answers to a conditional write that another writer won.
+RACE_LOST = ("PreconditionFailed", "ConditionalRequestConflict")
+
+
+class S3Trail:
+    """The shared audit trail in an S3 bucket with Object Lock (see the module's docstring)."""
+
+    def __init__(self, s3, bucket: str, prefix: str = "runbook-audit", retention_days: int = 400,
+                 mode: str = "COMPLIANCE"):
+        self.s3, self.bucket, self.prefix = s3, bucket, prefix.strip("/")
+        self.retention_days, self.mode = retention_days, mode
+
+    def key(self, number: int) -> str:
+        return f"{self.prefix}/{number:012d}.json"
+
+    def last(self) -> tuple[int, bytes | None]:
+        """The number of the newest record and its body (0, None for an empty trail)."""
+        newest = None
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + "/"):
+            for item in page.get("Contents", []):
+                name = item["Key"].rsplit("/", 1)[-1]
+                if name.endswith(".json") and name[:-5].isdigit() and (newest is None or item["Key"] > newest):
+                    newest = item["Key"]
+        if newest is None:
+            return 0, None
+        body = self.s3.get_object(Bucket=self.bucket, Key=newest)["Body"].read()
+        return int(newest.rsplit("/", 1)[-1][:-5]), body
+
+    def append(self, record: dict, attempts: int = 20) -> str:
+        """Write the record as the next one of the chain; its key."""
+        import datetime
+
+        from botocore.exceptions import ClientError
+
+        for _ in range(attempts):
+            number, previous = self.last()
+            line = chained(record, previous)
+            until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=self.retention_days)
+            try:
+                self.s3.put_object(Bucket=self.bucket, Key=self.key(number + 1), Body=line.rstrip(b"\n"),
+                                   ContentType="application/json", IfNoneMatch="*", ObjectLockMode=self.mode,
+                                   ObjectLockRetainUntilDate=until)
+                return self.key(number + 1)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in RACE_LOST:
+                    raise
+        raise OSError(f"s3://{self.bucket}/{self.prefix}: {attempts} writers raced for the next record")
+
+    def lines(self) -> list[bytes]:
+        """Every record's body, in order (for verify_lines)."""
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + "/"):
+            keys += [item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(".json")]
+        return [self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read() for key in sorted(keys)]
+
+
 def verify_chain(path: str) -> dict:
     """{ok, records, chained, first_bad_line, msg}: every line parses, each chained record's hash is its own, and
     its prev is the hash of the line before. Lines written before the chain existed (no prev, no hash) are
     accepted only before the first chained one."""
     with open(path, "rb") as handle:
         lines = handle.read().splitlines()
+    return verify_lines(lines, path)
+
+
+def verify_lines(lines: list[bytes], path: str) -> dict:
+    """verify_chain over records already read (a file's lines, or an S3 trail's records in order)."""
     previous, seen_chain, count = None, False, 0
     for number, line in enumerate(lines, start=1):
         problem = None

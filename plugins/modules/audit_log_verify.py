@@ -13,6 +13,8 @@ description:
   - Fails naming the first line that was changed, or that follows a removed or inserted line. Lines written before
     the chain existed (no C(prev), no C(hash)) are accepted only before the first chained one.
   - Removing the last lines leaves a valid, shorter chain; compare the record count with a copy kept elsewhere.
+  - With O(s3_bucket), checks the shared trail in S3 instead (C(runbook_audit_s3), one record per object, each
+    written once under Object Lock), record by record in order.
 version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)
 attributes:
@@ -22,11 +24,19 @@ attributes:
   diff_mode:
     support: none
     description: Nothing is changed.
+extends_documentation_fragment:
+  - runbook.recovery.aws
 options:
   path:
-    description: The audit log file (JSON lines).
+    description: The audit log file (JSON lines). One of O(path) and O(s3_bucket) is required.
     type: path
-    required: true
+  s3_bucket:
+    description: The bucket of the shared S3 trail.
+    type: str
+  s3_prefix:
+    description: The key prefix of the trail in O(s3_bucket).
+    type: str
+    default: runbook-audit
 """
 
 EXAMPLES = r"""
@@ -56,15 +66,27 @@ first_bad_line:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.recovery.plugins.module_utils.audit import verify_chain
+from ansible_collections.runbook.recovery.plugins.module_utils.audit import S3Trail, verify_chain, verify_lines
+from ansible_collections.runbook.recovery.plugins.module_utils.aws import aws_argument_spec, client, describe_error
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(path=dict(type="path", required=True)), supports_check_mode=True)
+    argument_spec = aws_argument_spec()
+    argument_spec.update(path=dict(type="path"), s3_bucket=dict(type="str"),
+                         s3_prefix=dict(type="str", default="runbook-audit"))
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_one_of=[("path", "s3_bucket")], mutually_exclusive=[("path", "s3_bucket")])
+    p = module.params
     try:
-        result = verify_chain(module.params["path"])
+        if p["s3_bucket"]:
+            trail = S3Trail(client("s3", p), p["s3_bucket"], p["s3_prefix"])
+            result = verify_lines(trail.lines(), f"s3://{p['s3_bucket']}/{trail.prefix}")
+        else:
+            result = verify_chain(p["path"])
     except OSError as exc:
-        module.fail_json(msg=f"cannot read the audit log {module.params['path']}: {exc}")
+        module.fail_json(msg=f"cannot read the audit log {p['path']}: {exc}")
+    except Exception as exc:  # boto3's errors, named
+        module.fail_json(msg=describe_error(exc, f"reading the audit trail s3://{p['s3_bucket']}"))
     ok = result.pop("ok")
     if not ok:
         module.fail_json(changed=False, **result)

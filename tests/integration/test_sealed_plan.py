@@ -168,3 +168,35 @@ def test_recover_db_restores_the_planned_backup_and_refuses_a_plan_outgrown(pg, 
     # The same plan again: the database was recovered since it was made (by that apply): refused, nothing changed.
     again = ws.play("recover-db.yml", plan=str(plan), confirm=True)
     assert again.rc != 0 and again.says("no longer holds, so nothing was changed"), again.output
+
+
+def test_the_audit_trail_in_s3_is_one_chain_nobody_can_rewrite(ws, world, tmp_path):
+    """runbook_audit_s3: each record of the run also lands in a bucket with Object Lock, chained; a locked record
+    cannot be deleted; verify-audit.yml checks the local log and the S3 trail."""
+    [s3] = clients(world.env, "s3")
+    bucket = f"{world.tag}-audit"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    ws.extra = {"runbook_audit_s3": {"bucket": bucket, "prefix": "trail", "retention_days": 1}}
+    ws.write_inventory({"incident": world.scope()})
+    assert ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident").rc == 0
+    assert ws.play(RESUME, confirm=True, shutdown_scope="incident").rc == 0
+    local = ws.audit()
+    listed = s3.list_object_versions(Bucket=bucket, Prefix="trail/")["Versions"]
+    assert [v["Key"] for v in sorted(listed, key=lambda v: v["Key"])] == [f"trail/{n:012d}.json"
+                                                                          for n in range(1, len(local) + 1)]
+    trail = [json.loads(s3.get_object(Bucket=bucket, Key=f"trail/{n:012d}.json")["Body"].read())
+             for n in range(1, len(local) + 1)]
+    strip = ("prev", "hash")
+    assert [{k: v for k, v in r.items() if k not in strip} for r in trail] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in local]
+    assert s3.head_object(Bucket=bucket, Key="trail/000000000001.json")["ObjectLockMode"] == "COMPLIANCE"
+    with pytest.raises(Exception, match="AccessDenied"):
+        s3.delete_object(Bucket=bucket, Key="trail/000000000001.json", VersionId=listed[0]["VersionId"])
+    checked = ws.play("verify-audit.yml", audit_log=str(ws.audit_log),
+                      aws_connection={"endpoint_url": world.env["AWS_ENDPOINT_URL"],
+                                      "region": world.env["AWS_DEFAULT_REGION"],
+                                      "access_key": world.env["AWS_ACCESS_KEY_ID"],
+                                      "secret_key": world.env["AWS_SECRET_ACCESS_KEY"]},
+                      runbook_audit_s3={"bucket": bucket, "prefix": "trail"})
+    assert checked.rc == 0 and checked.says(f"s3://{bucket}/trail: {len(local)} records, {len(local)} chained"), \
+        checked.output

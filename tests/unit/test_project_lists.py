@@ -24,7 +24,6 @@ CONNECTION_SPECS = {"postgres_argument_spec": "postgres", "redis_argument_spec":
 # Modules that take no connection options, hence belong to no action group.
 NO_CONNECTION = {
     "audit_log",  # appends a JSON line to a local file
-    "audit_log_verify",  # reads that file and checks its hash chain
     "sealed_plan",  # writes and reads a plan file on the controller
     "health_report",  # merges findings already gathered into a local report file
     "app_services",  # the host's own systemd units and Docker daemon (its socket, docker_host)
