@@ -36,7 +36,11 @@ def test_corrupt_backup_fails_verification_and_recovery_refuses(workspace, pg, c
     assert verify.rc != 0
     assert "FAILED checksum verification" in verify.output and "differs from the manifest" in verify.output
 
+    # `latest` is the newest verified backup: a failed one is never it.
     recover = workspace.play("recover-db.yml", confirm=True)
+    assert recover.rc != 0 and recover.says(f"there is no verified backup of database '{chat_db}'"), recover.output
+    # Named by its id, its checksums are checked again before anything is touched.
+    recover = workspace.play("recover-db.yml", confirm=True, backup=backup_id)
     assert recover.rc != 0
     assert "fails its checksum verification" in recover.output
     assert table_fingerprints(pg, chat_db) == damaged, "the target is untouched"
