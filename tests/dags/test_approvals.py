@@ -7,10 +7,13 @@ the REST API of an api-server on the same metadata database, as people answer in
 - Two approvals required: one applies nothing yet, the second applies.
 - A template in a form field never runs.
 - emergency_shutdown applies the sealed plan it approved: a function created after the plan is left alone, and one
-  changed after the plan refuses the apply with nothing changed."""
+  changed after the plan refuses the apply with nothing changed.
+- An approval given after the plan's age limit applies nothing; terraform_unlock refuses a lock taken again after
+  its plan."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 import urllib.error
@@ -18,6 +21,7 @@ import urllib.error
 import pytest
 from aws_world import AwsWorkspace, World, clients, create_functions
 from conftest import APPROVER, OUTSIDER, REQUESTER, Workspace, connect, finish
+from test_terraform_unlock import KEY, Backend, lock_info
 
 
 @pytest.fixture
@@ -141,8 +145,8 @@ def test_emergency_shutdown_applies_the_approved_plan_only(api_server, aws_emula
     world = World(dict(aws_emulator)).build(reserved=(7, None), routes=False, rest_stage=False,
                                             unthrottled_stage=False, ecs_desired=None)
     t = world.tag
-    env = {"AIRFLOW_VAR_RUNBOOK_INVENTORY": str(AwsWorkspace(tmp_path, world.env, {"incident": world.scope()})
-                                                .inventory)}
+    ws = AwsWorkspace(tmp_path, world.env, {"incident": world.scope()})
+    env = {"AIRFLOW_VAR_RUNBOOK_INVENTORY": str(ws.inventory)}
     [lam] = clients(world.env, "lambda")
 
     def concurrency(name):
@@ -159,10 +163,8 @@ def test_emergency_shutdown_applies_the_approved_plan_only(api_server, aws_emula
     assert [concurrency(f"{t}-fn-0"), concurrency(f"{t}-fn-1"), concurrency(f"{t}-fn-late")] == [0, 0, 5]
     assert result["tasks"]["verify"] == "failed" and f"{t}-fn-late" in output  # not in the plan: named, not stopped
 
-    resume = api_server.run_dag("manual", "emergency_resume", conf=conf, env=env, background=True)
-    api_server.answer(api_server.wait_for_approval_request("emergency_resume", resume), "Approve")
-    output, result = finish(resume)
-    assert result and result["state"] == "success", output[-6000:]
+    # Back as before (the sealed resume is tested on the command line: tests/integration/test_sealed_plan.py).
+    assert ws.play("emergency-resume.yml", confirm=True, shutdown_scope="incident").rc == 0
     assert [concurrency(f"{t}-fn-0"), concurrency(f"{t}-fn-1")] == [7, None]
 
     run = api_server.run_dag("manual", "emergency_shutdown", conf=conf, env=env, background=True)
@@ -173,3 +175,40 @@ def test_emergency_shutdown_applies_the_approved_plan_only(api_server, aws_emula
     assert result and result["tasks"]["apply"] == "failed", output[-6000:]
     assert "no longer holds, so nothing was changed" in output and f"{t}-fn-1: changed since the plan" in output
     assert [concurrency(f"{t}-fn-0"), concurrency(f"{t}-fn-1")] == [7, 9]
+
+
+def test_an_approval_given_after_the_plan_expired_applies_nothing(api_server, ws, pg, chat_db):
+    assert ws.play("backup-db.yml").rc == 0
+    with connect(pg, chat_db) as conn:
+        conn.execute("DELETE FROM chat_messages")
+    conf = {"database": chat_db, "backup": "latest", "reason": "INC-5006 approved too late"}
+    run = api_server.run_dag("manual", "recover_db", conf=conf, background=True,
+                             env={**inventory(ws), "RUNBOOK_PLAN_MAX_AGE": "3s"})
+    detail = api_server.wait_for_approval_request("recover_db", run)
+    time.sleep(4)
+    api_server.answer(detail, "Approve")
+    output, result = finish(run)
+    assert result and result["tasks"]["apply"] == "failed", output[-6000:]
+    assert "longer ago than runbook_plan_max_age" in output
+    assert messages(pg, chat_db) == 0 and [r for r in ws.audit() if r.get("result") == "recovered"] == []
+
+
+def test_terraform_unlock_refuses_a_lock_taken_again_after_the_plan(api_server, aws_emulator, tmp_path):
+    aws_emulator.clear_faults()
+    backend = Backend(dict(aws_emulator))
+    info = lock_info(backend.bucket, datetime.timedelta(hours=3))
+    backend.lock_dynamodb(info)
+    env = {"AIRFLOW_VAR_RUNBOOK_INVENTORY": str(AwsWorkspace(tmp_path, backend.env, {}).inventory)}
+    conf = {"lock_path": f"{backend.bucket}/{KEY}", "lock_table": backend.table, "lock_id": info["ID"],
+            "min_age": "1h", "reason": "INC-5007 a crashed apply"}
+    run = api_server.run_dag("manual", "terraform_unlock", conf=conf, env=env, background=True)
+    detail = api_server.wait_for_approval_request("terraform_unlock", run)
+    assert info["ID"] in detail["body"] and "alice@ci-runner-7" in detail["body"], detail["body"]
+    # The crashed run's lock is released and a live run takes the state again before the approval.
+    again = lock_info(backend.bucket, datetime.timedelta(minutes=0), who="bob@laptop")
+    backend.lock_dynamodb(again, replace=True)
+    api_server.answer(detail, "Approve")
+    output, result = finish(run)
+    assert result and result["tasks"]["apply"] == "failed", output[-6000:]
+    item = backend.items()[f"{backend.bucket}/{KEY}"]
+    assert again["ID"] in json.dumps(item), item  # the live run's lock is kept
