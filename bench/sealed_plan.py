@@ -6,7 +6,8 @@ plans and applies in one run), measured in the same run on the same servers, for
                       resolves no selector again, but reads every planned resource again before it writes (a sealed
                       plan is never trusted unread).
   recover-db          the sandbox's chat database (scaled up by --rows messages) on a private cluster, from the
-                      newest verified backup; each run is preceded by an untimed damage (rows deleted).
+                      newest verified backup (force=true: the database holds that backup already, damaged since);
+                      each run is preceded by an untimed damage (rows deleted).
 Target: plan-driven apply <= 1.0x today's (the ratio printed is plan-driven / today's; medians of --repeat runs).
 """
 
@@ -104,11 +105,13 @@ def recover_bench(base: Path, repeat: int, rows: int) -> tuple[list[float], list
         today, sealed = [], []
         for _ in range(repeat):
             damage()
-            today.append(timed([*playbook, recover, "-e", "confirm=true", "-e", "backup=latest"], env))
+            # force: the database holds that backup already (the previous run restored it), damaged since.
+            force = ["-e", "pg_recover_force=true"]
+            today.append(timed([*playbook, recover, "-e", "confirm=true", "-e", "backup=latest", *force], env))
             damage()
             plan = base / "recover.json"
-            timed([*playbook, recover, "--check", "-e", "backup=latest", "-e", f"plan_out={plan}"], env)
-            sealed.append(timed([*playbook, recover, "-e", f"plan={plan}", "-e", "confirm=true"], env))
+            timed([*playbook, recover, "--check", "-e", "backup=latest", "-e", f"plan_out={plan}", *force], env)
+            sealed.append(timed([*playbook, recover, "-e", f"plan={plan}", "-e", "confirm=true", *force], env))
             with psycopg.connect(**cluster.conninfo("chat")) as conn:
                 assert conn.execute("SELECT count(*) FROM chat_messages").fetchone()[0] == count
             print(f"  recover-db: today {today[-1]:.2f}s, from a sealed plan {sealed[-1]:.2f}s", flush=True)
