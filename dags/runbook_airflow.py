@@ -165,6 +165,18 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def process_ids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def session_of(pid: int) -> int | None:
+    """The session id of a process (Linux /proc), or None once it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -245,9 +257,13 @@ class PlaybookRun:
         act on the cancel: the processes are signalled here, SIGTERM first, SIGKILL to those alive after `grace`."""
         playbooks = [pid for pid in descendants(os.getpid()) if "ansible-playbook" in command_line(pid)]
         started = list(dict.fromkeys(playbooks + [pid for root in playbooks for pid in descendants(root)]))
+        # ansible-runner starts ansible-playbook in a session of its own: whatever stays in that session is the run's,
+        # also a process whose parent died first (reparented, no longer below the playbook when a round looks).
+        sessions = {session_of(pid) for pid in playbooks} - {session_of(os.getpid()), None}
         self.cancelled.set()
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
-            left = [pid for pid in started if alive(pid)]
+            members = [pid for pid in process_ids() if session_of(pid) in sessions] if sessions else []
+            left = [pid for pid in dict.fromkeys(started + members) if alive(pid)]
             for pid in left:
                 with contextlib.suppress(OSError):
                     os.kill(pid, sig)
