@@ -43,6 +43,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def emulator_env(port: int) -> dict:
+    """What a benchmark's playbooks, boto3 and AWS CLI run with: the emulator on `port`, this checkout's Ansible."""
+    return {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_HOME": str(ROOT / ".ansible"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".ansible/collections")}
+
+
 def start_emulator(port: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, str(ROOT / "sandbox/aws_emulator.py"), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -144,9 +151,7 @@ def main() -> int:
 
     base = Path(tempfile.mkdtemp(prefix="rr-bench-emergency-"))
     port = free_port()
-    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
-           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_HOME": str(ROOT / ".ansible"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".ansible/collections")}
+    env = emulator_env(port)
     request_log = base / "requests.log"
     os.environ.update(env)  # boto3 here, the CLI loops and the playbooks all read the same environment
     os.environ["RUNBOOK_EMULATOR_REQUEST_LOG"] = str(request_log)  # the emulator only

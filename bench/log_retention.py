@@ -21,7 +21,7 @@ from pathlib import Path
 
 import boto3
 import yaml
-from emergency import BIN, ROOT, free_port, start_emulator, timed
+from emergency import BIN, emulator_env, free_port, start_emulator, timed
 
 DAYS = [30, 60, 90, 120, 150, 180, 365, 400, 545, 731]
 
@@ -43,9 +43,7 @@ def main() -> int:
 
     base = Path(tempfile.mkdtemp(prefix="rr-bench-logs-"))
     port = free_port()
-    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
-           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_HOME": str(ROOT / ".ansible"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".ansible/collections")}
+    env = emulator_env(port)
     os.environ.update(env)
     emulator = start_emulator(port)
     try:

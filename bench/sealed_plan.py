@@ -28,7 +28,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from emergency import build, free_port, start_emulator, state, timed  # noqa: E402
+from emergency import build, emulator_env, free_port, start_emulator, state, timed  # noqa: E402
 
 from sandbox.pgcluster import PgCluster  # noqa: E402
 
@@ -37,9 +37,7 @@ SEED_SQL = (ROOT / "sandbox" / "seed_chat.sql").read_text()
 
 def shutdown_bench(base: Path, repeat: int, functions: int, stages: int) -> tuple[list[float], list[float]]:
     port = free_port()
-    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
-           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_HOME": str(ROOT / ".ansible"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".ansible/collections")}
+    env = emulator_env(port)
     os.environ.update(env)
     emulator = start_emulator(port)
     try:

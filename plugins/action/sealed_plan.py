@@ -7,14 +7,8 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, parse_duration
-from ansible_collections.runbook.recovery.plugins.module_utils.sealed_plan import (
-    ARGUMENT_SPEC,
-    load,
-    seal,
-    to_act_on,
-    write,
-)
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.sealed_plan import ARGUMENT_SPEC, handle
 
 
 class ActionModule(ActionBase):
@@ -27,15 +21,6 @@ class ActionModule(ActionBase):
         validation, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         del validation
         try:
-            if params["state"] == "written":
-                document = seal(params["procedure"], params["inputs"], params["hosts"], params["resources"])
-                write(params["path"], document)
-                return {**result, "changed": False, "plan": document, "digest": document["digest"],
-                        "msg": f"plan of {params['procedure']} written to {params['path']} ({document['digest']}); "
-                               f"apply it with -e plan={params['path']} -e confirm=true"}
-            document = load(params["path"], params["procedure"], parse_duration(params["max_age"]), params["inputs"])
+            return {**result, **handle(params)}
         except (RunbookError, OSError) as exc:
             return {**result, "failed": True, "msg": str(exc)}
-        return {**result, "changed": False, "plan": document, "digest": document["digest"],
-                "resources": to_act_on(document["resources"]),
-                "msg": f"plan {params['path']} ({document['digest']}) of {document['made_at_utc']} is intact"}

@@ -14,7 +14,11 @@ import json
 import os
 import time
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, write_json_atomic
+from ansible_collections.runbook.recovery.plugins.module_utils.common import (
+    RunbookError,
+    parse_duration,
+    write_json_atomic,
+)
 
 FORMAT = 1
 ARGUMENT_SPEC = dict(
@@ -100,3 +104,17 @@ def load(path: str, procedure: str, max_age: float, inputs: dict | None = None, 
                                f"drop -e {key} (the plan says what to act on) or make a new plan. Nothing was "
                                "changed.")
     return document
+
+
+def handle(params: dict) -> dict:
+    """One call of the sealed_plan module or action: the plan written or read, as the task returns it."""
+    if params["state"] == "written":
+        document = seal(params["procedure"], params["inputs"], params["hosts"], params["resources"])
+        write(params["path"], document)
+        return {"changed": False, "plan": document, "digest": document["digest"],
+                "msg": f"plan of {params['procedure']} written to {params['path']} ({document['digest']}); apply it "
+                       f"with -e plan={params['path']} -e confirm=true"}
+    document = load(params["path"], params["procedure"], parse_duration(params["max_age"]), params["inputs"])
+    return {"changed": False, "plan": document, "digest": document["digest"],
+            "resources": to_act_on(document["resources"]),
+            "msg": f"plan {params['path']} ({document['digest']}) of {document['made_at_utc']} is intact"}

@@ -105,29 +105,17 @@ digest:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, parse_duration
-from ansible_collections.runbook.recovery.plugins.module_utils.sealed_plan import (
-    ARGUMENT_SPEC,
-    load,
-    seal,
-    to_act_on,
-    write,
-)
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.sealed_plan import ARGUMENT_SPEC, handle
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    params = module.params
     try:
-        if params["state"] == "written":
-            document = seal(params["procedure"], params["inputs"], params["hosts"], params["resources"])
-            write(params["path"], document)
-        else:
-            document = load(params["path"], params["procedure"], parse_duration(params["max_age"]), params["inputs"])
+        result = handle(module.params)
     except (RunbookError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, plan=document, digest=document["digest"],
-                     resources=to_act_on(document["resources"]) if params["state"] == "read" else None)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
