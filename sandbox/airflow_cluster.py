@@ -115,8 +115,13 @@ class AirflowCluster:
                     "secret_key": kept("api", "secret_key")},
             "api_auth": {"jwt_secret": kept("api_auth", "jwt_secret")},
             # The result backend is left unset: Celery's results go to the metadata database (db+ sql_alchemy_conn).
+            # A worker takes a task from the broker only when it has a free slot (runbook_celery.py): a worker that
+            # dies then takes with it only the tasks it was running, which the scheduler fails after
+            # task_instance_heartbeat_timeout and retries elsewhere. With Celery's default prefetch it also held
+            # one more task per slot, which stayed queued until task_queued_timeout (10 min) before anyone ran it.
             "celery": {"broker_url": f"redis://127.0.0.1:{self.redis_port}/{BROKER_DB}",
-                       "worker_concurrency": str(self.concurrency)},
+                       "worker_concurrency": str(self.concurrency),
+                       "celery_config_options": "runbook_celery.CELERY_CONFIG"},
             "logging": {"base_log_folder": str(self.home / "logs")},
             # A worker's supervisor notices that its task process has exited only when its wait for the process's
             # output times out, which is at most this interval: at the default 5 s a backup of 2-3 s held its worker
@@ -160,6 +165,11 @@ class AirflowCluster:
             'runs\n(two workers share this machine; on machines of their own the machine name is enough)."""\n\n'
             "import os\nimport socket\n\n\ndef worker_hostname() -> str:\n"
             '    return os.environ.get("RUNBOOK_WORKER_HOSTNAME") or socket.getfqdn()\n')
+        (self.home / "config" / "runbook_celery.py").write_text(
+            '"""Written by sandbox/airflow_cluster.py: Airflow\'s Celery settings, and a worker takes a task only '
+            'when it has\na free slot (Redis broker), so a worker that dies strands no task it had not started."""\n\n'
+            "from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG\n\n"
+            'CELERY_CONFIG = {**DEFAULT_CELERY_CONFIG, "worker_disable_prefetch": True}\n')
 
     @property
     def password(self) -> str:
