@@ -171,32 +171,37 @@ def check_free_space(path: str, needed: int, what: str) -> int | None:
 
 
 # -- one database --------------------------------------------------------------------------------------------
-class DatabasePitr(Recovery):
+class DatabasePitr:
     """Replay a throwaway cluster to the target, dump the database out of it, and recover it like recover-db
-    does (same lock, same staging/swap/probe/rollback, same database state carried from the dump)."""
+    does: a Recovery of that dump (same lock, same staging/swap/probe/rollback, same database state carried from
+    the dump), given the dump's backup and holding the database's recovery lock taken before the replay."""
 
     def __init__(self, params: ConnParams, store: LocalStore, database: str, archive: Archive, target: Target,
-                 work_dir: str, replay_timeout: float = 3600, **kwargs):
-        super().__init__(params, store, database, backup="latest", **kwargs)
+                 work_dir: str, replay_timeout: float = 3600, **options):
+        self.params, self.records, self.database, self.options = params, store, database, options
         self.archive, self.target, self.work_dir, self.replay_timeout = archive, target, work_dir, replay_timeout
-        self.records = store
+        # The database as it is now (its lock, what it holds, who is connected); the recovery proper is another
+        # Recovery, of the dump, made once the dump exists.
+        self.current = Recovery(params, store, database, backup="latest", **options)
+        self.result = self.current.result
 
-    def plan(self, verify_checksums: bool = True):
-        self.validate()
-        with self.locked():
-            return self._pitr_plan()
+    def plan(self) -> dict:
+        self.current.validate()
+        with self.current.locked():
+            return self._plan()
 
-    def _pitr_plan(self) -> dict:
+    def _plan(self) -> dict:
         with self.params.connect() as conn:
             facts = server_facts(conn)
-            current = database_properties(conn, self.database)
-            before = self._snapshot(conn, current)
+            before = self.current.snapshot(conn, database_properties(conn, self.database))
+            connections = self.current.connections(conn)
         plan = recovery_plan(self.archive, facts, self.target)
         self.archive.os_user = self.archive.os_user or facts["os_user"]
-        needed = self.force or self.target.kind == "latest" or before.get("restored_backup") != self.target.label
-        plan.update(needed=needed, scope="database", database=self.database, staging_database=self.staging,
-                    keep_current_as=self.kept_name() if before["exists"] else None,
-                    connections_to_terminate=self._connections_count(), work_dir=self.work_dir)
+        needed = (self.current.force or self.target.kind == "latest"
+                  or before.get("restored_backup") != self.target.label)
+        plan.update(needed=needed, scope="database", database=self.database, staging_database=self.current.staging,
+                    keep_current_as=self.current.kept_name() if before["exists"] else None,
+                    connections_to_terminate=connections, work_dir=self.work_dir)
         if needed:
             free = check_free_space(self.work_dir, int(plan["restore_bytes"] * 1.1),
                                     f"restoring base backup {plan['base_backup']['id']} into a throwaway cluster")
@@ -208,20 +213,16 @@ class DatabasePitr(Recovery):
                 f"{plan.get('work_dir_free')} free) into a throwaway cluster under {self.work_dir}, replay WAL "
                 f"{plan['wal']['from']}..{plan['wal']['to']} ({wal_state(plan['wal'])}) "
                 f"to {self.target.describe()}, dump {self.database} out of it, "
-                f"restore that into {self.staging}, and swap it in"
+                f"restore that into {self.current.staging}, and swap it in"
                 + (f" (the current database is kept as {plan['keep_current_as']})" if before["exists"] else ""))
         else:
             self.result["msg"] = f"{self.database} already holds {self.target.describe()}: nothing to do"
         return plan
 
-    def _connections_count(self) -> int:
-        with self.params.connect() as conn:
-            return self._connections(conn)
-
     def run(self) -> dict:
-        self.validate()
-        with self.locked() as self.lock:
-            plan = self._pitr_plan()
+        self.current.validate()
+        with self.current.locked() as lock:
+            plan = self._plan()
             if not plan["needed"]:
                 return self.result
             started = time.monotonic()
@@ -237,10 +238,11 @@ class DatabasePitr(Recovery):
                 finally:
                     throwaway.destroy()
                 self.result["replay"] = {**replay, "dumped_backup": backup["id"]}
-                self.store, self.wanted = LocalStore(dumps), backup["id"]
-                result = self._run()
+                recovery = Recovery(self.params, LocalStore(dumps), self.database, backup=backup["id"],
+                                    **self.options)
+                recovery.result = self.result  # one result: what the replay did and what the recovery did
+                result = recovery.apply(lock)
             finally:
-                self.store = self.records
                 shutil.rmtree(dumps, ignore_errors=True)
                 claim.close()
             self._record()
@@ -273,7 +275,7 @@ class DatabasePitr(Recovery):
             if database_properties(conn, self.database) is None:
                 raise RunbookError(f"database {self.database!r} did not exist at {self.target.describe()}: nothing to "
                                    f"recover it from. {self.database} was not touched.")
-        result = BackupRun(source, LocalStore(dumps), BackupOptions(self.database, jobs=self.jobs), False).run()
+        result = BackupRun(source, LocalStore(dumps), BackupOptions(self.database, jobs=self.current.jobs), False).run()
         return result["backup"]
 
     def _record(self) -> None:

@@ -327,7 +327,7 @@ class Recovery:
         self.result["backup"] = backup.summary()
         with self.params.connect() as conn:
             current = database_properties(conn, self.database)
-            before = self._snapshot(conn, current)
+            before = self.snapshot(conn, current)
             if backup.database != self.database:
                 raise RunbookError(f"backup {backup.backup_id} belongs to {backup.database!r}, not {self.database!r}.")
             needed = self.force or before.get("restored_backup") != backup.backup_id
@@ -336,7 +336,7 @@ class Recovery:
             plan = {"needed": needed, "backup": backup.backup_id, "database": self.database,
                     "staging_database": self.staging,
                     "keep_current_as": self.kept_name() if before["exists"] else None,
-                    "connections_to_terminate": self._connections(conn),
+                    "connections_to_terminate": self.connections(conn),
                     "tables": len(backup.manifest["tables"]),
                     "rows": sum(t["rows"] for t in backup.manifest["tables"]),
                     "large_objects": backup.manifest.get("large_objects"),
@@ -361,7 +361,7 @@ class Recovery:
         self.result["changed"] = needed
         return backup, plan
 
-    def _snapshot(self, conn, props: dict | None) -> dict:
+    def snapshot(self, conn, props: dict | None) -> dict:
         """What a person would check before and after: does it exist, its size, its tables' row counts,
         and which backup it holds (when a recovery of ours made it)."""
         if props is None:
@@ -380,7 +380,7 @@ class Recovery:
     def kept_name(self) -> str:
         return kept_prefix(self.database) + compact_timestamp(utc_now())
 
-    def _connections(self, conn) -> int:
+    def connections(self, conn) -> int:
         return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                             (self.database,)).fetchone()[0]
 
@@ -398,8 +398,14 @@ class Recovery:
     # -- apply -----------------------------------------------------------------------------
     def run(self) -> dict:
         self.validate()
-        with self.locked() as self.lock:
-            return self._run()
+        with self.locked() as lock:
+            return self.apply(lock)
+
+    def apply(self, lock) -> dict:
+        """The recovery, under this database's recovery lock, which the caller holds (run() takes it; a
+        point-in-time recovery takes it before it replays and dumps the database this recovery restores)."""
+        self.lock = lock
+        return self._run()
 
     def _run(self) -> dict:
         backup, plan = self._plan(verify_checksums=False)
@@ -447,7 +453,7 @@ class Recovery:
                     f"could not record which backup {self.database} holds in {self.store.root} ({exc}): a rerun "
                     "of this recovery will restore it again instead of reporting nothing to do.")
             self.result["removed_previous"] = self._trim_kept(conn, keep=kept)
-            self.result["after"] = self._snapshot(conn, props)
+            self.result["after"] = self.snapshot(conn, props)
         self.result["elapsed_seconds"] = round(time.monotonic() - started, 3)
         self.result["msg"] = (f"{self.database} now holds backup {backup.backup_id}; the previous database is kept as "
                               f"{kept}" if kept else f"{self.database} created from backup {backup.backup_id}")
