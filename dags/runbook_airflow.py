@@ -609,19 +609,19 @@ REASON = dict(type="string", minLength=5, pattern=NO_TEMPLATE + r"[\s\S]*$", tit
 def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dict, doc_md: str, tags: list[str],
                      verify_extravars: dict | None = None, bound: dict | None = None, sealed: bool = False,
                      apply_timeout: timedelta = timedelta(hours=4)):
-    """A destructive procedure: plan (check mode) -> approval of that plan by someone other than the requester
-    (approve, and approve_2 when two are required: runbook_approval.py) -> apply (confirm=true, no retry, after its
-    own check of the approvals; what the plan resolved in `bound` is passed on, not resolved again; with `sealed`, the
-    plan task's sealed plan is what the apply acts on, exactly) -> verify (check
-    mode again must find nothing left to change). A plan that changes nothing asks nobody; a rejected or expired
-    approval skips or fails everything after it. Plan and verify time out after an hour, the apply after
+    """A destructive procedure: plan (check mode, requested by one of runbook_operators) -> approval of that plan
+    by someone other than the requester (approve, and approve_2 when two are required: runbook_approval.py) -> apply
+    (confirm=true, no retry, after its own check of the approvals; what the plan resolved in `bound` is passed on,
+    not resolved again; with `sealed`, the plan task's sealed plan is what the apply acts on, exactly) -> verify
+    (check mode again must find nothing left to change). A plan that changes nothing asks nobody; a rejected or
+    expired approval skips or fails everything after it. Plan and verify time out after an hour, the apply after
     `apply_timeout`; each approval after its 4 hours.
 
     An action rather than a state (a restart, a rollback whose second run undoes the first) is never "nothing left
     to change": `verify_extravars` turn the verify step into the playbook's own check of the result (such as
     verify=true), still in check mode and still required to change nothing."""
     from airflow.sdk import DAG, Param
-    from runbook_approval import ApplyOperator, FourEyesApproval
+    from runbook_approval import ApplyOperator, FourEyesApproval, PlanOperator
 
     form = {name: Param(**spec) for name, spec in {**params, "reason": REASON}.items()}
     with DAG(dag_id, schedule=None, start_date=START, catchup=False, max_active_runs=1, doc_md=doc_md,
@@ -629,7 +629,7 @@ def manual_procedure(dag_id: str, playbook: str, *, extravars: dict, params: dic
              default_args=default_args(retries=0, timeout=timedelta(hours=1)),
              render_template_as_native_obj=True) as dag:
         reason = "{{ params.reason }}"
-        plan = PlaybookOperator(task_id="plan", playbook=playbook, extravars=extravars, check=True, reason=reason,
+        plan = PlanOperator(task_id="plan", playbook=playbook, extravars=extravars, check=True, reason=reason,
                                 sealed=sealed, retries=1, doc_md="The playbook in check mode: what would change.")
         approvals = [FourEyesApproval(
             task_id=task_id, stage=stage, subject=f"{dag_id}: apply this plan?" if stage == 1 else

@@ -3,10 +3,16 @@ the apply makes itself before it changes anything.
 
 Not a DAG file (.airflowignore). Configuration, read when a task runs (Airflow Variables, else the environment
 variable of the same name in capitals, as runbook_airflow.setting):
-- `runbook_approvers`: who may approve, as a JSON list of user names (`["alice", "bob"]`), a comma-separated list,
-  or per DAG `{"recover_db": ["alice"], "*": ["bob", "carol"]}`. Default: nobody, and the approval refuses to ask
-  (naming this Variable) rather than let anyone answer. The requester (the user who triggered the run) is never one
-  of the approvers of their own run, whatever the list says.
+- `runbook_approvers`: who may approve, as a JSON list (`["alice", "role:op"]`), a comma-separated list, or per DAG
+  `{"recover_db": ["alice"], "*": ["bob", "role:admin"]}`. An entry is a user name, or `role:NAME` for every user of
+  that role (the SimpleAuthManager's roles, from `[core] simple_auth_manager_users`; a role includes the roles above
+  it: viewer < user < op < admin). Default: nobody, and the approval refuses to ask (naming this Variable) rather
+  than let anyone answer. The requester (the user who triggered the run) is never one of the approvers of their own
+  run, whatever the list says.
+- `runbook_operators`: who may request a destructive procedure, in the same form. The plan task refuses a run
+  requested by anyone else before the playbook runs, whatever the auth manager (a DAG's `access_control` is an
+  input to the FAB auth manager only, and deprecated since Airflow 3). Default: whoever Airflow lets trigger the
+  DAG.
 - `runbook_approvals_required`: distinct approvers needed, a number or per DAG as above (default 1). A recovery of
   the whole cluster (`scope=cluster`) needs at least `runbook_approvals_required_cluster_scope` (default 2).
 - `runbook_plan_max_age`: how long after the plan was made an approval still applies it (default 1h): an approval
@@ -56,12 +62,61 @@ def per_dag(name: str, dag_id: str, default):
     return value
 
 
+SIMPLE_ROLES = ("viewer", "user", "op", "admin")  # the SimpleAuthManager's roles, each allowed what those before it are
+
+
+def role_members(role: str, auth_manager: str, users: str) -> set[str]:
+    """The users of `role` (and of the roles above it) under the SimpleAuthManager, from its `name:role,...` list."""
+    if not auth_manager.endswith("SimpleAuthManager"):
+        raise ApprovalRefused(f"role:{role} is named, but roles are read only from the SimpleAuthManager's user list "
+                              f"(this Airflow uses {auth_manager.rsplit('.', 1)[-1]}): name the users instead.")
+    if role.lower() not in SIMPLE_ROLES:
+        raise ApprovalRefused(f"role:{role} is not a role of the SimpleAuthManager ({', '.join(SIMPLE_ROLES)}).")
+    rank = SIMPLE_ROLES.index(role.lower())
+    found = set()
+    for entry in users.split(","):
+        name, _, their_role = entry.strip().partition(":")
+        if name and their_role.strip().lower() in SIMPLE_ROLES[rank:]:
+            found.add(name.strip())
+    return found
+
+
+def people(name: str, dag_id: str) -> set[str] | None:
+    """The users a setting names for this DAG (user names and role:NAME entries), None when it is not set."""
+    value = per_dag(name, dag_id, None)
+    if value is None:
+        return None
+    entries = [value] if isinstance(value, str) else value
+    if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+        raise ApprovalRefused(f"runbook_{name} for {dag_id} is {value!r}: give a list of user names and role:NAME.")
+    found = set()
+    for entry in (entry.strip() for entry in entries):
+        if entry.startswith("role:"):
+            from airflow.configuration import conf
+
+            found |= role_members(entry[len("role:"):].strip(), conf.get("core", "auth_manager", fallback=""),
+                                  conf.get("core", "simple_auth_manager_users", fallback=""))
+        elif entry:
+            found.add(entry)
+    return found
+
+
 def approvers(dag_id: str) -> set[str]:
-    value = per_dag("approvers", dag_id, [])
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise ApprovalRefused(f"runbook_approvers for {dag_id} is {value!r}: give a list of user names.")
-    return {name.strip() for name in names if name.strip()}
+    return people("approvers", dag_id) or set()
+
+
+class PlanOperator(PlaybookOperator):
+    """The plan task of a destructive procedure: refuses a requester who is not one of `runbook_operators` (when
+    that is set) before anything runs, then the playbook in check mode."""
+
+    def execute(self, context):
+        who_asked = requester(context)
+        allowed = people("operators", self.dag_id)
+        if allowed is not None and who_asked not in allowed:
+            raise ApprovalRefused(
+                f"{who_asked} may not request {self.dag_id}: runbook_operators allows "
+                f"{', '.join(sorted(allowed)) or 'nobody'}. Nothing was planned or changed; ask one of them.")
+        return super().execute(context)
 
 
 def approvals_required(dag_id: str, params: dict) -> int:

@@ -8,9 +8,10 @@ export PATH="$PWD/.venv/bin:$PATH"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$PWD/.airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
-# Four eyes (dags/runbook_approval.py): admin triggers a procedure, approver approves it (never the requester).
+# Four eyes (dags/runbook_approval.py): admin triggers a procedure (the operators: role op and above), approver
+# approves it (never the requester).
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin,approver:user"
-export RUNBOOK_APPROVERS="${RUNBOOK_APPROVERS:-approver}"
+export RUNBOOK_APPROVERS="${RUNBOOK_APPROVERS:-approver}" RUNBOOK_OPERATORS="${RUNBOOK_OPERATORS:-role:op}"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/passwords.json"
 export AIRFLOW__API__HOST="${AIRFLOW_UI_HOST:-127.0.0.1}" AIRFLOW__API__PORT="${AIRFLOW_UI_PORT:-8080}"
 export AIRFLOW__API__BASE_URL="http://$AIRFLOW__API__HOST:$AIRFLOW__API__PORT"

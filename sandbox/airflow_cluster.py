@@ -216,7 +216,8 @@ class AirflowCluster:
                "ANSIBLE_HOME": str(ROOT / ".ansible"),
                "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".ansible" / "collections"),
                "RUNBOOK_PROJECT_DIR": str(ROOT), "RUNBOOK_INVENTORY": self.inventory,
-               "RUNBOOK_APPROVERS": os.environ.get("RUNBOOK_APPROVERS", APPROVER), **self.environ}
+               "RUNBOOK_APPROVERS": os.environ.get("RUNBOOK_APPROVERS", APPROVER),
+               "RUNBOOK_OPERATORS": os.environ.get("RUNBOOK_OPERATORS", "role:op"), **self.environ}
         if name in self.workers:
             env["RUNBOOK_WORKER_HOSTNAME"] = name
         return env

@@ -4,7 +4,8 @@ the REST API of an api-server on the same metadata database, as people answer in
 - The requester's own approval and a non-approver's are refused by Airflow; the configured approver's applies.
 - What is restored is the backup the plan showed, though a newer one landed before the approval.
 - The approval task marked success by hand applies nothing.
-- Two approvals required: one applies nothing yet, the second applies.
+- Two approvals required (approvers named by role): one applies nothing yet, the second applies.
+- A requester who is not one of runbook_operators is refused before the plan runs.
 - A template in a form field never runs.
 - emergency_shutdown applies the sealed plan it approved: a function created after the plan is left alone, and one
   changed after the plan refuses the apply with nothing changed.
@@ -108,7 +109,7 @@ def test_two_approvals_required_one_applies_nothing_the_second_applies(api_serve
     conf = {"database": chat_db, "backup": "latest", "reason": "INC-5003 two people"}
     run = api_server.run_dag("manual", "recover_db", conf=conf, background=True,
                              env={**inventory(ws), "RUNBOOK_APPROVALS_REQUIRED": "2",
-                                  "RUNBOOK_APPROVERS": json.dumps([APPROVER, OUTSIDER, REQUESTER])})
+                                  "RUNBOOK_APPROVERS": "role:user"})  # the api-server's users of role user or above
     first = api_server.wait_for_approval_request("recover_db", run)
     assert first["task_instance"]["task_id"] == "approve" and "Approval 1 of 2" in first["body"]
     api_server.answer(first, "Approve")
@@ -125,6 +126,20 @@ def test_two_approvals_required_one_applies_nothing_the_second_applies(api_serve
     assert messages(pg, chat_db) == before
     [record] = [r for r in ws.audit() if r.get("result") == "recovered"]
     assert record["approvers"] == [APPROVER, OUTSIDER]
+
+
+def test_a_requester_who_is_not_an_operator_is_refused_before_anything_runs(airflow, ws, pg, chat_db):
+    assert ws.play("backup-db.yml").rc == 0
+    with connect(pg, chat_db) as conn:
+        conn.execute("DELETE FROM chat_messages")
+    conf = {"database": chat_db, "backup": "latest", "reason": "INC-5005 not an operator"}
+    output, result = airflow.run_dag("manual", "recover_db", conf=conf,
+                                     env={**inventory(ws), "RUNBOOK_OPERATORS": json.dumps([APPROVER])})
+    assert result and result["state"] == "failed", output[-6000:]
+    assert result["tasks"]["plan"] == "failed" and result["tasks"]["apply"] == "upstream_failed", result
+    assert f"{REQUESTER} may not request recover_db: runbook_operators allows {APPROVER}" in output
+    assert messages(pg, chat_db) == 0  # nothing planned, nothing recovered
+    assert not [r for r in ws.audit() if r.get("procedure") == "recover-db"]
 
 
 def test_a_template_in_a_form_field_never_runs(airflow, ws, tmp_path):

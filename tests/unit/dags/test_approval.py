@@ -17,7 +17,9 @@ from runbook_approval import (  # noqa: E402
     approvals_required,
     approvers,
     digest,
+    people,
     plan_lines,
+    role_members,
     verdict,
 )
 
@@ -114,3 +116,24 @@ def test_who_may_approve_and_how_many_per_dag(monkeypatch):
     monkeypatch.setenv("RUNBOOK_APPROVALS_REQUIRED", "0")
     with pytest.raises(ApprovalRefused, match="give 1 or more"):
         approvals_required("scale", {})
+
+
+def test_approvers_and_operators_by_role_under_the_simple_auth_manager(monkeypatch):
+    users = "ann:admin, otto:op, uma:user, vic:viewer"
+    simple = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+    assert role_members("op", simple, users) == {"ann", "otto"}  # a role includes the roles above it
+    assert role_members("User", simple, users) == {"ann", "otto", "uma"}
+    with pytest.raises(ApprovalRefused, match="not a role of the SimpleAuthManager"):
+        role_members("Ops", simple, users)
+    with pytest.raises(ApprovalRefused, match="name the users instead"):
+        role_members("op", "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager", users)
+    monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER", simple)
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", users)
+    monkeypatch.setenv("RUNBOOK_APPROVERS", '{"recover_db": ["role:op", "zed"], "*": ["uma"]}')
+    assert approvers("recover_db") == {"ann", "otto", "zed"} and approvers("scale") == {"uma"}
+    monkeypatch.delenv("RUNBOOK_OPERATORS", raising=False)
+    assert people("operators", "recover_db") is None  # not set: whoever Airflow lets trigger the DAG
+    monkeypatch.setenv("RUNBOOK_OPERATORS", "role:admin")
+    assert people("operators", "recover_db") == {"ann"}
+    monkeypatch.setenv("RUNBOOK_OPERATORS", '{"scale": "otto"}')
+    assert people("operators", "scale") == {"otto"} and people("operators", "recover_db") is None
