@@ -441,7 +441,7 @@ class Recovery:
         try:
             self._probe()
         except RunbookError as exc:
-            self._rollback(kept)
+            self._rollback(kept, recovered_oid)
             raise RunbookError(f"{exc} The recovery was rolled back: {self.database} is the database it was before "
                                "(the restored copy was dropped).", **self.result) from exc
         with self.params.connect() as conn:
@@ -527,15 +527,20 @@ class Recovery:
             raise RunbookError(f"the SQL health probe on the recovered {self.database} failed: "
                                f"{' '.join(str(exc).split())}.") from exc
 
-    def rollback(self, kept: str | None, recovered_oid: int | None = None) -> None:
+    def rollback(self, kept: str | None, recovered_oid: int | None) -> None:
         """Put the kept database back under the original name and drop the restored one: only when the
         database under that name is still the one this recovery swapped in (`recovered_oid`), so a
-        rollback never drops what a later run put there."""
+        rollback never drops what a later run put there, nor a database no recovery of ours made."""
         self.validate()
         with self.locked() as self.lock:
             self._rollback(kept, recovered_oid)
 
-    def _rollback(self, kept: str | None, recovered_oid: int | None = None) -> None:
+    def _rollback(self, kept: str | None, recovered_oid: int | None) -> None:
+        if recovered_oid is None:
+            raise RunbookError(
+                f"a rollback of {self.database} needs the oid of the database its recovery swapped in "
+                "(recovered_oid, which the recovery returns): without it, the database it would drop could be one "
+                "no recovery made. Nothing was changed.")
         self.lock.require(f"put {kept or 'nothing'} back as {self.database}")
         with self.params.connect() as conn:
             if kept and not database_exists(conn, kept):

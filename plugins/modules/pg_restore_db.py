@@ -64,7 +64,8 @@ options:
   recovered_oid:
     description:
       - For O(state=rolled_back), the oid of the database the recovery swapped in (returned as RV(recovered_oid)).
-        The rollback refuses when the database under that name is another one (a later run replaced it).
+        Required by a rollback, which refuses when the database under that name is another one (a later run replaced
+        it): a rollback only ever drops the database its own recovery made.
     type: int
   jobs:
     description: Parallel C(pg_restore) workers.
@@ -120,6 +121,7 @@ EXAMPLES = r"""
     backup_root: /var/backups/postgresql
     state: rolled_back
     kept_database: "{{ recovery.kept_database }}"
+    recovered_oid: "{{ recovery.recovered_oid }}"
 """
 
 RETURN = r"""
@@ -190,6 +192,10 @@ from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
 
 
 def roll_back(recovery: Recovery, kept: str | None, recovered_oid: int | None, check_mode: bool) -> dict:
+    if recovered_oid is None:
+        raise RunbookError(f"state=rolled_back needs recovered_oid, the oid of the {recovery.database} its recovery "
+                           "swapped in (the recovery returns it): a rollback drops only that database. Nothing was "
+                           "changed.")
     if kept:
         validate_name(kept, "kept_database")
         if not kept.startswith(kept_prefix(recovery.database)):
@@ -201,7 +207,8 @@ def roll_back(recovery: Recovery, kept: str | None, recovered_oid: int | None, c
                         "msg": f"{kept} does not exist: nothing to roll back (already rolled back?)"}
     if check_mode:
         return {"changed": True, "rolled_back": False, "swapped": False,
-                "msg": f"would put {kept} back as {recovery.database}"}
+                "msg": f"would put {kept} back as {recovery.database}" if kept else
+                f"would drop {recovery.database}, which its recovery created"}
     recovery.rollback(kept, recovered_oid)
     return {**recovery.result, "msg": f"{recovery.database} is back to {kept}"}
 

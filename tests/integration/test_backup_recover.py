@@ -226,3 +226,30 @@ def test_a_retried_try_of_the_same_run_reports_the_backup_its_earlier_try_finish
     workspace.env["RUNBOOK_RUN_ID"] = "backup_postgres/manual__2026-12-07T09:12:00+00:00/backup[3]"
     assert workspace.play("backup-db.yml", pg_backup_skip_if_newer_than="0").rc == 0
     assert len(workspace.backups(chat_db)) == 2
+
+
+def test_a_rollback_without_the_recovered_database_drops_nothing(workspace, pg, chat_db):
+    """state=rolled_back names the database its recovery swapped in (recovered_oid): without it, it would rename
+    the live database away and drop it; with another database's oid it refuses the same way."""
+    before_rows = table_fingerprints(pg, chat_db)
+    with connect(pg) as conn:
+        live_oid = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (chat_db,)).fetchone()[0]
+    playbook = workspace.base / "rollback.yml"
+    args = {"database": chat_db, "state": "rolled_back", "backup_root": "{{ pg_backup_root }}"}
+    task = {"runbook.recovery.pg_restore_db": args,
+            "register": "rollback", "ignore_errors": True}
+    playbook.write_text(json.dumps([{
+        "hosts": "postgres", "gather_facts": False,
+        "module_defaults": {"group/runbook.recovery.postgres": "{{ pg_connection }}"},
+        "tasks": [{**task, "name": "without recovered_oid"},
+                  {**task, "name": "with another database's oid",
+                   "runbook.recovery.pg_restore_db": {**args, "recovered_oid": live_oid + 100000}}]}]))
+    run, tasks = workspace.play_json(str(playbook))
+    missing, other = tasks["without recovered_oid"]["testdb"], tasks["with another database's oid"]["testdb"]
+    assert missing["failed"] and "needs recovered_oid" in missing["msg"], missing
+    assert other["failed"] and "no longer the database this recovery swapped in" in other["msg"], other
+    assert table_fingerprints(pg, chat_db) == before_rows
+    with connect(pg) as conn:
+        assert conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (chat_db,)).fetchone()[0] == live_oid
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s",
+                            (f"{chat_db}__failed%",)).fetchone()[0] == 0
