@@ -187,9 +187,12 @@ class ArchiveConfig:
     compression: str = "gzip"
 
     def validate(self) -> None:
-        if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s'\"]*)?$", self.destination or ""):
+        # It goes into archive_command, which PostgreSQL runs through a shell: quoted there, and no character a
+        # shell reads specially allowed here either.
+        if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$", self.destination or ""):
             raise RunbookError(f"archive destination {self.destination!r} is not an S3 URL like "
-                               "s3://my-bucket/postgres: set pg_archive_destination. Nothing was changed.")
+                               "s3://my-bucket/postgres (a bucket name, then a prefix of letters, digits, '.', '_', "
+                               "'-' and '/'): set pg_archive_destination. Nothing was changed.")
         if not _SERVER_NAME.match(self.server_name or ""):
             raise RunbookError(f"archive server name {self.server_name!r} must be letters, digits, '_', '-' or '.' "
                                "(at most 63): set pg_archive_server_name. Nothing was changed.")
@@ -221,8 +224,9 @@ class ArchiveConfig:
         return os.path.join(self.tools_dir, "bin", name)
 
     def _command(self, name: str, *args: str) -> str:
+        """A command line for PostgreSQL's shell, every word quoted (%p and %f need no quotes and get none)."""
         env = " ".join(f"{key}={shlex.quote(value)}" for key, value in self.env().items())
-        return " ".join([env, shlex.quote(self.tool(name)), "-P", self.profile, *args])
+        return " ".join([env, *(shlex.quote(word) for word in (self.tool(name), "-P", self.profile, *args))])
 
     def compression_args(self) -> list[str]:
         return [] if self.compression == "none" else [f"--{self.compression}"]
@@ -240,7 +244,8 @@ class ArchiveConfig:
             return self._command("barman-cloud-wal-restore", self.destination, self.server_name, "%f", "%p")
         fetch = self._command("barman-cloud-wal-restore", "-p", str(prefetch), "--spool-dir", spool_dir,
                               self.destination, self.server_name, "%f", "%p")
-        return f'if [ -f {spool_dir}/%f ]; then mv {spool_dir}/%f "%p"; else {fetch}; fi'
+        spooled = shlex.quote(spool_dir)
+        return f'if [ -f {spooled}/%f ]; then mv {spooled}/%f "%p"; else {fetch}; fi'
 
 
 def as_user(user: str | None, command: list[str]) -> list[str]:

@@ -3,6 +3,7 @@ configuration a throwaway cluster must not inherit, and the archive tools' pins.
 
 import datetime
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,20 @@ def test_archive_commands_carry_no_secret_and_quote_paths():
                 ArchiveConfig("s3://b-1/p", "main", "relative", "/a")):
         with pytest.raises(RunbookError):
             bad.validate()
+
+
+@pytest.mark.parametrize("destination", ["s3://bucket/pg;touch${IFS}/tmp/x", "s3://bucket/$(id)", "s3://b/p|sh",
+                                         "s3://b/p`id`", "s3://b/p&&id", "s3://b/p>x", "s3://b/p\\x"])
+def test_a_shell_character_in_the_archive_destination_is_refused_and_would_be_quoted(destination):
+    """archive_command runs through PostgreSQL's shell as the server's OS user: the destination may hold none of a
+    shell's special characters, and every word of the command is quoted besides."""
+    config = ArchiveConfig(destination, "main", "/opt/tools", "/etc/rr/main")
+    with pytest.raises(RunbookError, match="is not an S3 URL"):
+        config.validate()
+    words = shlex.split(config.archive_command())
+    assert words[2:] == ["/opt/tools/bin/barman-cloud-wal-archive", "-P", "runbook-archive", "--gzip", destination,
+                         "main", "%p"], words
+    assert shlex.split(config.restore_command("/w/spool dir"))[3] == "/w/spool dir/%f"
 
 
 def test_the_archive_tools_pins_agree_with_requirements_lock():
