@@ -287,6 +287,9 @@ def _is_local(params: ConnParams) -> bool:
     return params.host in ("", "localhost", "127.0.0.1", "::1") or params.host.startswith("/")
 
 
+PLAN_LOCK_TIMEOUT = "5s"  # how long the plan's row count waits for a table another session holds locked
+
+
 class Recovery:
     """Stage -> validate -> carry the database's state -> ANALYZE -> swap -> probe -> (roll back),
     for one database, holding its recovery lock throughout."""
@@ -358,6 +361,8 @@ class Recovery:
                                   f"(from the {source}), {action}, and swap it in as {self.database}")
             if plan["cannot_carry"]:
                 self.result["msg"] += "; it cannot carry: " + "; ".join(plan["cannot_carry"])
+            if before.get("not_counted"):
+                self.result["msg"] += f"; the current rows of {before['not_counted']}"
         self.result["changed"] = needed
         return backup, plan
 
@@ -371,8 +376,12 @@ class Recovery:
         state = {"exists": True, "size": human_size(props["size_bytes"]), "restored_backup": restored}
         try:
             with self.params.connect(self.database) as db:
-                counts = count_rows(db, user_tables(db))
+                counts = count_rows(db, user_tables(db), lock_timeout=PLAN_LOCK_TIMEOUT)
             state["tables"] = {f"{s}.{n}": rows for (s, n), rows in counts.items()}
+            locked = [name for name, rows in state["tables"].items() if rows is None]
+            if locked:
+                state["not_counted"] = (f"{', '.join(locked)}: held locked by another session for more than "
+                                        f"{PLAN_LOCK_TIMEOUT} (a migration?), not counted")
         except RunbookError as exc:
             state["error"] = str(exc)
         return state

@@ -190,11 +190,20 @@ def user_tables(conn) -> list[tuple[str, str]]:
     return [(schema, name) for schema, name in rows]
 
 
-def count_rows(conn, tables) -> dict[tuple[str, str], int]:
+def count_rows(conn, tables, lock_timeout: str | None = None) -> dict[tuple[str, str], int | None]:
+    """Each table's row count. With `lock_timeout` (a live database, autocommit), a table another session holds
+    locked (a migration) is waited for no longer than that and counted as None instead of hanging the caller."""
     counts = {}
+    if lock_timeout:
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
     for schema, name in tables:
         query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
-        counts[(schema, name)] = conn.execute(query).fetchone()[0]
+        try:
+            counts[(schema, name)] = conn.execute(query).fetchone()[0]
+        except psycopg.errors.LockNotAvailable:
+            if not lock_timeout:
+                raise
+            counts[(schema, name)] = None
     return counts
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 from conftest import (
     Workspace,
@@ -253,3 +254,20 @@ def test_a_rollback_without_the_recovered_database_drops_nothing(workspace, pg, 
         assert conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (chat_db,)).fetchone()[0] == live_oid
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s",
                             (f"{chat_db}__failed%",)).fetchone()[0] == 0
+
+
+def test_a_table_held_locked_during_the_plan_is_named_not_waited_for(workspace, pg, chat_db):
+    """A migration holds a table while someone plans a recovery: the plan counts the other tables, names the locked
+    one as not counted and finishes, instead of waiting behind the migration for as long as it runs."""
+    assert workspace.play("backup-db.yml").rc == 0
+    runs = []
+    with table_held_locked(pg, chat_db, "chat_messages"):
+        planner = threading.Thread(target=lambda: runs.append(workspace.play("recover-db.yml", check=True)))
+        planner.start()
+        planner.join(timeout=180)
+        finished_while_locked = not planner.is_alive()
+    planner.join()
+    assert finished_while_locked, "the plan waited for the lock as long as the migration held it"
+    [run] = runs
+    assert run.rc == 0, run.output[-3000:]
+    assert "public.chat_messages: held locked by another session" in run.output, run.output[-3000:]
