@@ -8,17 +8,17 @@ from __future__ import annotations
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams, psycopg, sql
 
 _TABLES = """
-SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'm', 't') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_temp%%' AND c.relpersistence <> 't'
-ORDER BY 1
+ORDER BY 2
 """
 _BTREES = """
-SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 JOIN pg_am am ON am.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE am.amname = 'btree' AND i.indisvalid AND i.indisready AND c.relpersistence <> 't'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_temp%%'
-ORDER BY 1
+ORDER BY 2
 """
 _INVALID = """
 SELECT n.nspname, c.relname, t.relname, pg_get_indexdef(c.oid)
@@ -36,8 +36,8 @@ def check_database(params: ConnParams, database: str, heapallindexed: bool, chec
                    create_extension: bool, check_mode: bool) -> dict:
     result = {"changed": False, "database": database, "corrupt": [], "checked": {"tables": 0, "indexes": 0}}
     with params.connect(database) as conn:
-        installed = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").fetchone()
-        if not installed:
+        schema = _amcheck_schema(conn)
+        if schema is None:
             if not create_extension:
                 result["msg"] = "the amcheck extension is not installed in this database (create_extension=false)"
                 result["skipped"] = True
@@ -47,25 +47,37 @@ def check_database(params: ConnParams, database: str, heapallindexed: bool, chec
                 result["msg"] = "would create the amcheck extension, then check"
                 result["skipped"] = True
                 return result
-            conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+            conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck SCHEMA public")
+            schema = _amcheck_schema(conn)
+        # Each call names the extension's own function, schema and argument types included: a function of the
+        # same name a database owner made elsewhere is never the one run (as the superuser who checks).
+        heap = sql.SQL("SELECT blkno, offnum, msg FROM {}.verify_heapam(%s::pg_catalog.regclass) LIMIT 5").format(
+            sql.Identifier(schema))
+        btree = sql.SQL("SELECT {}.bt_index_check(%s::pg_catalog.regclass, %s::pg_catalog.bool)").format(
+            sql.Identifier(schema))
         if check_heap:
-            for (table,) in conn.execute(_TABLES).fetchall():
+            for oid, table in conn.execute(_TABLES).fetchall():
                 result["checked"]["tables"] += 1
                 try:
-                    rows = conn.execute("SELECT blkno, offnum, msg FROM verify_heapam(%s::regclass) LIMIT 5",
-                                        (table,)).fetchall()
+                    rows = conn.execute(heap, (oid,)).fetchall()
                 except psycopg.Error as exc:
                     rows = [(None, None, _one_line(exc))]
                 if rows:
                     result["corrupt"].append({"relation": table, "kind": "table", "messages": [
                         (f"block {b} offset {o}: {m}" if b is not None else m) for b, o, m in rows]})
-        for (index,) in conn.execute(_BTREES).fetchall():
+        for oid, index in conn.execute(_BTREES).fetchall():
             result["checked"]["indexes"] += 1
             try:
-                conn.execute("SELECT bt_index_check(%s::regclass, %s)", (index, heapallindexed))
+                conn.execute(btree, (oid, heapallindexed))
             except psycopg.Error as exc:
                 result["corrupt"].append({"relation": index, "kind": "btree index", "messages": [_one_line(exc)]})
     return result
+
+
+def _amcheck_schema(conn) -> str | None:
+    row = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                       "WHERE e.extname = 'amcheck'").fetchone()
+    return row[0] if row else None
 
 
 def invalid_indexes(conn) -> list[dict]:

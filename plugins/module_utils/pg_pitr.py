@@ -501,7 +501,7 @@ class ClusterPitr:
 
     def _probe(self) -> None:
         try:
-            with self.params.connect() as conn:
+            with self.params.connect(own_search_path=False) as conn:  # the operator's own SQL
                 conn.execute("SET statement_timeout = '30s'")
                 conn.execute(self.health_query).fetchall()
         except Exception as exc:

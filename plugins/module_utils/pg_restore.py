@@ -527,7 +527,7 @@ class Recovery:
 
     def _probe(self) -> None:
         try:
-            with self.params.connect(self.database) as conn:
+            with self.params.connect(self.database, own_search_path=False) as conn:  # the operator's own SQL
                 conn.execute("SET statement_timeout = '30s'")
                 conn.execute(self.health_query).fetchall()
         except RunbookError:

@@ -39,6 +39,8 @@ except ImportError as exc:  # pragma: no cover - reported by the module
 APPLICATION_NAME = "runbook.recovery"
 # What a module catches besides RunbookError: any error the server or libpq reports.
 DatabaseError = psycopg.Error if HAS_PSYCOPG else RuntimeError
+# Every connection of ours: built-in objects first, temporary ones last, nobody's schema in between.
+SAFE_SEARCH_PATH = "-c search_path=pg_catalog,pg_temp"
 
 
 def describe_database_error(exc: Exception) -> str:
@@ -111,9 +113,11 @@ class ConnParams:
     def _host(self) -> str:
         return self.host or self.unix_socket
 
-    def kwargs(self, dbname: str | None = None) -> dict:
+    def kwargs(self, dbname: str | None = None, own_search_path: bool = True) -> dict:
         kwargs = dict(dbname=dbname or self.maintenance_db, port=self.port, user=self.user,
                       connect_timeout=self.connect_timeout, application_name=APPLICATION_NAME)
+        if own_search_path:
+            kwargs["options"] = SAFE_SEARCH_PATH
         if self._host():
             kwargs["host"] = self._host()
         if self.password:
@@ -131,11 +135,14 @@ class ConnParams:
             env["PGPASSWORD"] = self.password
         return env
 
-    def connect(self, dbname: str | None = None, autocommit: bool = True):
+    def connect(self, dbname: str | None = None, autocommit: bool = True, own_search_path: bool = True):
+        """A connection whose search_path is pg_catalog then pg_temp (SAFE_SEARCH_PATH): no object a database's
+        owner creates is found by a name of ours, so nothing of theirs runs as us. `own_search_path=False` keeps
+        the database's own search_path, for the operator's own SQL (a health probe)."""
         if not HAS_PSYCOPG:
             raise RunbookError(f"the Python library psycopg 3 is required on the managed host: {PSYCOPG_IMPORT_ERROR}")
         try:
-            conn = psycopg.connect(**self.kwargs(dbname), autocommit=autocommit)
+            conn = psycopg.connect(**self.kwargs(dbname, own_search_path), autocommit=autocommit)
         except psycopg.OperationalError as exc:
             reason = " ".join(str(exc).split())
             raise RunbookError(

@@ -112,7 +112,7 @@ def test_integrity_reports_a_corrupt_index_and_passes_a_clean_database(private_p
     results = {r["item"]: r for r in tasks["Run amcheck on every table and index"]["testdb"]["results"]}
     assert results[clean]["corrupt"] == [] and not results[clean].get("failed")
     corrupt = results[damaged]["corrupt"]
-    assert [c["relation"] for c in corrupt] == ["accounts_email"]
+    assert [c["relation"] for c in corrupt] == ["public.accounts_email"]
     assert "CORRUPTION" in results[damaged]["msg"]
     again = workspace.play("integrity-check.yml", database=clean)
     assert again.rc == 0 and again.changed == 0
@@ -248,3 +248,32 @@ def test_blocking_chain_is_reported_blocker_first(pg, chat_db, tmp_path):
             thread.join(timeout=30)
         for conn in waiters:
             conn.close()
+
+
+def test_a_database_owners_function_never_runs_as_the_integrity_checker(pg, tmp_path):
+    """The owner of a database (no superuser) puts functions named like amcheck's in a schema named after the
+    superuser, first on PostgreSQL's default search_path ("$user", public): the check calls amcheck's own, by
+    schema, on a connection whose search_path holds nobody's schema, so the owner's code never runs as the
+    superuser who checks (it would have made its owner a superuser)."""
+    owner, database = f"mallory_{uuid.uuid4().hex[:6]}", f"owned_{uuid.uuid4().hex[:6]}"
+    with connect(pg) as conn:
+        conn.execute(f'CREATE ROLE "{owner}" LOGIN')
+        conn.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
+    with connect(pg, database) as conn:
+        conn.execute("CREATE EXTENSION amcheck SCHEMA public")  # installed by the DBA, as usual
+        conn.execute(f'SET ROLE "{owner}"')
+        conn.execute("CREATE TABLE accounts (id int PRIMARY KEY, email text)")
+        conn.execute("INSERT INTO accounts SELECT g, 'u' || g FROM generate_series(1, 100) g")
+        conn.execute(f'CREATE SCHEMA postgres AUTHORIZATION "{owner}"')
+        escalate = f"""BEGIN EXECUTE 'ALTER ROLE "{owner}" SUPERUSER'; END"""
+        conn.execute(f"CREATE FUNCTION postgres.bt_index_check(regclass, boolean) RETURNS void "
+                     f"LANGUAGE plpgsql AS $f$ {escalate} $f$")
+        conn.execute(f"CREATE FUNCTION postgres.verify_heapam(regclass) RETURNS TABLE (blkno bigint, offnum int, "
+                     f"msg text) LANGUAGE plpgsql AS $f$ {escalate} $f$")
+    workspace = Workspace(pg, [database], tmp_path)
+    run, tasks = workspace.play_json("integrity-check.yml", database=database)
+    [result] = tasks["Run amcheck on every table and index"]["testdb"]["results"]
+    with connect(pg) as conn:
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (owner,)).fetchone()[0] is False
+    assert run.rc == 0 and result["corrupt"] == [], run.output[-3000:]
+    assert result["checked"]["indexes"] >= 1, result
