@@ -10,8 +10,9 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.runbook.recovery.plugins.module_utils.audit import (
     ARGUMENT_SPEC,
     S3Trail,
-    append,
     make_record,
+    record_or_spool,
+    spool_dir,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import client, describe_error
 
@@ -31,10 +32,18 @@ class ActionModule(ActionBase):
         record = make_record(params)
         if not self._play_context.check_mode:
             try:
-                record = append(params["path"], record)
+                written = record_or_spool(params["path"], record)
             except OSError as exc:
                 return {**result, "failed": True, "record": record,
-                        "msg": f"cannot append to the audit log {params['path']}: {exc}"}
+                        "msg": f"cannot append to the audit log {params['path']}, nor keep the record in the spool "
+                               f"{spool_dir()}: {exc}"}
+            record = written["record"]
+            result.update(spooled=written["spooled"], flushed=written["flushed"])
+            if written["spooled"]:
+                self._display.warning(
+                    f"AUDIT RECORD NOT WRITTEN: {written['error']}. It is kept in {written['spooled']} and will be "
+                    "appended, before its own, by the next record written to that log: fix the log, then run any "
+                    "procedure (or playbooks/verify-audit.yml). What this run did is done; it was not undone.")
             trail = self._templar.template((task_vars or {}).get("runbook_audit_s3") or {})
             if trail:
                 result["s3"] = self._to_s3(trail, record, task_vars)

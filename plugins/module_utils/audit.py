@@ -100,18 +100,84 @@ def last_line(fd: int) -> bytes | None:
 
 def append(path: str, record: dict) -> dict:
     """Append the record, chained to the line before it; returns it as written (with prev and hash)."""
+    return _append(path, record, flush=False)[0]
+
+
+def _append(path: str, record: dict, flush: bool) -> tuple[dict, int]:
+    """append(); with `flush`, the spool's records for this log first (under the same lock), then out of the spool.
+    Returns the record as written and how many spooled ones were appended before it."""
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        line = chained(record, last_line(fd))
+        previous = last_line(fd)
+        late = spooled(path) if flush else []
+        for _, kept in late:
+            previous = chained(kept, previous)
+            os.write(fd, previous)
+        line = chained(record, previous)
         os.write(fd, line)
         os.fsync(fd)
+        for name, _ in late:  # in the log now: out of the spool
+            os.unlink(name)
     finally:
         os.close(fd)
-    return json.loads(line)
+    return json.loads(line), len(late)
+
+
+# -- the spool: a record that could not be appended ----------------------------------------------------------------
+# A procedure that worked is never undone because its record could not be written (a full or read-only disk, a
+# log whose directory was removed): the record goes to the spool instead, the run says so loudly, and the next
+# record appended to that log appends the spooled ones first, in order, each marked with why it was late.
+
+def spool_dir() -> str:
+    return os.environ.get("RUNBOOK_AUDIT_SPOOL") or os.path.join(os.path.expanduser("~"), ".local", "state",
+                                                                 "runbook-recovery", "audit-spool")
+
+
+def spool(path: str, record: dict, reason: str) -> str:
+    """Keep the record for `path` in the spool (0600, in a 0700 directory); returns the spool file."""
+    directory = spool_dir()
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    name = os.path.join(directory, f"{utc_now().strftime('%Y%m%dT%H%M%S%f')}-{os.urandom(4).hex()}.json")
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"path": os.path.abspath(path), "record": {**record, "spooled": reason}}, handle, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return name
+
+
+def spooled(path: str) -> list[tuple[str, dict]]:
+    """The spool's records for `path`, oldest first: (spool file, record)."""
+    directory, found = spool_dir(), []
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    for name in names:
+        try:
+            with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                kept = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if kept.get("path") == os.path.abspath(path):
+            found.append((os.path.join(directory, name), kept["record"]))
+    return found
+
+
+def record_or_spool(path: str, record: dict) -> dict:
+    """Append the record (after any spooled for the same log); if the log cannot be written, spool it.
+    {"record", "flushed": how many spooled records were appended first, "spooled": the spool file or None,
+    "error": why the log could not be written}. Raises OSError only when neither the log nor the spool can be."""
+    try:
+        written, flushed = _append(path, record, flush=True)
+        return {"record": written, "spooled": None, "error": None, "flushed": flushed}
+    except OSError as exc:
+        reason = f"cannot append to the audit log {path}: {exc}"
+        return {"record": record, "spooled": spool(path, record, reason), "error": reason, "flushed": 0}
 
 
 S3_TRAIL_SPEC = dict(bucket=dict(type="str", required=True), prefix=dict(type="str", default="runbook-audit"),

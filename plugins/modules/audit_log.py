@@ -14,6 +14,11 @@ description:
   - The audit log records runs; it is not managed state. Appending is therefore reported as
     C(changed=false), so that a playbook's second run still shows C(changed=0) for the systems it manages.
   - In check mode nothing is written.
+  - When O(path) cannot be written (a full or read-only disk), the record is kept in a spool (C(RUNBOOK_AUDIT_SPOOL),
+    default C(~/.local/state/runbook-recovery/audit-spool), 0600 files) and the task warns loudly without failing:
+    what the run did is never undone for its record. The next record appended to O(path) appends the spooled ones
+    first, in order, each with C(spooled) saying why it was late. The task fails only when the spool cannot be
+    written either.
   - It always runs on the controller, as an action plugin, without starting a module process; the module is
     what runs when it is called another way (ansible -m, or delegated to another host).
 version_added: 0.1.0
@@ -68,22 +73,43 @@ record:
   type: dict
   sample: {"at": "2026-11-23T05:12:03.123456Z", "actor": "alice", "controller": "ops-1", "procedure": "recover-db",
            "result": "recovered", "database": "chat", "backup": "20261123T051200Z"}
+spooled:
+  description: The spool file the record was kept in, because O(path) could not be written; null when it was.
+  returned: always
+  type: str
+flushed:
+  description: How many spooled records for O(path) were appended before this one.
+  returned: always
+  type: int
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.recovery.plugins.module_utils.audit import ARGUMENT_SPEC, append, make_record
+from ansible_collections.runbook.recovery.plugins.module_utils.audit import (
+    ARGUMENT_SPEC,
+    make_record,
+    record_or_spool,
+    spool_dir,
+)
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     record = make_record(module.params)
+    result = {"changed": False, "spooled": None, "flushed": 0}
     if not module.check_mode:
         try:
-            record = append(module.params["path"], record)
+            written = record_or_spool(module.params["path"], record)
         except OSError as exc:
-            module.fail_json(msg=f"cannot append to the audit log {module.params['path']}: {exc}", record=record)
-    module.exit_json(changed=False, record=record)
+            module.fail_json(msg=f"cannot append to the audit log {module.params['path']}, nor keep the record in "
+                                 f"the spool {spool_dir()}: {exc}", record=record)
+        record = written["record"]
+        result.update(spooled=written["spooled"], flushed=written["flushed"])
+        if written["spooled"]:
+            module.warn(f"AUDIT RECORD NOT WRITTEN: {written['error']}. It is kept in {written['spooled']} and will "
+                        "be appended, before its own, by the next record written to that log. What this run did is "
+                        "done; it was not undone.")
+    module.exit_json(record=record, **result)
 
 
 if __name__ == "__main__":

@@ -271,3 +271,33 @@ def test_a_table_held_locked_during_the_plan_is_named_not_waited_for(workspace, 
     [run] = runs
     assert run.rc == 0, run.output[-3000:]
     assert "public.chat_messages: held locked by another session" in run.output, run.output[-3000:]
+
+
+def test_an_unwritable_audit_log_after_a_good_recovery_is_spooled_not_rolled_back(workspace, pg, chat_db):
+    """The recovery worked but its record cannot be appended (the log's directory is a file): the database keeps the
+    recovered rows, the run warns loudly and keeps the record in the spool; the next record written to that log
+    appends the spooled one first, and the chain still verifies."""
+    before_rows = table_fingerprints(pg, chat_db)
+    assert workspace.play("backup-db.yml").rc == 0
+    disaster(pg, chat_db)
+    blocked = workspace.base / "blocked"
+    blocked.write_text("not a directory")
+    log = blocked / "audit.jsonl"
+    workspace.env["RUNBOOK_AUDIT_SPOOL"] = str(workspace.base / "spool")
+    recovery = workspace.play("recover-db.yml", confirm=True, runbook_audit_log=str(log))
+    assert recovery.rc == 0, recovery.output[-3000:]
+    assert "AUDIT RECORD NOT WRITTEN" in recovery.output and "was not undone" in recovery.output
+    assert table_fingerprints(pg, chat_db) == before_rows  # recovered, and not rolled back
+    [kept] = list((workspace.base / "spool").iterdir())
+    assert oct(kept.stat().st_mode & 0o777) == "0o600"
+    assert json.loads(kept.read_text())["record"]["result"] == "recovered"
+
+    blocked.unlink()  # the log is fixed; the next record written to it brings the spooled one first
+    again = workspace.play("recover-db.yml", confirm=True, runbook_audit_log=str(log))  # nothing to do: "unchanged"
+    assert again.rc == 0 and "AUDIT RECORD NOT WRITTEN" not in again.output, again.output[-3000:]
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["result"] for r in records] == ["recovered", "unchanged"], records
+    assert "cannot append to the audit log" in records[0]["spooled"] and "spooled" not in records[1]
+    assert not list((workspace.base / "spool").iterdir())
+    verify = workspace.play("verify-audit.yml", audit_log=str(log))
+    assert verify.rc == 0, verify.output[-2000:]
