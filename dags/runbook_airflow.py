@@ -105,24 +105,38 @@ def unsafe_yaml(value) -> str:
     return json.dumps(value, default=str)
 
 
+class LookupFailed(RuntimeError):
+    """An Airflow Variable or Connection could not be read (not: it is not defined). The task fails: falling back
+    would run against the sandbox's inventory or the worker's own AWS role instead of the ones configured."""
+
+
 def setting(name: str, default: str) -> str:
-    """An Airflow Variable, else the environment variable of the same name in capitals, else the default."""
+    """An Airflow Variable, else the environment variable of the same name in capitals, else the default. Only a
+    Variable that is not defined falls back; one that cannot be read (a secrets backend that refuses, an
+    api-server that does not answer) fails the task, naming it."""
     from airflow.sdk import Variable
 
     try:
         value = Variable.get(f"runbook_{name}", default=None)
-    except Exception:  # no metadata database (a plain `python -c` import): the environment decides
-        value = None
+    except Exception as exc:
+        raise LookupFailed(f"the Airflow Variable runbook_{name} could not be read ({type(exc).__name__}: {exc}); "
+                           "nothing was run. Fix the secrets backend or the Variable, then clear the task.") from exc
     return value or os.environ.get(f"RUNBOOK_{name.upper()}") or default
 
 
 def _connection(conn_id: str):
+    """The Airflow Connection, or None when it is not defined (the inventory's own settings apply then); one that
+    cannot be read fails the task."""
     from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         return Connection.get(conn_id)
-    except Exception:  # not defined: the inventory's own settings apply
+    except AirflowNotFoundException:
         return None
+    except Exception as exc:
+        raise LookupFailed(f"the Airflow Connection {conn_id} could not be read ({type(exc).__name__}: {exc}); "
+                           "nothing was run. Fix the secrets backend or the Connection, then clear the task.") from exc
 
 
 def aws_environment() -> dict[str, str]:

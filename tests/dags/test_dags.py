@@ -12,7 +12,7 @@ import time
 
 import pytest
 from aws_world import clients
-from conftest import Workspace, connect, finish, table_held_locked
+from conftest import ROOT, Workspace, connect, finish, table_held_locked
 from pitr_world import archive_now, open_world, server_now, utc_iso
 
 
@@ -188,3 +188,15 @@ def test_recover_db_to_a_point_in_time_from_the_form(api_server, archived):
         assert conn.execute("SELECT body FROM notes").fetchall() == [("kept",)]
     [record] = [r for r in archived.workspace.audit() if r.get("result") == "recovered"]
     assert record["target"] == f"time {utc_iso(moment)}" and "via Airflow" in record["actor"]
+
+
+def test_a_variable_that_cannot_be_read_fails_the_task_instead_of_falling_back(airflow, ws, chat_db):
+    """A secrets backend refuses runbook_inventory (a vault's permission error): the task fails naming the Variable,
+    and no playbook runs against the default inventory (the sandbox's) in its place."""
+    env = {**inventory(ws), "AIRFLOW__SECRETS__BACKEND": "denying_secrets.DenyingBackend",
+           "PYTHONPATH": str(ROOT / "tests" / "dags")}
+    output, result = airflow.run_dag("scheduled", "backup_postgres", env=env)
+    assert result and result["state"] == "failed", output[-6000:]
+    assert result["tasks"]["databases"] == "failed", result
+    assert "the Airflow Variable runbook_inventory could not be read" in output, output[-6000:]
+    assert "PLAY [" not in output and ws.backups(chat_db) == []
