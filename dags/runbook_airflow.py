@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -179,6 +180,40 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def runner_root() -> str:
+    """Where each run's private directory (extravars with credentials, the plan file) lives: one 0700 folder of
+    this user, refused if it is anyone else's or a link (a local user could otherwise plant it)."""
+    root = os.environ.get("RUNBOOK_RUNNER_DIR") or os.path.join(tempfile.gettempdir(), f"runbook-runner-{os.getuid()}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(root, 0o700)
+    found = os.lstat(root)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise PlaybookFailed(f"{root} is not a private directory of this user (uid {os.getuid()}, mode 0700): "
+                             "remove it, or set RUNBOOK_RUNNER_DIR. Nothing was run.")
+    return root
+
+
+def started_at(pid: int) -> str | None:
+    """A process's start time since boot (Linux /proc), which tells it from a later process given the same pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def private_dir() -> str:
+    """A new private directory for one run, named by this process (pid and start time). The directories of runs
+    whose process is gone (a task killed with SIGKILL, a worker that died: their `finally` never ran) are removed
+    first, credentials and all."""
+    root = runner_root()
+    for entry in os.listdir(root):
+        pid, _, rest = entry.partition("-")
+        if pid.isdigit() and rest.split("-")[0] == started_at(int(pid)):
+            continue  # its run is still going
+        shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{os.getpid()}-{started_at(os.getpid())}-", dir=root)
+
+
 def process_ids() -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
 
@@ -290,8 +325,7 @@ class PlaybookRun:
 
         project = Path(setting("project_dir", str(CHECKOUT)))
         inventory = setting("inventory", "inventories/local")
-        private = tempfile.mkdtemp(prefix="runbook-runner-")
-        os.chmod(private, 0o700)
+        private = private_dir()
         envvars = {**aws_environment(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
                    "ANSIBLE_HOME": str(project / ".ansible"),
                    "ANSIBLE_COLLECTIONS_PATH": str(project / ".ansible" / "collections"),

@@ -1,5 +1,6 @@
 """The helper's run itself: stopping a task (on_kill) stops ansible-playbook and what it started, and an extra
-variable never reaches the command line of ansible-playbook."""
+variable never reaches the command line of ansible-playbook; the private directory a killed run left is removed by
+the next run."""
 
 from __future__ import annotations
 
@@ -71,3 +72,33 @@ def test_on_kill_stops_the_playbook(project):
     assert "was stopped before it finished" in outcome.get("error", ""), outcome
     time.sleep(1)
     assert sleepers(marker) == []
+
+
+def test_the_private_directory_of_a_killed_run_is_removed_at_the_next_start(project, tmp_path, monkeypatch):
+    """A task killed with SIGKILL never reaches its `finally`: its private directory (extravars with credentials)
+    stays behind. The next run removes it before it starts, and leaves a running one's alone."""
+    from runbook_airflow import PlaybookOperator
+
+    monkeypatch.setenv("RUNBOOK_RUNNER_DIR", str(tmp_path / "runner"))
+    made = subprocess.run([sys.executable, "-c", "import os, sys, signal; sys.path.insert(0, 'dags');"
+                           "from runbook_airflow import private_dir; d = private_dir();"
+                           "open(os.path.join(d, 'extravars'), 'w').write('login_password: s3cret');"
+                           "print(d, flush=True); os.kill(os.getpid(), signal.SIGKILL)"],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ})
+    killed = Path(made.stdout.strip())
+    assert (killed / "extravars").exists(), made.stderr  # what a killed task leaves
+    assert oct((tmp_path / "runner").stat().st_mode & 0o777) == "0o700"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, 'dags');"
+                               "from runbook_airflow import private_dir; print(private_dir(), flush=True);"
+                               "time.sleep(300)"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        running = Path(holder.stdout.readline().strip())
+        (project[0] / "playbooks" / "quick.yml").write_text(yaml.safe_dump([{
+            "name": "Quick", "hosts": "all", "gather_facts": False,
+            "tasks": [{"name": "Nothing", "ansible.builtin.debug": {"msg": "hello"}}]}]))
+        PlaybookOperator(task_id="quick", playbook="quick.yml").execute({})
+        assert not killed.exists() and running.exists()
+        assert list((tmp_path / "runner").iterdir()) == [running]  # and its own, removed when it ended
+    finally:
+        holder.kill()
+        holder.wait()
