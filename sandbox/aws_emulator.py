@@ -584,7 +584,7 @@ def install_extensions() -> None:
 
 # Further extensions, one module per AWS service (sandbox/emulator_<service>.py), each with an install() and a
 # docstring saying what it adds, in the style of this file's list above.
-EXTENSION_MODULES = ("emulator_dynamodb", "emulator_shutdown")
+EXTENSION_MODULES = ("emulator_dynamodb", "emulator_shutdown", "emulator_lambda")
 
 
 def main() -> None:

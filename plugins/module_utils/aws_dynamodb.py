@@ -948,7 +948,7 @@ def repoint_and_check(ddb, lam, function: str, variables: dict, variable: str, t
     says the variable was put back, or, if that failed too, that it still names `target` and what to do."""
     previous = variables.get(variable)
     try:
-        set_variable(lam, function, variables, variable, target)
+        set_variable(lam, function, variable, target)
     except Exception as exc:
         # The update may have been accepted before the wait failed: only a variable that reads back unchanged
         # means nothing was written.
@@ -970,7 +970,7 @@ def repoint_and_check(ddb, lam, function: str, variables: dict, variable: str, t
 def _put_back(lam, function: str, variables: dict, variable: str, previous: str | None, target: str, step,
               outcome: Outcome, why: str) -> None:
     try:
-        set_variable(lam, function, variables, variable, previous)
+        set_variable(lam, function, variable, previous)
     except Exception as exc:
         reason = describe_error(exc, "putting it back")
         outcome.undo_failed(step, reason)

@@ -369,22 +369,43 @@ class LambdaCapacity(LambdaConcurrency):
 
 
 # -- pointing a Lambda function at the restored table ---------------------------------------------
-def function_variables(lam, function: str) -> dict:
+def _configuration(lam, function: str) -> dict:
     try:
-        config = lam.get_function_configuration(FunctionName=function)
+        return lam.get_function_configuration(FunctionName=function)
     except Exception as exc:
         if error_code(exc) == "ResourceNotFoundException":
             raise RunbookError(f"Lambda function {function!r} does not exist: nothing was changed.") from None
         raise
-    return dict((config.get("Environment") or {}).get("Variables") or {})
 
 
-def set_variable(lam, function: str, variables: dict, name: str, value: str | None,
+def function_variables(lam, function: str) -> dict:
+    return dict((_configuration(lam, function).get("Environment") or {}).get("Variables") or {})
+
+
+REVISION_TRIES = 5  # reads and writes of a function's variables while others keep changing them
+
+
+def set_variable(lam, function: str, name: str, value: str | None,
                  wait_seconds: float = LAMBDA_UPDATE_WAIT_SECONDS) -> None:
-    """Only the one variable changes (None: it is removed); every other variable is sent back as it was."""
-    others = {key: kept for key, kept in variables.items() if key != name}
-    update_function_configuration(lam, function, {"Environment": {"Variables": {
-        **others, **({} if value is None else {name: value})}}}, f"the update of {function}", wait_seconds)
+    """Only the one variable changes (None: it is removed). The variable map is written whole (AWS has no call for
+    one variable), so it is read just before, and written with that read's RevisionId: if anyone changed the
+    function in between, AWS refuses the write (PreconditionFailedException) and it is read and written again, so
+    their change is kept rather than undone."""
+    for _ in range(REVISION_TRIES):
+        config = _configuration(lam, function)
+        variables = dict((config.get("Environment") or {}).get("Variables") or {})
+        variables.pop(name, None)
+        update = {"Environment": {"Variables": {**variables, **({} if value is None else {name: value})}}}
+        if config.get("RevisionId"):
+            update["RevisionId"] = config["RevisionId"]
+        try:
+            update_function_configuration(lam, function, update, f"the update of {function}", wait_seconds)
+            return
+        except Exception as exc:
+            if error_code(exc) != "PreconditionFailedException":
+                raise
+    raise RunbookError(f"{function}'s configuration changed under every one of {REVISION_TRIES} writes of {name}: "
+                       "someone else keeps updating it. Nothing of theirs was undone; run again once they are done.")
 
 
 # -- Lambda aliases -----------------------------------------------------------------------------------

@@ -331,3 +331,44 @@ def test_bad_requests_change_nothing_a_pitr_restore_works_and_a_partial_pitr_fai
                                 "turned on.") and pitr["changes"] == [f"point-in-time recovery of {orders} turned on"]
     assert ddb.describe_continuous_backups(TableName=carts)["ContinuousBackupsDescription"][
         "PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "DISABLED"
+
+
+def test_repointing_keeps_an_environment_change_made_between_its_read_and_its_write(aws_emulator, tmp_path):
+    """Someone changes another variable of the function while the restore repoints it: the write names the
+    revision it read, the emulator refuses it as AWS does (412 PreconditionFailedException), and the variable is
+    set again on top of their change instead of writing back the map read before it."""
+    from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import set_variable
+
+    env = dict(aws_emulator)
+    function = f"{tmp_path.name[-20:].replace('_', '-').strip('-')}-repoint"
+    create_functions(env, {function: None})
+    [lam, someone] = clients(env, "lambda", "lambda")
+    someone.update_function_configuration(FunctionName=function,
+                                          Environment={"Variables": {"TABLE": "sessions", "MODE": "live"}})
+    stale = lam.get_function_configuration(FunctionName=function)["RevisionId"]
+    someone.update_function_configuration(FunctionName=function,
+                                          Environment={"Variables": {"TABLE": "sessions", "MODE": "live", "X": "1"}})
+    with pytest.raises(Exception) as refused:  # AWS's rule, as the emulator now keeps it
+        lam.update_function_configuration(FunctionName=function, RevisionId=stale,
+                                          Environment={"Variables": {"TABLE": "t"}})
+    assert refused.value.response["Error"]["Code"] == "PreconditionFailedException"
+
+    class Racing:
+        """The real client; someone else's real write lands just after its first read."""
+        def __init__(self):
+            self.raced = False
+
+        def __getattr__(self, name):
+            return getattr(lam, name)
+
+        def get_function_configuration(self, **kwargs):
+            read = lam.get_function_configuration(**kwargs)
+            if not self.raced:
+                self.raced = True
+                someone.update_function_configuration(FunctionName=function, Environment={"Variables": {
+                    **read["Environment"]["Variables"], "MODE": "maintenance"}})
+            return read
+
+    set_variable(Racing(), function, "TABLE", "sessions-restored")
+    variables = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+    assert variables == {"TABLE": "sessions-restored", "MODE": "maintenance", "X": "1"}

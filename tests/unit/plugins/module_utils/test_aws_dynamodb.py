@@ -53,29 +53,55 @@ def test_a_backup_deleted_or_gone_ends_the_wait_at_once():
 
 
 class FakeLambda:
-    def __init__(self, config):
-        self.config, self.updates = config, []
+    """UpdateFunctionConfiguration as AWS documents it for RevisionId: a write naming another revision than the
+    current one is refused (PreconditionFailedException); every write makes a new revision. `meddle` is someone
+    else's change, made once just after our next read."""
+
+    def __init__(self, config, variables=None, meddle=None):
+        self.config = {**config, "RevisionId": "r0", "Environment": {"Variables": dict(variables or {})}}
+        self.updates, self.meddle, self.revision = [], meddle, 0
+
+    def _write(self, update):
+        self.revision += 1
+        self.config = {**self.config, **update, "RevisionId": f"r{self.revision}"}
 
     def update_function_configuration(self, FunctionName, **update):
         self.updates.append(update)
+        if update.get("RevisionId") not in (None, self.config["RevisionId"]):
+            raise ClientError({"Error": {"Code": "PreconditionFailedException", "Message": "revision"}},
+                              "UpdateFunctionConfiguration")
+        self._write({k: v for k, v in update.items() if k != "RevisionId"})
 
     def get_function_configuration(self, FunctionName):
-        return self.config
+        read = {**self.config, "Environment": {"Variables": dict(self.config["Environment"]["Variables"])}}
+        if self.meddle:
+            self._write({"Environment": {"Variables": {**self.config["Environment"]["Variables"], **self.meddle}}})
+            self.meddle = None
+        return read
 
 
 def test_only_the_one_variable_changes_and_none_removes_it():
-    lam = FakeLambda({"State": "Active", "LastUpdateStatus": "Successful"})
-    set_variable(lam, "handler", {"TABLE": "sessions", "MODE": "live"}, "TABLE", "sessions-restored")
-    set_variable(lam, "handler", {"MODE": "live", "TABLE": "sessions-restored"}, "TABLE", None)
-    assert lam.updates == [{"Environment": {"Variables": {"MODE": "live", "TABLE": "sessions-restored"}}},
-                           {"Environment": {"Variables": {"MODE": "live"}}}]
+    lam = FakeLambda({"State": "Active", "LastUpdateStatus": "Successful"}, {"TABLE": "sessions", "MODE": "live"})
+    set_variable(lam, "handler", "TABLE", "sessions-restored")
+    assert lam.config["Environment"]["Variables"] == {"MODE": "live", "TABLE": "sessions-restored"}
+    set_variable(lam, "handler", "TABLE", None)
+    assert lam.config["Environment"]["Variables"] == {"MODE": "live"}
+    assert [u["RevisionId"] for u in lam.updates] == ["r0", "r1"]  # each write names the revision it read
+
+
+def test_a_change_made_between_the_read_and_the_write_is_kept_not_undone():
+    lam = FakeLambda({"State": "Active", "LastUpdateStatus": "Successful"}, {"TABLE": "sessions", "MODE": "live"},
+                     meddle={"MODE": "maintenance"})
+    set_variable(lam, "handler", "TABLE", "sessions-restored")
+    assert lam.config["Environment"]["Variables"] == {"MODE": "maintenance", "TABLE": "sessions-restored"}
+    assert len(lam.updates) == 2  # the first write, of a stale revision, was refused
 
 
 def test_a_failed_repoint_ends_the_wait_at_once_with_aws_reason():
     lam = FakeLambda({"State": "Active", "LastUpdateStatus": "Failed", "LastUpdateStatusReason": "KMS key disabled",
                       "LastUpdateStatusReasonCode": "KMSKeyAccessDenied"})
     with pytest.raises(WaitFailed, match=r"the update of handler failed: KMS key disabled \(KMSKeyAccessDenied\)"):
-        set_variable(lam, "handler", {}, "TABLE", "sessions-restored")
+        set_variable(lam, "handler", "TABLE", "sessions-restored")
 
 
 # -- counts --------------------------------------------------------------------------------------------
