@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -351,13 +352,41 @@ def retention_plan(backups: list[Backup], keep_last: int | None, max_age_days: f
     return list(reversed(doomed))
 
 
+SIGNATURE = MANIFEST + ".sig"
+
+
+def confined(directory: str, name: str) -> str:
+    """`directory`/`name` for a file a manifest names, refused unless it is a plain relative path that stays inside
+    `directory` (a manifest read from S3 is only as trustworthy as whoever can write the bucket)."""
+    parts = name.split("/") if isinstance(name, str) else []
+    if (not parts or name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in parts)
+            or any(ord(c) < 32 for c in name)):
+        raise RunbookError(f"the manifest names the file {name!r}, which is not a plain path inside the backup: "
+                           "refused, and nothing was written. The manifest was changed by someone; do not use it.")
+    target = os.path.join(directory, *parts)
+    if not os.path.realpath(target).startswith(os.path.realpath(directory) + os.sep):
+        raise RunbookError(f"the manifest's file {name!r} leads outside the backup: refused, nothing was written.")
+    return target
+
+
+def manifest_signature(key: str, body: bytes) -> str:
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
 class S3Store:
     """The second store: s3://bucket/prefix/<database>/<backup id>/..., manifest uploaded last,
-    every object written with server-side encryption."""
+    every object written with server-side encryption.
 
-    def __init__(self, client, bucket: str, prefix: str = "", sse: str = "AES256", kms_key_id: str | None = None):
+    With a signing key (from the inventory, never stored with the backups), the manifest is signed (HMAC-SHA256,
+    <backup>/manifest.json.sig) and a download refuses a manifest without a valid signature before it writes
+    anything: the manifest holds every file's SHA-256, which the restore checks, so whoever can write the bucket
+    but does not hold the key cannot make a backup of theirs be restored. Every path a manifest names is confined
+    to the backup's directory either way."""
+
+    def __init__(self, client, bucket: str, prefix: str = "", sse: str = "AES256", kms_key_id: str | None = None,
+                 signing_key: str | None = None):
         self.client, self.bucket, self.prefix = client, bucket, prefix.strip("/")
-        self.sse, self.kms_key_id = sse, kms_key_id
+        self.sse, self.kms_key_id, self.signing_key = sse, kms_key_id, signing_key or None
 
     def _key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
@@ -385,9 +414,39 @@ class S3Store:
             self.client.upload_file(os.path.join(backup.path, name), self.bucket,
                                     self._key(backup.database, backup.backup_id, name), ExtraArgs=self._extra())
         body = json.dumps(backup.manifest, indent=2).encode()
+        if self.signing_key:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(backup.database, backup.backup_id, SIGNATURE),
+                                   Body=manifest_signature(self.signing_key, body).encode(), **self._extra())
         self.client.put_object(Bucket=self.bucket, Key=self._key(backup.database, backup.backup_id, MANIFEST),
                                Body=body, **self._extra())
-        return len(names) + 1
+        return len(names) + 1 + bool(self.signing_key)
+
+    def _authentic_manifest(self, database: str, backup_id: str) -> dict:
+        """The manifest of an S3 backup, its signature checked when this store has a key; refused before anything
+        is written when it is missing or wrong, when it names another backup, or names a path outside."""
+        from botocore.exceptions import ClientError
+
+        where = f"s3://{self.bucket}/{self._key(database, backup_id)}"
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(database, backup_id, MANIFEST))["Body"].read()
+        if self.signing_key:
+            try:
+                signature = self.client.get_object(Bucket=self.bucket,
+                                                   Key=self._key(database, backup_id, SIGNATURE))["Body"].read()
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                    raise
+                signature = b""
+            if not hmac.compare_digest(signature.decode(errors="replace").strip(),
+                                       manifest_signature(self.signing_key, body)):
+                why = "has no signature" if not signature else "is not signed with this inventory's key, or changed"
+                raise RunbookError(f"the manifest of {where} {why}: refused, nothing was fetched. A backup is trusted "
+                                   "only when its manifest is signed with pg_backup_s3_signing_key.")
+        manifest = json.loads(body)
+        if manifest.get("database") not in (None, database) or manifest.get("backup_id") not in (None, backup_id):
+            raise RunbookError(f"the manifest of {where} describes {manifest.get('database')}/"
+                               f"{manifest.get('backup_id')}, not {database}/{backup_id}: refused, nothing was "
+                               "fetched.")
+        return manifest
 
     def list(self, database: str) -> list[dict]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -408,12 +467,12 @@ class S3Store:
             existing = store._load(database, backup_id)
             if existing is not None:
                 return existing
+            manifest = self._authentic_manifest(database, backup_id)
             partial = store.partial_dir(database, backup_id)
+            targets = {name: confined(partial, name) for name in manifest["files"]}  # all checked before any write
             os.makedirs(partial, mode=0o700, exist_ok=True)
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(database, backup_id, MANIFEST))["Body"]
-            manifest = json.loads(body.read())
-            for name in manifest["files"]:
-                target = os.path.join(partial, name)
+            for name, target in targets.items():
                 os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+                confined(partial, name)  # no link planted among the folders made meanwhile
                 self.client.download_file(self.bucket, self._key(database, backup_id, name), target)
             return store.publish(database, backup_id, manifest)

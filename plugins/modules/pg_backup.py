@@ -116,6 +116,13 @@ options:
   s3_kms_key_id:
     description: KMS key for O(s3_sse=aws:kms).
     type: str
+  s3_signing_key:
+    description:
+      - A secret key (from the inventory or a vault, never kept with the backups) that signs each S3 copy's manifest
+        (HMAC-SHA256, C(manifest.json.sig)). The manifest holds every file's SHA-256, so a copy fetched with the same
+        key is one this key's holder wrote; without the key, a copy is only as trustworthy as whoever can write the
+        bucket.
+    type: str
 notes:
   - Files are created 0600 and directories 0700.
 seealso:
@@ -239,7 +246,7 @@ def options_from(params: dict) -> BackupOptions:
 
 def copy_to_s3(params: dict, store: LocalStore, result: dict, check_mode: bool) -> None:
     s3 = S3Store(client("s3", params), params["s3_bucket"], params["s3_prefix"], params["s3_sse"],
-                 params["s3_kms_key_id"])
+                 params["s3_kms_key_id"], params["s3_signing_key"])
     backup_id = result.get("backup", {}).get("id")
     if not backup_id:
         return
@@ -275,6 +282,7 @@ def main():
         s3_prefix=dict(type="str", default="runbook-recovery"),
         s3_sse=dict(type="str", choices=["AES256", "aws:kms"], default="AES256"),
         s3_kms_key_id=dict(type="str"),
+        s3_signing_key=dict(type="str", no_log=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     store = LocalStore(module.params["backup_root"])

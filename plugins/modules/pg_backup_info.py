@@ -42,9 +42,18 @@ options:
     type: str
     default: runbook-recovery
   fetch:
-    description: Copy the backup named by O(backup) from O(s3_bucket) into O(backup_root).
+    description:
+      - Copy the backup named by O(backup) from O(s3_bucket) into O(backup_root). Every path the manifest names must
+        stay inside the backup's directory, and, with O(s3_signing_key), the manifest must carry its signature;
+        otherwise nothing is written.
     type: bool
     default: false
+  s3_signing_key:
+    description:
+      - The key C(runbook.recovery.pg_backup) signed the copies' manifests with (O(runbook.recovery.pg_backup#module:s3_signing_key)).
+        With it, a copy whose manifest is unsigned, signed with another key or changed is refused before anything
+        is fetched.
+    type: str
 seealso:
   - module: runbook.recovery.pg_backup
 """
@@ -94,7 +103,8 @@ from ansible_collections.runbook.recovery.plugins.module_utils.postgres import f
 
 
 def from_s3(params: dict, store: LocalStore, check_mode: bool) -> dict:
-    s3 = S3Store(client("s3", params), params["s3_bucket"], params["s3_prefix"])
+    s3 = S3Store(client("s3", params), params["s3_bucket"], params["s3_prefix"],
+                 signing_key=params["s3_signing_key"])
     listed = list(reversed(s3.list(params["database"])))
     result = {"changed": False, "backups": listed}
     wanted = params["backup"]
@@ -127,6 +137,7 @@ def main():
         s3_bucket=dict(type="str"),
         s3_prefix=dict(type="str", default="runbook-recovery"),
         fetch=dict(type="bool", default=False),
+        s3_signing_key=dict(type="str", no_log=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params

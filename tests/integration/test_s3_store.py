@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import shutil
 
 import boto3
@@ -40,3 +43,53 @@ def test_backup_is_copied_to_s3_encrypted_and_restorable_from_there(workspace, p
     assert recover.rc == 0, recover.output
     assert table_fingerprints(pg, chat_db) == before
     assert any(d.startswith(chat_db + "__pre_recovery_") for d in databases(pg))
+
+
+def test_a_tampered_s3_manifest_writes_nothing_and_a_signed_store_refuses_what_its_key_did_not_sign(
+        workspace, pg, chat_db, aws_emulator, monkeypatch, tmp_path):
+    """Whoever can write the bucket edits a manifest: a file path leading out of the backup is refused before
+    anything is written (with or without a key); with pg_backup_s3_signing_key, a manifest changed after it was
+    signed, or one never signed, is refused too, and the key's own copy is fetched."""
+    for key, value in aws_emulator.items():
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3")
+    bucket, key = f"signed-{tmp_path.name[-12:].lower().replace('_', '-')}", "k3y-only-the-inventory-holds"
+    s3.create_bucket(Bucket=bucket)
+    workspace.env = aws_emulator
+    run = workspace.play("backup-db.yml", pg_backup_s3_bucket=bucket, pg_backup_s3_prefix="prod",
+                         pg_backup_s3_signing_key=key)
+    assert run.rc == 0, run.output[-3000:]
+    assert key not in run.output
+    [backup_id] = workspace.backups(chat_db)
+    manifest_key = f"prod/{chat_db}/{backup_id}/manifest.json"
+    signed = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
+    shutil.rmtree(workspace.backup_root / chat_db)
+
+    # A path out of the backup: refused before any write, key or not.
+    escape = tmp_path / "planted"
+    tampered = json.loads(signed)
+    tampered["files"][f"../../../../../../../..{escape}"] = tampered["files"].pop(next(iter(tampered["files"])))
+    s3.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(tampered).encode())
+    s3.put_object(Bucket=bucket, Key=f"prod/{chat_db}/{backup_id}/../../../../../../../..{escape}", Body=b"x")
+    unsigned = workspace.play("fetch-backup.yml", s3_bucket=bucket, s3_prefix="prod", backup=backup_id)
+    assert unsigned.rc != 0 and "not a plain path inside the backup" in unsigned.output, unsigned.output[-3000:]
+    assert not escape.exists() and workspace.backups(chat_db) == []
+
+    # Signed store: the same edit is refused for its signature; so is a copy whose signature is gone.
+    changed = workspace.play("fetch-backup.yml", s3_bucket=bucket, s3_prefix="prod", backup=backup_id,
+                             pg_backup_s3_signing_key=key)
+    assert changed.rc != 0 and "is not signed with this inventory's key" in changed.output, changed.output[-3000:]
+    s3.put_object(Bucket=bucket, Key=manifest_key, Body=signed)
+    s3.delete_object(Bucket=bucket, Key=manifest_key + ".sig")
+    missing = workspace.play("fetch-backup.yml", s3_bucket=bucket, s3_prefix="prod", backup=backup_id,
+                             pg_backup_s3_signing_key=key)
+    assert missing.rc != 0 and "has no signature" in missing.output, missing.output[-3000:]
+    assert not escape.exists() and workspace.backups(chat_db) == []
+
+    # The signature put back: the copy is fetched, and its checksums verified.
+    s3.put_object(Bucket=bucket, Key=manifest_key + ".sig",
+                  Body=hmac.new(key.encode(), signed, hashlib.sha256).hexdigest().encode())
+    fetched = workspace.play("fetch-backup.yml", s3_bucket=bucket, s3_prefix="prod", backup=backup_id,
+                             pg_backup_s3_signing_key=key)
+    assert fetched.rc == 0, fetched.output[-3000:]
+    assert workspace.backups(chat_db) == [backup_id] and key not in fetched.output
