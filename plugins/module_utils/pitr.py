@@ -9,6 +9,7 @@ this file decides what to copy and checks what came back."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fcntl
 import json
@@ -17,6 +18,7 @@ import pwd
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -630,11 +632,32 @@ def stop_and_remove(base: str, os_user: str | None) -> None:
 IN_USE = ".in-use"
 
 
+def private_work_dir(work_dir: str) -> str:
+    """The work directory, made by this run when missing (0711: the server's OS user may pass through to the
+    throwaway cluster's folder inside, nobody else may list or add anything), and refused when it is a link, is not
+    ours, or others may write in it: a directory at a predictable path (/var/tmp/runbook-pitr) that a local user
+    made first would let them plant links that we, as root, would follow."""
+    if not os.path.isabs(work_dir):
+        raise RunbookError(f"the PITR work directory {work_dir!r} must be an absolute path. Nothing was changed.")
+    os.makedirs(os.path.dirname(work_dir.rstrip("/")) or "/", exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(work_dir, 0o711)
+    found = os.lstat(work_dir)
+    problem = ("is a symbolic link" if stat.S_ISLNK(found.st_mode) else
+               "is not a directory" if not stat.S_ISDIR(found.st_mode) else
+               f"belongs to uid {found.st_uid}, not to this run's user (uid {os.geteuid()})"
+               if found.st_uid != os.geteuid() else
+               f"may be written by others (mode {stat.S_IMODE(found.st_mode):04o})" if found.st_mode & 0o022 else None)
+    if problem:
+        raise RunbookError(f"the PITR work directory {work_dir} {problem}: refused, nothing was changed. Remove it "
+                           "(this run makes its own) or set pg_pitr_work_dir to a directory only this user writes.")
+    return work_dir
+
+
 def claimed_directory(work_dir: str, prefix: str):
     """A new directory under `work_dir` and the open, exclusively locked file that says it is in use: the lock
     ends with this process, however it ends, so a directory whose lock can be taken was left by a dead run."""
-    os.makedirs(work_dir, mode=0o755, exist_ok=True)
-    base = tempfile.mkdtemp(prefix=prefix, dir=work_dir)
+    base = tempfile.mkdtemp(prefix=prefix, dir=private_work_dir(work_dir))
     handle = open(os.path.join(base, IN_USE), "w")
     fcntl.flock(handle, fcntl.LOCK_EX)
     return base, handle
@@ -644,12 +667,13 @@ def remove_leftovers(work_dir: str, os_user: str | None) -> list[str]:
     """Throwaway clusters and dumps left by runs that died; a directory another live run (a drill, a recovery
     of another database) holds is left alone."""
     removed = []
-    if not os.path.isdir(work_dir):
+    if not os.path.lexists(work_dir):
         return removed
+    private_work_dir(work_dir)
     for name in sorted(os.listdir(work_dir)):
         path = os.path.join(work_dir, name)
-        if not name.startswith(WORK_PREFIX) or not os.path.isdir(path):
-            continue
+        if not name.startswith(WORK_PREFIX) or not stat.S_ISDIR(os.lstat(path).st_mode):
+            continue  # a link is never followed
         try:
             with open(os.path.join(path, IN_USE), "a") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -2,6 +2,7 @@
 configuration a throwaway cluster must not inherit, and the archive tools' pins."""
 
 import datetime
+import os
 import re
 import shlex
 from pathlib import Path
@@ -16,7 +17,9 @@ from ansible_collections.runbook.recovery.plugins.module_utils.pitr import (
     missing_segments,
     parse_segment,
     parse_target,
+    private_work_dir,
     ranges,
+    remove_leftovers,
     segment_name,
     segment_of,
     wal_plan,
@@ -187,3 +190,36 @@ def test_retention_runs_the_engine_only_when_the_window_can_remove_something():
     assert not retention_may_delete(ended(1, 8), 7, 1, NOW)  # the one before the window is kept
     assert retention_may_delete(ended(1, 8, 9), 7, 1, NOW)
     assert not retention_may_delete(ended(8, 9), 7, 2, NOW)  # the minimum redundancy keeps both
+
+
+def test_a_work_directory_someone_else_could_have_planted_is_refused_and_links_are_never_followed(tmp_path):
+    """The PITR work directory sits at a predictable path: one this run did not make safely (a link, another user's,
+    writable by others) is refused; one it makes is 0711; a leftover that is a link is never followed."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me")
+    made = tmp_path / "made" / "runbook-pitr"
+    assert private_work_dir(str(made)) == str(made)
+    assert oct(made.stat().st_mode & 0o777) == "0o711" and made.stat().st_uid == os.geteuid()
+
+    linked = tmp_path / "linked"
+    linked.symlink_to(victim)
+    with pytest.raises(RunbookError, match="is a symbolic link"):
+        private_work_dir(str(linked))
+    open_to_all = tmp_path / "open"
+    open_to_all.mkdir()
+    open_to_all.chmod(0o777)
+    with pytest.raises(RunbookError, match="may be written by others"):
+        private_work_dir(str(open_to_all))
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o755)
+        os.chown(theirs, 65534, 65534)
+        with pytest.raises(RunbookError, match="belongs to uid 65534"):
+            private_work_dir(str(theirs))
+        with pytest.raises(RunbookError):
+            remove_leftovers(str(theirs), None)
+
+    (made / "runbook-pitr-planted").symlink_to(victim)
+    assert remove_leftovers(str(made), None) == []
+    assert (victim / "precious").read_text() == "keep me" and sorted(p.name for p in victim.iterdir()) == ["precious"]
