@@ -15,8 +15,8 @@ description:
     C(changed=false), so that a playbook's second run still shows C(changed=0) for the systems it manages.
   - In check mode nothing is written.
   - When O(path) cannot be written (a full or read-only disk), the record is kept in a spool (C(RUNBOOK_AUDIT_SPOOL),
-    default C(~/.local/state/runbook-recovery/audit-spool), 0600 files) and the task warns loudly without failing:
-    what the run did is never undone for its record. The next record appended to O(path) appends the spooled ones
+    default C(~/.local/state/runbook-recovery/audit-spool), 0600 files) and the task warns loudly without failing,
+    so what the run did is never undone for its record. The next record appended to O(path) appends the spooled ones
     first, in order, each with C(spooled) saying why it was late. The task fails only when the spool cannot be
     written either.
   - It always runs on the controller, as an action plugin, without starting a module process; the module is

@@ -65,7 +65,7 @@ options:
     description:
       - For O(state=rolled_back), the oid of the database the recovery swapped in (returned as RV(recovered_oid)).
         Required by a rollback, which refuses when the database under that name is another one (a later run replaced
-        it): a rollback only ever drops the database its own recovery made.
+        it), so that a rollback only ever drops the database its own recovery made.
     type: int
   jobs:
     description: Parallel C(pg_restore) workers.
