@@ -31,6 +31,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     validate_name,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import (
+    Scratch,
     catalog_problems,
     checksum_problems,
     verify_by_restore,
@@ -371,7 +372,7 @@ def run_backup(conn_params: ConnParams, store: LocalStore, options: BackupOption
 
 # -- verification ----------------------------------------------------------------------------
 def verify_backup(store: LocalStore, backup: Backup, level: str, conn_params: ConnParams, jobs: int,
-                  check_mode: bool = False) -> dict:
+                  check_mode: bool = False, scratch: Scratch | None = None) -> dict:
     """Each level up to `level`, in order (checksum, catalog, restore), stopping at the first that fails.
 
     Every result is recorded in the backup's verification.json; in check mode nothing is recorded and the
@@ -380,14 +381,15 @@ def verify_backup(store: LocalStore, backup: Backup, level: str, conn_params: Co
     result = {"changed": False, "ok": True, "problems": [], "levels_run": []}
     for current in LEVELS[:LEVELS.index(level) + 1]:
         if current == "restore" and check_mode:
-            result["msg"] = f"would restore {backup.backup_id} into a scratch database and compare row counts"
+            where = "the server" if scratch and scratch.where == "server" else "a throwaway cluster"
+            result["msg"] = f"would restore {backup.backup_id} into {where} and compare row counts"
             break
         if current == "checksum":
             problems = checksum_problems(backup)
         elif current == "catalog":
             problems = catalog_problems(backup)
         else:
-            problems = verify_by_restore(conn_params, backup, jobs)
+            problems = verify_by_restore(conn_params, backup, jobs, scratch)
         result["levels_run"].append(current)
         if not check_mode:
             result["changed"] |= store.record_verification(backup, current, not problems,

@@ -33,6 +33,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.pitr import (
     Target,
     Throwaway,
     as_user,
+    check_free_space,
     choose_backup,
     claimed_directory,
     lsn_int,
@@ -154,20 +155,6 @@ def archive_everything_until_now(conn, timeout: float = ARCHIVE_WAIT) -> str:
             raise RunbookError(f"WAL segment {finished} was not archived within {timeout:.0f} s{failing}. Nothing "
                                "was changed: fix archiving (the health sweep's archive findings) first.")
         time.sleep(0.2)
-
-
-def check_free_space(path: str, needed: int, what: str) -> int | None:
-    """Free bytes at `path` (or its nearest existing parent); refuses when below `needed`."""
-    while path and not os.path.exists(path):
-        path = os.path.dirname(path)
-    try:
-        free = shutil.disk_usage(path).free
-    except OSError:
-        return None
-    if free < needed:
-        raise RunbookError(f"{path} has {human_size(free)} free; {what} needs about {human_size(needed)}. Free "
-                           "space there (or set pg_pitr_work_dir elsewhere); nothing was changed.")
-    return free
 
 
 # -- one database --------------------------------------------------------------------------------------------

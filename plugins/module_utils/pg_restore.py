@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import (
     Backup,
@@ -25,6 +26,11 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     human_size,
     utc_now,
     validate_name,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.pitr import (
+    Throwaway,
+    check_free_space,
+    remove_leftovers,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
@@ -171,16 +177,92 @@ def scratch_name(database: str) -> str:
     return derived_name(database, f"__verify_{os.urandom(3).hex()}")
 
 
-def verify_by_restore(params: ConnParams, backup: Backup, jobs: int) -> list[str]:
-    """Restore into a scratch database, compare every table's row count, drop the scratch."""
-    scratch = scratch_name(backup.database)
+SCRATCH_CLAIM = "runbook-verify:"  # + the scratch database's name: the advisory lock its verification holds
+THROWAWAY_OVERHEAD = 64 << 20  # an empty cluster's own files
+
+
+@dataclass
+class Scratch:
+    """Where a restore-level verification restores. `throwaway` (the default): a cluster of its own, made with
+    initdb under `work_dir` on the host that holds the backups and removed after, so the production server gives
+    it nothing, not even disk; a throwaway left by a killed run is removed by the next. `server`: a scratch database
+    on the server itself (asked for explicitly), claimed with an advisory lock, so that one a killed run left is
+    dropped by the next verification."""
+
+    where: str = "throwaway"
+    work_dir: str = "/var/tmp/runbook-verify"
+    os_user: str | None = "postgres"
+
+    def validate(self) -> None:
+        if self.where not in ("throwaway", "server"):
+            raise RunbookError(f"scratch={self.where!r}: use throwaway (a cluster of its own) or server.")
+
+
+def restore_size(backup: Backup) -> int:
+    return int((backup.manifest.get("database_properties") or {}).get("size_bytes") or 0)
+
+
+def verify_by_restore(params: ConnParams, backup: Backup, jobs: int, scratch: Scratch | None = None) -> list[str]:
+    """Restore the backup, compare every table's row count and the large objects with its manifest, remove what
+    was restored; the problems found (none: it restores). Where it restores is `scratch` (a throwaway cluster
+    unless told otherwise). Not enough space, or a throwaway that cannot start, is an error, not a problem of the
+    backup."""
+    scratch = scratch or Scratch()
+    scratch.validate()
+    if scratch.where == "server":
+        return _verify_on_server(params, backup, jobs)
+    remove_leftovers(scratch.work_dir, scratch.os_user)
+    check_free_space(scratch.work_dir, int(restore_size(backup) * 1.2) + THROWAWAY_OVERHEAD,
+                     f"restoring backup {backup.backup_id} into a throwaway cluster", setting="pg_verify_work_dir")
+    throwaway = Throwaway(scratch.work_dir, scratch.os_user, "postgres", None)
     try:
-        restore_into(params, backup, scratch, jobs, no_owner=True)
-    except RunbookError as exc:
-        return exc.details.get("problems") or [str(exc)]
-    with params.connect() as conn:
-        drop_database(conn, scratch)
+        throwaway.initialize()
+        try:
+            restore_into(throwaway.params(), backup, backup.database, jobs, no_owner=True)
+        except RunbookError as exc:
+            return exc.details.get("problems") or [str(exc)]
+    finally:
+        throwaway.destroy()
     return []
+
+
+def _verify_on_server(params: ConnParams, backup: Backup, jobs: int) -> list[str]:
+    scratch = scratch_name(backup.database)
+    with params.connect() as holder:  # holds the scratch database's claim until the verification ends
+        holder.execute("SELECT pg_advisory_lock(hashtext(%s))", (SCRATCH_CLAIM + scratch,))
+        _drop_dead_scratches(params, backup.database)
+        free = server_data_directory_free(holder)
+        needed = int(restore_size(backup) * 1.2)
+        if free is not None and free < needed:
+            raise RunbookError(f"the server's data directory has {human_size(free)} free; verifying backup "
+                               f"{backup.backup_id} there needs about {human_size(needed)}. Nothing was restored: "
+                               "verify in a throwaway cluster (the default) or free space first.")
+        try:
+            restore_into(params, backup, scratch, jobs, no_owner=True)
+        except RunbookError as exc:
+            return exc.details.get("problems") or [str(exc)]
+        with params.connect() as conn:
+            drop_database(conn, scratch)
+    return []
+
+
+def _drop_dead_scratches(params: ConnParams, database: str) -> list[str]:
+    """The scratch databases of `database` whose verification is gone (its claim can be taken): dropped."""
+    prefix = derived_name(database, "__verify_000000")[:-6]
+    dropped = []
+    with params.connect() as conn:
+        names = [row[0] for row in conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s) AND length(datname) = %s",
+            (prefix, len(prefix) + 6)).fetchall()]
+        for name in names:
+            if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (SCRATCH_CLAIM + name,)).fetchone()[0]:
+                continue  # a live verification's
+            try:
+                drop_database(conn, name)
+                dropped.append(name)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (SCRATCH_CLAIM + name,))
+    return dropped
 
 
 # -- the database's own state ---------------------------------------------------------------

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
+    human_size,
     isoformat,
     utc_now,
 )
@@ -501,6 +502,30 @@ class Throwaway:
         self._chown(self.base)
         self.port = free_socket_port(self.socket_dir)
 
+    def initialize(self, timeout: float = 120) -> None:
+        """An empty cluster in a new claimed directory, started: initdb (the login user its superuser, trust on its
+        own socket, the only way in), and no durability, since nothing of it is kept (fsync off)."""
+        self.create()
+        done = subprocess.run(as_user(self.os_user, [pg_tool("initdb"), "-D", self.data, "-U", self.login_user,
+                                                     "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"]),
+                              capture_output=True, text=True, cwd="/", env={**os.environ, "LC_ALL": "C"})
+        if done.returncode != 0:
+            raise RunbookError(f"initdb of a throwaway cluster in {self.base} failed: "
+                               f"{(done.stderr or done.stdout).strip()[-800:]}")
+        settings = {"port": str(self.port), "listen_addresses": "''",
+                    "unix_socket_directories": f"'{self.socket_dir}'", "fsync": "off", "synchronous_commit": "off",
+                    "full_page_writes": "off", "logging_collector": "off"}
+        with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as handle:
+            handle.write("\n# runbook.recovery throwaway cluster\n")
+            handle.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        open(self.log, "a").close()
+        self._chown(self.log)
+        started = subprocess.run(as_user(self.os_user, [pg_tool("pg_ctl"), "start", "-D", self.data, "-l", self.log,
+                                                        "-w", "-t", str(int(timeout))]),
+                                 capture_output=True, text=True, cwd="/", env={**os.environ, "LC_ALL": "C"})
+        if started.returncode != 0:
+            raise RunbookError(f"the throwaway cluster in {self.base} did not start: {self.log_tail()}")
+
     def restore(self, archive: Archive, backup_id: str) -> None:
         archive.run("barman-cloud-restore", archive.config.destination, archive.config.server_name, backup_id,
                     self.data, as_server_user=True)
@@ -632,6 +657,20 @@ def stop_and_remove(base: str, os_user: str | None) -> None:
 IN_USE = ".in-use"
 
 
+def check_free_space(path: str, needed: int, what: str, setting: str = "pg_pitr_work_dir") -> int | None:
+    """Free bytes at `path` (or its nearest existing parent); refuses when below `needed`."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return None
+    if free < needed:
+        raise RunbookError(f"{path} has {human_size(free)} free; {what} needs about {human_size(needed)}. Free "
+                           f"space there (or set {setting} elsewhere); nothing was changed.")
+    return free
+
+
 def private_work_dir(work_dir: str) -> str:
     """The work directory, made by this run when missing (0711: the server's OS user may pass through to the
     throwaway cluster's folder inside, nobody else may list or add anything), and refused when it is a link, is not
@@ -657,9 +696,13 @@ def private_work_dir(work_dir: str) -> str:
 def claimed_directory(work_dir: str, prefix: str):
     """A new directory under `work_dir` and the open, exclusively locked file that says it is in use: the lock
     ends with this process, however it ends, so a directory whose lock can be taken was left by a dead run."""
-    base = tempfile.mkdtemp(prefix=prefix, dir=private_work_dir(work_dir))
-    handle = open(os.path.join(base, IN_USE), "w")
+    # Locked under a name remove_leftovers() does not look at, then renamed: another run's clean-up never sees
+    # this directory unlocked (between its creation and its lock it would have looked like a dead run's).
+    claiming = tempfile.mkdtemp(prefix=".claiming-", dir=private_work_dir(work_dir))
+    handle = open(os.path.join(claiming, IN_USE), "w")
     fcntl.flock(handle, fcntl.LOCK_EX)
+    base = os.path.join(work_dir, prefix + os.path.basename(claiming)[len(".claiming-"):])
+    os.rename(claiming, base)
     return base, handle
 
 

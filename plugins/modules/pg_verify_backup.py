@@ -11,8 +11,13 @@ description:
   - V(checksum) compares every file of the backup with the size and sha256 in its manifest.
   - V(catalog) also reads the dump's table of contents with C(pg_restore --list) and checks that every
     table of the manifest has its data entry.
-  - V(restore) also restores the backup into a scratch database with C(pg_restore -j), compares every
-    table's row count with the manifest, and drops the scratch database.
+  - V(restore) also restores the backup with C(pg_restore -j), compares every table's row count and the large
+    objects with the manifest, and removes what it restored. By default (O(scratch=throwaway)) it restores into a
+    cluster of its own, made with C(initdb) under O(scratch_dir) on this host and removed after, so the production
+    server lends it nothing, not even disk; the free space there is checked first, and a throwaway cluster left by
+    a killed run is removed by the next. O(scratch=server) restores into a scratch database on the server instead,
+    claimed with an advisory lock so that one a killed run left is dropped by the next verification, after a
+    check of the server's free space.
   - The result is recorded in the backup's C(verification.json); a failure marks the backup unverified
     and fails the task. C(changed) is true only when the recorded verdict changes.
 version_added: 0.1.0
@@ -45,6 +50,21 @@ options:
     description: Parallel C(pg_restore) workers for O(level=restore).
     type: int
     default: 2
+  scratch:
+    description: Where O(level=restore) restores, a throwaway cluster of its own (the default) or the server itself.
+    type: str
+    choices: [throwaway, server]
+    default: throwaway
+  scratch_dir:
+    description:
+      - The directory the throwaway clusters are made in (made 0711 by the run when missing; refused when it is a
+        link, another user's, or writable by others).
+    type: path
+    default: /var/tmp/runbook-verify
+  scratch_os_user:
+    description: The operating system user the throwaway cluster runs as when the module runs as root.
+    type: str
+    default: postgres
 seealso:
   - module: runbook.recovery.pg_backup
 """
@@ -92,6 +112,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     validate_name,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_backup import verification_failure, verify_backup
+from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import Scratch
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
     failures_reported,
@@ -106,7 +127,7 @@ def verify(params: dict, check_mode: bool) -> dict:
     store = LocalStore(params["backup_root"])
     backup = store.resolve(params["database"], params["backup"])
     result = verify_backup(store, backup, params["level"], ConnParams.from_params(params), params["jobs"],
-                           check_mode)
+                           check_mode, Scratch(params["scratch"], params["scratch_dir"], params["scratch_os_user"]))
     result["backup"] = backup.summary()
     return result
 
@@ -119,6 +140,9 @@ def main():
         backup=dict(type="str", default="latest"),
         level=dict(type="str", choices=list(LEVELS), default="checksum"),
         jobs=dict(type="int", default=2),
+        scratch=dict(type="str", choices=["throwaway", "server"], default="throwaway"),
+        scratch_dir=dict(type="path", default="/var/tmp/runbook-verify"),
+        scratch_os_user=dict(type="str", default="postgres"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     with failures_reported(module):

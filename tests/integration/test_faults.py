@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,6 +25,8 @@ from conftest import (
     table_fingerprints,
     tree_state,
 )
+
+from sandbox.pgcluster import process_alive
 
 
 def test_corrupt_backup_fails_verification_and_recovery_refuses(workspace, pg, chat_db):
@@ -209,3 +213,52 @@ def test_recovery_module_refuses_a_corrupt_backup_even_without_the_role_prefligh
         Recovery(params, LocalStore(str(workspace.backup_root)), chat_db, backup_id).run()
     assert table_fingerprints(pg, chat_db) == before
     assert not [d for d in databases(pg) if d.startswith(chat_db + "__")]
+
+
+def test_restore_verification_runs_in_a_throwaway_cluster_and_clears_what_killed_runs_left(private_pg, tmp_path):
+    """verify_level=restore restores into a cluster of its own (the server may even be down); a throwaway cluster
+    a killed verification left running is stopped and removed by the next one; on the server (asked for), a scratch
+    database a killed run left is dropped; too little space refuses before anything, without calling the backup
+    bad."""
+    database = create_chat_db(private_pg)
+    ws = Workspace(private_pg, [database], tmp_path)
+    assert ws.play("backup-db.yml").rc == 0
+    [backup_id] = ws.backups(database)
+    work = private_pg.base / "verify-work"  # a path the server's OS user may pass through, as /var/tmp is
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys; from ansible_collections.runbook.recovery.plugins.module_utils.pitr import "
+        f"Throwaway; t = Throwaway({str(work)!r}, 'postgres', 'postgres', None); t.initialize(); "
+        "print(t.base, t.postmaster_pid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)")],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / ".ansible" / "collections")},
+        capture_output=True, text=True)
+    assert len(killed.stdout.split()) == 2, killed.stderr[-2000:]
+    left, postmaster = killed.stdout.split()
+    assert Path(left).is_dir() and process_alive(int(postmaster)), killed.stderr
+    with connect(private_pg) as conn:
+        conn.execute(f'CREATE DATABASE "{database}__verify_0a1b2c"')  # a killed verification on the server
+
+    private_pg.stop()
+    try:
+        run = ws.play("verify-backups.yml", verify_level="restore", pg_verify_work_dir=str(work))
+    finally:
+        private_pg.start()
+    assert run.rc == 0, run.output[-3000:]
+    record = json.loads((ws.backup_root / database / backup_id / "verification.json").read_text())
+    assert record["levels"]["restore"]["ok"], record
+    assert not Path(left).exists() and not process_alive(int(postmaster))
+    assert list(work.iterdir()) == []
+
+    on_server = ws.play("verify-backups.yml", verify_level="restore", pg_verify_scratch="server")
+    assert on_server.rc == 0, on_server.output[-3000:]
+    assert not [d for d in databases(private_pg) if "__verify_" in d]
+
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        short = ws.play("verify-backups.yml", verify_level="restore", pg_verify_work_dir=str(small / "work"))
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert short.rc != 0 and "into a throwaway cluster needs about" in short.output, short.output[-3000:]
+    record = json.loads((ws.backup_root / database / backup_id / "verification.json").read_text())
+    assert record["levels"]["restore"]["ok"], "a verification that could not run called the backup bad"
