@@ -12,6 +12,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import time
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     human_size,
     isoformat,
     utc_now,
+    write_json_atomic,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_backup import BackupOptions, BackupRun
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import Recovery, count_problems
@@ -37,6 +39,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.pitr import (
     choose_backup,
     claimed_directory,
     lsn_int,
+    private_work_dir,
     remove_leftovers,
     segment_name,
     segment_of,
@@ -291,20 +294,102 @@ def host_lock(path: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def crash_point(step: str) -> None:
+    """A test asks a procedure to die here (SIGKILL, as an OOM kill or a lost worker would): RUNBOOK_CRASH_AT=step."""
+    if os.environ.get("RUNBOOK_CRASH_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class ClusterPitr:
     """Stop the server, move its data directory aside (kept, never deleted here), restore and replay into a
-    fresh one, start, probe; on any failure put the old directory back and start it."""
+    fresh one, start, probe; on any failure put the old directory back and start it.
+
+    A kill reaches no exception handler, so each step is written first to a journal (0600, in the work directory,
+    which is known without the server): a run that finds one whose run is gone undoes it before anything else (the
+    new directory set aside, the old one put back, the server started), and a journal whose recovery had finished
+    is simply removed."""
+
+    JOURNAL = "cluster-pitr.journal.json"
 
     def __init__(self, params: ConnParams, archive: Archive, target: Target, stop_command: list[str],
                  start_command: list[str], health_query: str = "SELECT 1", replay_timeout: float = 3600,
-                 data_directory: str | None = None, force: bool = False):
+                 data_directory: str | None = None, force: bool = False, work_dir: str = "/var/tmp/runbook-pitr"):
         self.params, self.archive, self.target, self.force = params, archive, target, force
         self.stop_command, self.start_command = stop_command, start_command
         self.health_query, self.replay_timeout = health_query, replay_timeout
-        self.data_directory = data_directory
+        self.data_directory, self.work_dir = data_directory, work_dir
         self.result = {"changed": False, "scope": "cluster", "rolled_back": False}
 
+    # -- the journal ------------------------------------------------------------------------------------------
+    def _journal_path(self) -> str:
+        return os.path.join(self.work_dir, self.JOURNAL)
+
+    def _journal(self) -> dict | None:
+        try:
+            with open(self._journal_path(), encoding="utf-8") as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            return None
+
+    def _write_journal(self, step: str, **facts) -> None:
+        entry = {**(self._journal() or {}), **facts, "step": step, "at": isoformat(utc_now())}
+        write_json_atomic(self._journal_path(), entry)
+        crash_point(step)
+
+    def _lock(self):
+        return host_lock(os.path.join(private_work_dir(self.work_dir), "cluster-pitr.lock"))
+
+    def _interrupted_plan(self, journal: dict) -> dict:
+        plan = {"needed": True, "scope": "cluster", "target": self.target.describe(), "interrupted": journal}
+        self.result.update(plan=plan, changed=True, msg=(
+            f"an interrupted cluster recovery (to {journal.get('target')}, started {journal.get('started_at')}) "
+            f"stopped at step {journal['step']}: it will be "
+            + ("closed (it had finished)" if journal["step"] == "finished" else
+               f"undone first ({journal['data']} put back from {journal['kept']} if it was moved, the server "
+               "started)") + f", then the cluster recovered to {self.target.describe()}"))
+        return plan
+
+    def _resolve_interrupted(self) -> dict | None:
+        """Undo (or close, if it had finished) the run a journal tells of; the caller holds the host lock, so that
+        run is gone."""
+        journal = self._journal()
+        if journal is None:
+            return None
+        if journal["step"] != "finished":
+            data, kept = journal["data"], journal["kept"]
+            self.data_directory = data
+            self.archive.os_user = self.archive.os_user or journal.get("os_user")
+            if os.path.exists(kept):
+                self._put_back(data, kept, keep_failed=False)  # a half-made directory, made again from the archive
+            elif not self._running(data):
+                self._start()
+                self._wait_ready()
+        os.unlink(self._journal_path())
+        self.result["undone_interrupted"] = journal
+        return journal
+
+    def undo_interrupted(self, check_mode: bool) -> dict:
+        """Only the undo of an interrupted recovery (state=undone): the server answers afterwards."""
+        journal = self._journal() if os.path.isdir(self.work_dir) else None
+        if journal is None:
+            return {"changed": False, "msg": "no interrupted cluster recovery"}
+        if check_mode:
+            self._interrupted_plan(journal)
+            return {"changed": True, "interrupted": journal, "msg": self.result["msg"]}
+        with self._lock():
+            undone = self._resolve_interrupted()
+        return {"changed": undone is not None, "undone_interrupted": undone,
+                "msg": f"the interrupted cluster recovery (step {undone['step']}) was undone: the server runs on "
+                       f"{undone['data']} as it was before it" if undone else "no interrupted cluster recovery"}
+
+    def _running(self, data: str) -> bool:
+        pid = self._pid(data)
+        return bool(pid and os.path.exists(f"/proc/{pid}"))
+
     def plan(self) -> dict:
+        journal = self._journal() if os.path.isdir(self.work_dir) else None
+        if journal is not None:
+            return self._interrupted_plan(journal)
         with self.params.connect() as conn:
             facts = server_facts(conn)
         if self.data_directory and os.path.realpath(self.data_directory) != os.path.realpath(facts["data_directory"]):
@@ -340,9 +425,12 @@ class ClusterPitr:
         return plan
 
     def run(self) -> dict:
-        with host_lock(os.path.join(os.path.dirname(os.path.realpath(self._data_dir_guess())),
-                                    ".runbook-cluster-pitr.lock")):
+        with self._lock():
+            undone = self._resolve_interrupted()
+            self.result.pop("plan", None)
             plan = self.plan()
+            if undone:
+                self.result["undone_interrupted"] = undone
             if not plan["needed"]:
                 return self.result
             started = time.monotonic()
@@ -352,29 +440,38 @@ class ClusterPitr:
             mode, owner = os.stat(data).st_mode & 0o777, os.stat(data)
             self.spool_dir = f"{data}.walspool"
             shutil.rmtree(self.spool_dir, ignore_errors=True)  # segments of another recovery are not ours to replay
+            self._write_journal("stopping", data=data, kept=kept, target=self.target.describe(),
+                                started_at=isoformat(utc_now()), os_user=self.archive.os_user)
             self._stop()
+            self._write_journal("moving")
             os.rename(data, kept)
             self.result.update(kept_data_directory=kept)
             try:
                 for path in (data, self.spool_dir):
                     os.mkdir(path, mode)
                     os.chown(path, owner.st_uid, owner.st_gid)
+                self._write_journal("restoring")
                 self.archive.run("barman-cloud-restore", self.archive.config.destination,
                                  self.archive.config.server_name, plan["base_backup"]["id"], data,
                                  as_server_user=True)
                 self._configure(data)
+                self._write_journal("replaying")
                 self._start()
                 self._wait_promoted()
+                self._write_journal("probing")
                 self._unconfigure(data)
                 self._probe()
             except BaseException as exc:
                 self._put_back(data, kept)
+                os.unlink(self._journal_path())
                 raise RunbookError(f"the cluster recovery to {self.target.describe()} failed: {exc} The old data "
                                    f"directory is back in place and the server was started on it.",
                                    **self.result) from exc
             finally:
                 shutil.rmtree(self.spool_dir, ignore_errors=True)
+            self._write_journal("finished")
             self._write_record()
+            os.unlink(self._journal_path())
             self.result.update(changed=True, elapsed_seconds=round(time.monotonic() - started, 3), msg=(
                 f"the cluster is back to {self.target.describe()}; the previous data directory is kept as {kept} "
                 "(remove it once you are sure)"))
@@ -397,12 +494,6 @@ class ClusterPitr:
         except OSError as exc:
             self.result.setdefault("warnings", []).append(f"could not record the recovered target ({exc}): a rerun "
                                                           "recovers again.")
-
-    def _data_dir_guess(self) -> str:
-        if self.data_directory:
-            return self.data_directory
-        with self.params.connect() as conn:
-            return server_facts(conn)["data_directory"]
 
     def _run_command(self, command: list[str], what: str) -> None:
         result = subprocess.run(command, capture_output=True, text=True, cwd="/", stdin=subprocess.DEVNULL)
@@ -495,7 +586,7 @@ class ClusterPitr:
             raise RunbookError(f"the SQL health probe on the recovered cluster failed: {' '.join(str(exc).split())}."
                                ) from exc
 
-    def _put_back(self, data: str, kept: str) -> None:
+    def _put_back(self, data: str, kept: str, keep_failed: bool = True) -> None:
         pid = self._pid(data)
         if pid and os.path.exists(f"/proc/{pid}"):
             subprocess.run(as_user(self.archive.os_user, [pg_tool("pg_ctl"), "stop", "-D", data, "-m", "immediate",
@@ -503,10 +594,12 @@ class ClusterPitr:
             deadline = time.monotonic() + 30
             while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
                 time.sleep(0.1)
-        if os.path.exists(data):
+        if os.path.exists(data) and keep_failed:
             failed = f"{data}.failed_pitr_{compact_timestamp(utc_now())}"
             os.rename(data, failed)
             self.result["failed_data_directory"] = failed
+        elif os.path.exists(data):
+            shutil.rmtree(data)
         os.rename(kept, data)
         self.result.update(rolled_back=True, kept_data_directory=None)
         self._start()

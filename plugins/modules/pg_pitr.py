@@ -44,9 +44,13 @@ attributes:
     description: The result's plan, before and after describe the change.
 options:
   state:
-    description: V(restored) recovers; V(drilled) runs the drill.
+    description:
+      - V(restored) recovers; V(drilled) runs the drill.
+      - V(undone) undoes a cluster recovery that was killed mid-run (its journal, in O(work_dir), says how far it
+        got) and does nothing else; nothing when there is none. V(restored) does the same first, but needs the
+        server to answer; the C(pg_recover) role runs V(undone) before anything that connects.
     type: str
-    choices: [restored, drilled]
+    choices: [restored, drilled, undone]
     default: restored
   scope:
     description: V(database) recovers O(database) alone; V(cluster) the whole cluster.
@@ -233,7 +237,7 @@ def main():
     argument_spec = postgres_argument_spec()
     argument_spec.update(archive_argument_spec())
     argument_spec.update(
-        state=dict(type="str", choices=["restored", "drilled"], default="restored"),
+        state=dict(type="str", choices=["restored", "drilled", "undone"], default="restored"),
         scope=dict(type="str", choices=["database", "cluster"], default="database"),
         database=dict(type="str"),
         databases=dict(type="list", elements="str", default=[]),
@@ -261,7 +265,11 @@ def main():
             raise RunbookError(f"replay_timeout={p['replay_timeout']} must be above 0 seconds.")
         archive = Archive(archive_config(p))
         params = ConnParams.from_params(p)
-        if p["state"] == "drilled":
+        if p["state"] == "undone":
+            recovery = ClusterPitr(params, archive, parse_target(None, None, None, "latest"), p["stop_command"],
+                                   p["start_command"], data_directory=p["data_directory"], work_dir=p["work_dir"])
+            result = recovery.undo_interrupted(module.check_mode)
+        elif p["state"] == "drilled":
             for name in p["databases"]:
                 validate_name(name)
             drill = Drill(params, archive, p["work_dir"], LocalStore(p["backup_root"]) if p["backup_root"] else None,
@@ -272,7 +280,8 @@ def main():
             if p["scope"] == "cluster":
                 recovery = ClusterPitr(params, archive, target, p["stop_command"], p["start_command"],
                                        health_query=p["health_query"], replay_timeout=p["replay_timeout"],
-                                       data_directory=p["data_directory"], force=p["force"])
+                                       data_directory=p["data_directory"], force=p["force"],
+                                       work_dir=p["work_dir"])
                 result = act(recovery, module.check_mode)
             else:
                 if not p["database"]:

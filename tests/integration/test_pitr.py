@@ -319,3 +319,52 @@ def test_cluster_round_trip_and_a_failed_probe_puts_the_old_directory_back(archi
     # The recovered cluster serves and archives on its new timeline.
     assert archived.rows("postgres", "SELECT timeline_id FROM pg_control_checkpoint()")[0][0] >= 2
     switch_and_wait(archived)
+
+
+def test_a_cluster_recovery_killed_mid_run_is_undone_by_the_next_run(archived):
+    """SIGKILL reaches no exception handler: a cluster recovery killed after stopping the server (it stays down) and
+    one killed after moving the data directory aside and restoring a new one (the server is down, its directory
+    moved) are each found by the next run, through the journal in the work directory, and undone before anything
+    else (the check mode says so first); the recovery then completes. Nothing is left: no journal, no half-restored
+    directory, one kept previous directory."""
+    assert archived.workspace.play("base-backup.yml").rc == 0
+    clusterdb = f"crash_{uuid.uuid4().hex[:6]}"
+    make_database(archived, clusterdb, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+    time.sleep(1.1)
+    moment = utc_iso(server_now(archived))
+    time.sleep(1.1)
+    with connect(archived.cluster, clusterdb) as conn:
+        conn.execute("INSERT INTO t VALUES (2)")
+    data = archived.cluster.data
+    kept_before = set(data.parent.glob("data.pre_pitr_*"))
+    failed_before = set(data.parent.glob("data.failed_pitr_*"))  # an earlier test's failed probe, kept for a look
+    journal = archived.work_dir / "cluster-pitr.journal.json"
+    ws = archived.workspace
+
+    def recover(crash_at: str | None = None, check: bool = False):
+        if crash_at:
+            ws.env["RUNBOOK_CRASH_AT"] = crash_at
+        try:
+            return ws.play("recover-db.yml", scope="cluster", target_time=moment, confirm=True, check=check)
+        finally:
+            ws.env.pop("RUNBOOK_CRASH_AT", None)
+
+    stopped = recover(crash_at="moving")  # killed with the server stopped, its directory still in place
+    assert stopped.rc != 0 and journal.exists() and not archived.cluster.running(), stopped.output[-3000:]
+    plan = recover(check=True)
+    assert plan.rc == 0 and plan.says("an interrupted cluster recovery"), plan.output[-3000:]
+    assert not archived.cluster.running(), "the check mode changed something"
+
+    moved = recover(crash_at="replaying")  # undoes the first (starts the server), then is killed itself
+    assert moved.rc != 0 and journal.exists(), moved.output[-3000:]
+    assert not archived.cluster.running(), moved.output[-3000:]
+    assert set(data.parent.glob("data.pre_pitr_*")) - kept_before, "the directory was not moved aside"
+
+    done = recover()
+    assert done.rc == 0, done.output[-4000:]
+    [record] = [r for r in ws.audit() if r.get("result") == "recovered" and r.get("undone_interrupted")]
+    assert record["undone_interrupted"]["step"] == "replaying" and record["scope"] == "cluster", record
+    assert archived.rows(clusterdb, "SELECT n FROM t ORDER BY n") == [(1,)]
+    assert not journal.exists() and set(data.parent.glob("data.failed_pitr_*")) == failed_before
+    assert len(set(data.parent.glob("data.pre_pitr_*")) - kept_before) == 1  # this recovery's, kept as always
+    assert not list(data.parent.glob("*.walspool"))
