@@ -294,6 +294,15 @@ def host_lock(path: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def process_start(pid: int) -> str | None:
+    """When a process started (Linux /proc, clock ticks since boot): tells it from a later one given its pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def crash_point(step: str) -> None:
     """A test asks a procedure to die here (SIGKILL, as an OOM kill or a lost worker would): RUNBOOK_CRASH_AT=step."""
     if os.environ.get("RUNBOOK_CRASH_AT") == step:
@@ -382,6 +391,14 @@ class ClusterPitr:
                 "msg": f"the interrupted cluster recovery (step {undone['step']}) was undone: the server runs on "
                        f"{undone['data']} as it was before it" if undone else "no interrupted cluster recovery"}
 
+    def interrupted(self) -> dict | None:
+        """The journal of a cluster recovery whose process is gone (read-only, takes no lock: for the health sweep),
+        else None."""
+        journal = self._journal() if os.path.isdir(self.work_dir) else None
+        if journal is None or (journal.get("pid") and process_start(journal["pid"]) == journal.get("pid_start")):
+            return None  # none, or the recovery is running now
+        return journal
+
     def _running(self, data: str) -> bool:
         pid = self._pid(data)
         return bool(pid and os.path.exists(f"/proc/{pid}"))
@@ -441,7 +458,8 @@ class ClusterPitr:
             self.spool_dir = f"{data}.walspool"
             shutil.rmtree(self.spool_dir, ignore_errors=True)  # segments of another recovery are not ours to replay
             self._write_journal("stopping", data=data, kept=kept, target=self.target.describe(),
-                                started_at=isoformat(utc_now()), os_user=self.archive.os_user)
+                                started_at=isoformat(utc_now()), os_user=self.archive.os_user, pid=os.getpid(),
+                                pid_start=process_start(os.getpid()))
             self._stop()
             self._write_journal("moving")
             os.rename(data, kept)

@@ -47,6 +47,12 @@ options:
   backup_root:
     description: The backup store (C(pg_backup_root)) whose backups of O(databases) are checked. Unset, none are.
     type: path
+  pitr_work_dir:
+    description:
+      - The point-in-time recovery work directory (C(pg_pitr_work_dir)). A cluster recovery that was killed
+        mid-run, whose journal is there, is a critical finding (C(interrupted_procedure)) until a run of
+        C(recover-db.yml) undoes it. Unset, not looked at.
+    type: path
   archive:
     description:
       - The server's WAL archive (the inventory's C(pg_archive), see M(runbook.recovery.pg_archiving)); set, the
@@ -118,13 +124,29 @@ from ansible_collections.runbook.recovery.plugins.module_utils.health import (
     postgres_findings,
     worst,
 )
-from ansible_collections.runbook.recovery.plugins.module_utils.pg_pitr import archive_argument_spec, archive_config
+from ansible_collections.runbook.recovery.plugins.module_utils.pg_pitr import (
+    ClusterPitr,
+    archive_argument_spec,
+    archive_config,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.pitr import Archive
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
     failures_reported,
     postgres_argument_spec,
 )
+
+
+def interrupted_findings(work_dir: str) -> list[dict]:
+    """A cluster recovery killed mid-run: the server may be down or on a half-made directory until it is undone."""
+    journal = ClusterPitr(None, None, None, [], [], work_dir=work_dir).interrupted()
+    if journal is None:
+        return []
+    return [{"target": journal.get("data") or work_dir, "check": "interrupted_procedure", "value": journal["step"],
+             "severity": "critical",
+             "message": f"a cluster point-in-time recovery (to {journal.get('target')}, started "
+                        f"{journal.get('started_at')}) was killed at step {journal['step']}: run recover-db.yml "
+                        "(scope=cluster) again, which undoes it first, or pg_pitr state=undone"}]
 
 
 def main():
@@ -134,6 +156,7 @@ def main():
         thresholds=dict(type="dict", default={}),
         backup_root=dict(type="path"),
         archive=dict(type="dict", options=archive_argument_spec()["archive"]["options"]),
+        pitr_work_dir=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
@@ -146,6 +169,8 @@ def main():
             findings += backup_findings(LocalStore(p["backup_root"]), p["databases"], thresholds)
         if p["archive"]:
             findings += archive_findings(ConnParams.from_params(p), Archive(archive_config(p)), thresholds)
+        if p["pitr_work_dir"]:
+            findings += interrupted_findings(p["pitr_work_dir"])
     module.exit_json(changed=False, findings=findings, worst=worst(findings))
 
 

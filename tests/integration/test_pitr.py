@@ -353,6 +353,8 @@ def test_a_cluster_recovery_killed_mid_run_is_undone_by_the_next_run(archived):
     assert stopped.rc != 0 and journal.exists() and not archived.cluster.running(), stopped.output[-3000:]
     plan = recover(check=True)
     assert plan.rc == 0 and plan.says("an interrupted cluster recovery"), plan.output[-3000:]
+    sweep = ws.play("health-sweep.yml")
+    assert sweep.rc != 0 and sweep.says("was killed at step moving: run recover-db.yml"), sweep.output[-3000:]
     assert not archived.cluster.running(), "the check mode changed something"
 
     moved = recover(crash_at="replaying")  # undoes the first (starts the server), then is killed itself
