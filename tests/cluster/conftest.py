@@ -68,7 +68,7 @@ def fleet(tmp_path_factory):
 def cluster(fleet, tmp_path_factory):
     """api-server, scheduler, dag-processor, triggerer and worker-1/worker-2, as make airflow-cluster starts them.
     Only the runs a test triggers (and health_sweep's every 15 minutes), retries after 2 s, a task whose worker died
-    failed after 20 s without a heartbeat, DAG files parsed once."""
+    failed after 20 s without a heartbeat, one it took unstarted queued again after 90 s, DAG files parsed once."""
     metadata = new_cluster()
     redis = RedisServer()
     airflow = AirflowCluster(
@@ -76,6 +76,13 @@ def cluster(fleet, tmp_path_factory):
         inventory=str(fleet.inventory), environ={
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            # A worker killed just after it took a task from the broker, before the task started, takes the task
+            # with it unstarted: the broker holds it unacknowledged and Airflow sees it queued until
+            # task_queued_timeout (600 s by default, one killed-worker test in four: 730 s of its 900 s wait), then
+            # queues it again. Here a task waits in the broker only behind one backup (seconds), so 90 s is a wide
+            # margin; the check every 10 s instead of 120.
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "3600",
             "RUNBOOK_RETRY_DELAY": "2",
