@@ -337,7 +337,7 @@ class ClusterPitr:
         try:
             with open(self._journal_path(), encoding="utf-8") as handle:
                 return json.load(handle)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no journal, or no work directory yet
             return None
 
     def _write_journal(self, step: str, **facts) -> None:
@@ -379,7 +379,7 @@ class ClusterPitr:
 
     def undo_interrupted(self, check_mode: bool) -> dict:
         """Only the undo of an interrupted recovery (state=undone): the server answers afterwards."""
-        journal = self._journal() if os.path.isdir(self.work_dir) else None
+        journal = self._journal()
         if journal is None:
             return {"changed": False, "msg": "no interrupted cluster recovery"}
         if check_mode:
@@ -394,7 +394,7 @@ class ClusterPitr:
     def interrupted(self) -> dict | None:
         """The journal of a cluster recovery whose process is gone (read-only, takes no lock: for the health sweep),
         else None."""
-        journal = self._journal() if os.path.isdir(self.work_dir) else None
+        journal = self._journal()
         if journal is None or (journal.get("pid") and process_start(journal["pid"]) == journal.get("pid_start")):
             return None  # none, or the recovery is running now
         return journal
@@ -404,7 +404,7 @@ class ClusterPitr:
         return bool(pid and os.path.exists(f"/proc/{pid}"))
 
     def plan(self) -> dict:
-        journal = self._journal() if os.path.isdir(self.work_dir) else None
+        journal = self._journal()
         if journal is not None:
             return self._interrupted_plan(journal)
         with self.params.connect() as conn:
@@ -443,11 +443,8 @@ class ClusterPitr:
 
     def run(self) -> dict:
         with self._lock():
-            undone = self._resolve_interrupted()
-            self.result.pop("plan", None)
+            self._resolve_interrupted()
             plan = self.plan()
-            if undone:
-                self.result["undone_interrupted"] = undone
             if not plan["needed"]:
                 return self.result
             started = time.monotonic()
