@@ -57,7 +57,7 @@ class ActionModule(ActionBase):
             s3 = client("s3", connection)
             key = S3Trail(s3, trail["bucket"], trail.get("prefix", "runbook-audit"), int(trail.get("retention_days",
                           400)), trail.get("mode", "COMPLIANCE")).append({k: v for k, v in record.items()
-                                                                       if k not in ("prev", "hash")})
+                                                                         if k not in ("prev", "hash")})
             return {"written": True, "url": f"s3://{trail['bucket']}/{key}"}
         except Exception as exc:
             message = describe_error(exc, f"writing the audit record to s3://{trail.get('bucket')}")

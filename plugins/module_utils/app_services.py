@@ -21,9 +21,10 @@ import shutil
 import subprocess
 import time
 import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
@@ -105,6 +106,7 @@ def select(services: list[Service], wanted: str) -> list[Service]:
     systemd unit by its name (a unit also without .service). Naming nothing is refused, listing what there is."""
     if not wanted:
         return services
+
     def names(service: Service) -> set[str]:
         if service.type == "compose":
             return {service.service, f"{service.project}/{service.service}"}
@@ -459,7 +461,7 @@ class AppServices:
         return self._converge(steps, "scale", by, health_url, health_timeout, settle)
 
     def unscale(self, health_url: str = "", health_timeout: float = 60, settle: float = 2) -> tuple[Outcome,
-                                                                                                     dict | None]:
+                                                                                                    dict | None]:
         """Back to exactly the containers the record holds (see plan_unscale), then remove the record. Without a
         record there is nothing to undo."""
         record = read_record(self.record_path)
@@ -482,7 +484,7 @@ class AppServices:
                                                   f"undo again. Nothing was changed; the record {self.record_path} "
                                                   "is kept")
             steps.append((service, plan, clone_template(containers) if containers else None))
-        outcome, _ = self._converge(steps, "undo", "", health_url, health_timeout, settle)
+        outcome = self._converge(steps, "undo", "", health_url, health_timeout, settle)[0]
         if not self.check_mode:
             os.unlink(self.record_path)
         outcome.did(f"removed the record {self.record_path}")
@@ -539,7 +541,7 @@ class AppServices:
         record = earlier or {"version": RECORD_VERSION, "taken_at": isoformat(utc_now()), "by": by, "services": {}}
         added = {plan.service: {"type": "compose", "project": service.project, "service": service.service,
                                 "containers": [r.as_dict() for r in plan.before]}
-                 for service, plan, _ in steps if plan.changes and plan.service not in record["services"]}
+                 for service, plan, _template in steps if plan.changes and plan.service not in record["services"]}
         if not added:
             return earlier
         record = {**record, "services": {**record["services"], **added}}
@@ -648,7 +650,8 @@ def wait_healthy(container, health_url: str, timeout: float, settle: float, unit
 
 def probe(url: str) -> str:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        # As urllib's urlopen: no credentials from ~/.netrc; HTTP error statuses raise HTTPError.
+        with open_url(url, timeout=5, use_netrc=False) as response:
             return "" if response.status < 400 else f"{url} answered {response.status}"
     except urllib.error.HTTPError as exc:
         return f"{url} answered {exc.code}"

@@ -114,13 +114,13 @@ def _append(path: str, record: dict, flush: bool) -> tuple[dict, int]:
         fcntl.flock(fd, fcntl.LOCK_EX)
         previous = last_line(fd)
         late = spooled(path) if flush else []
-        for _, kept in late:
+        for _spool_file, kept in late:
             previous = chained(kept, previous)
             os.write(fd, previous)
         line = chained(record, previous)
         os.write(fd, line)
         os.fsync(fd)
-        for name, _ in late:  # in the log now: out of the spool
+        for name, _kept in late:  # in the log now: out of the spool
             os.unlink(name)
     finally:
         os.close(fd)
@@ -219,7 +219,7 @@ class S3Trail:
 
         from botocore.exceptions import ClientError
 
-        for _ in range(attempts):
+        for _attempt in range(attempts):
             number, previous = self.last()
             line = chained(record, previous)
             until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=self.retention_days)

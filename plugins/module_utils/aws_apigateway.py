@@ -65,20 +65,20 @@ def tag_key_unescape(text: str) -> str:
 def rest_path(key: str) -> str:
     """A REST methodSettings key as a person reads it, in the form of a route key: ~1items~1{id}/GET ->
     GET /items/{id}."""
-    resource, _, method = key.rpartition("/")
+    resource, _sep, method = key.rpartition("/")
     return f"{method} {resource.replace('~1', '/')}"
 
 
 def rest_key(path: str) -> str:
     """The methodSettings key (and patch path segment) of a path `rest_path` made."""
-    method, _, resource = path.partition(" ")
+    method, _sep, resource = path.partition(" ")
     return f"{resource.replace('/', '~1')}/{method}"
 
 
 def member_of(setting: str) -> tuple[str, str | None]:
     """("burst_limit", "$connect") for burst_limit@$connect; ("burst_limit", None) for the default."""
-    base, _, key = setting.partition(AT)
-    return base, (key if _ else None)
+    base, sep, key = setting.partition(AT)
+    return base, (key if sep else None)
 
 
 # -- API Gateway stages ---------------------------------------------------------------------------
@@ -108,9 +108,9 @@ class StageThrottle(Kind):
         return suffix
 
     def setting(self, suffix: str) -> tuple[str, type] | None:
-        base_suffix, _, escaped = suffix.partition(AT)
+        base_suffix, sep, escaped = suffix.partition(AT)
         known = super().setting(base_suffix)
-        if not _ or known is None:
+        if not sep or known is None:
             return known
         try:
             return f"{known[0]}{AT}{tag_key_unescape(escaped)}", known[1]
@@ -141,6 +141,7 @@ class StageThrottle(Kind):
         """The decision of a shutdown or resume for each stage (previous_values.run's `decide`), or None for the
         plain one of `state`. What is stopped depends on the stage: each limit it sets, besides the default's."""
         now = now or isoformat(utc_now())
+
         def stop(current: Current) -> Plan:
             recorded = self.recorded(current.tags) or {}
             plan = plan_stop(self._stopping({**recorded, **current.values}), current, now)
@@ -242,7 +243,7 @@ class StageThrottle(Kind):
 def members(settings: dict, names: dict, key: str | None = None, keep_unset: bool = False) -> dict:
     """The throttling limits of one settings object as settings of the kind: the default's both (None when unset),
     a route's or method's only those it sets."""
-    found = {base: settings.get(member) for base, (member, _) in names.items()}
+    found = {base: settings.get(member) for base, (member, _convert) in names.items()}
     return {(base if key is None else f"{base}{AT}{key}"): value for base, value in found.items()
             if keep_unset or value is not None}
 
@@ -285,7 +286,7 @@ def resolve_stages(clients, stages: list[dict]) -> list[Resource]:
             return {s["stageName"] for s in clients("apigateway").get_stages(restApiId=api_id).get("item", [])}
         return {s["StageName"] for s in paginate(clients("apigatewayv2"), "get_stages", "Items", ApiId=api_id)}
 
-    pairs = sorted({(kind, api_id) for kind, api_id, _, _ in chosen})
+    pairs = sorted({(kind, api_id) for kind, api_id, _label, _stage in chosen})
     existing = dict(zip(pairs, for_each(pairs, stage_names), strict=True))
     resources = []
     for kind, api_id, label, stage in chosen:

@@ -100,7 +100,7 @@ def delete(cfn, row: dict, timeout: float) -> dict:
     for _attempt in range(2):
         cfn.delete_stack(StackName=row["stack_id"], **({"RetainResources": retain} if retain else {}))
         row["changes"].append(f"DeleteStack of {row['name']} accepted" + (f" (retaining {', '.join(retain)})"
-                                                                         if retain else ""))
+                                                                          if retain else ""))
         try:
             wait_deleted(cfn, row["stack_id"], timeout)
             failure = None

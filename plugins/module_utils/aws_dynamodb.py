@@ -257,7 +257,7 @@ class DynamoCapacity(Kind):
             update["BillingMode"] = target["billing_mode"]
         if provisioned and ("BillingMode" in update or {"read_capacity", "write_capacity"} & set(values)):
             update["ProvisionedThroughput"] = {"ReadCapacityUnits": target["read_capacity"],
-                                              "WriteCapacityUnits": target["write_capacity"]}
+                                               "WriteCapacityUnits": target["write_capacity"]}
         indexes = sorted({key.split("/")[1] for key in target if key.startswith("gsi/")})
         gsi_updates = []
         for index in indexes:
@@ -446,7 +446,9 @@ def recorded_count(ssm, name: str, backup_arn: str) -> int | None:
     try:
         record = json.loads(text)
         count = record["item_count"]
-        sound = record["backup_arn"] == backup_arn and type(count) is int and count >= 0
+        # A whole number, not a bool (which isinstance counts as an int).
+        sound = (record["backup_arn"] == backup_arn and isinstance(count, int) and not isinstance(count, bool)
+                 and count >= 0)
     except (ValueError, KeyError, TypeError):
         sound = False
     if not sound:
@@ -633,7 +635,7 @@ def compare_counts(restored: int, recorded: int | None, approximate: int | None,
     if recorded is not None:
         said_ = f"exact: {restored} items, {recorded} counted when the backup was taken"
         return said_, None if restored == recorded else f"it holds {restored} items but {recorded} were counted " \
-                                                         "when the backup was taken"
+                                                        "when the backup was taken"
     if not approximate:
         return (f"none: no exact count was recorded and AWS's approximate ItemCount is {approximate} (refreshed about "
                 f"every six hours), so {restored} items cannot be checked"), None
@@ -745,7 +747,7 @@ class SettingsCopy:
             wanted["auto_scaling"] = {
                 "targets": source["auto_scaling"]["targets"],
                 "policies": {key: {**policy, "configuration": _moved(policy["configuration"], self.source,
-                                                                      self.target)}
+                                                                     self.target)}
                              for key, policy in source["auto_scaling"]["policies"].items()}}
         if "alarms" in source:
             moved = [moved_alarm(alarm, "TableName", self.source, self.target, policy_arns)

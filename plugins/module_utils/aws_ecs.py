@@ -95,6 +95,7 @@ def resolve_services(clients, services: list[dict]) -> list[Resource]:
         raise RunbookError("; ".join(problems) + ". Nothing was changed: check the scope's ECS services.")
     return resources
 
+
 # -- ECS service auto scaling (Application Auto Scaling) --------------------------------------------------------------
 ECS_NAMESPACE, ECS_DIMENSION = "ecs", "ecs:service:DesiredCount"
 SUSPENDED = {"dynamic_scaling_in_suspended": "DynamicScalingInSuspended",
@@ -174,7 +175,7 @@ def task_definition_key(reference: str) -> str:
 
 
 def revision_of(key: str) -> tuple[str, int | None]:
-    family, _, revision = key.rpartition(":")
+    family, _sep, revision = key.rpartition(":")
     return (family, int(revision)) if family and revision.isdigit() else (key, None)
 
 

@@ -176,7 +176,7 @@ def aws_findings(clients, stages: list[dict], services: list[dict], thresholds: 
                 resolved = resolve(clients, [entry])
             except RunbookError as exc:
                 found.append({"target": f"{prefix}:{entry}", "check": "scope_resource_exists", "value": False,
-                              "severity": "warning", "message": str(exc).split(". Nothing was changed")[0]})
+                              "severity": "warning", "message": str(exc).split(". Nothing was changed", maxsplit=1)[0]})
                 continue
             jobs.extend((kind, r, f"{prefix}:{r.name}", True) for r in resolved)
             if prefix == "ecs":

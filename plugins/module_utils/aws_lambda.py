@@ -391,7 +391,7 @@ def set_variable(lam, function: str, name: str, value: str | None,
     one variable), so it is read just before, and written with that read's RevisionId: if anyone changed the
     function in between, AWS refuses the write (PreconditionFailedException) and it is read and written again, so
     their change is kept rather than undone."""
-    for _ in range(REVISION_TRIES):
+    for _try in range(REVISION_TRIES):
         config = _configuration(lam, function)
         variables = dict((config.get("Environment") or {}).get("Variables") or {})
         variables.pop(name, None)
@@ -454,7 +454,7 @@ def wanted_version(to: str | None) -> str | None:
 def alias_history(function: str, alias: str, running: str, versions: list[str], tags: dict) -> History:
     states = {version: "PUBLISHED" for version in versions if version != LATEST}
     published = ", ".join(sorted(states, key=int)) or "none"
-    previous_key, _, set_key, at_key = alias_record_keys(alias)
+    previous_key, _weights_key, set_key, at_key = alias_record_keys(alias)
     previous = version_from_tags(tags.get(previous_key))
 
     def line(key: str) -> int | None:

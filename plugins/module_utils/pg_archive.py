@@ -31,7 +31,8 @@ def desired_settings(archive: Archive, current: dict, archive_timeout: int) -> d
 def read_settings(conn) -> dict:
     rows = conn.execute("SELECT name, setting, pending_restart FROM pg_settings WHERE name = ANY(%s)",
                         (["wal_level", "archive_mode", "archive_timeout", "archive_command"],)).fetchall()
-    return {name: setting for name, setting, _ in rows} | {"pending_restart": [n for n, _, p in rows if p]}
+    return ({name: setting for name, setting, _pending in rows}
+            | {"pending_restart": [name for name, _setting, pending in rows if pending]})
 
 
 def auto_conf_values(conn) -> dict:
@@ -125,12 +126,11 @@ class Archiving:
         try:
             client.head_bucket(Bucket=bucket)
             return "exists"
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code"))
+        except (ClientError, BotoCoreError) as exc:
+            # Only AWS's answer that there is no such bucket goes on; a BotoCoreError (no answer) has no code.
+            code = str(exc.response.get("Error", {}).get("Code")) if isinstance(exc, ClientError) else None
             if code not in ("404", "NoSuchBucket", "NotFound"):
                 raise RunbookError(f"cannot reach the archive bucket {bucket}: {exc}. Nothing was changed.") from exc
-        except BotoCoreError as exc:
-            raise RunbookError(f"cannot reach the archive bucket {bucket}: {exc}. Nothing was changed.") from exc
         if not self.create_bucket:
             raise RunbookError(f"the archive bucket {bucket} does not exist: create it (with versioning and a "
                                "lifecycle of your choice), or set pg_archive_create_bucket=true. Nothing was changed.")
@@ -144,7 +144,8 @@ class Archiving:
             self.result.setdefault("warnings", []).append(
                 f"{', '.join(pending)} changed and needs a restart; no restart_command was given.")
             return
-        run = subprocess.run(self.restart_command, capture_output=True, text=True, cwd="/", stdin=subprocess.DEVNULL)
+        run = subprocess.run(self.restart_command, capture_output=True, text=True, cwd="/", stdin=subprocess.DEVNULL,
+                             check=False)
         if run.returncode != 0:
             raise RunbookError(f"the restart for {', '.join(pending)} failed (exit {run.returncode}): "
                                f"{(run.stderr or run.stdout).strip()[-600:]}", **self.result)

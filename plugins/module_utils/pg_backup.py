@@ -42,7 +42,9 @@ from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     count_rows,
     database_oid,
     database_properties,
+    end_earlier_tries,
     pg_tool,
+    run_application_name,
     tied_to_this_process,
     user_tables,
 )
@@ -120,6 +122,8 @@ class BackupRun:
     """
 
     def __init__(self, conn_params: ConnParams, store: LocalStore, options: BackupOptions, check_mode: bool):
+        if options.run_id:  # the sessions of this task run, every try of it: a later try finds them
+            conn_params = replace(conn_params, application_name=run_application_name(options.run_id))
         self.params, self.store, self.options, self.check_mode = conn_params, store, options, check_mode
         self.result = {"changed": False, "created": False, "removed": [], "removed_partials": []}
         self.estimate = 0
@@ -129,6 +133,8 @@ class BackupRun:
         with refusals():
             self.options.validate()
             self._plan_the_others()
+            if self.options.run_id and not self.check_mode:
+                self.result["ended_earlier_tries_sessions"] = end_earlier_tries(self.params)
             conn = self._connect()
         # One connection for the call: the estimate now, later the snapshot the dump and the row counts share.
         with conn:

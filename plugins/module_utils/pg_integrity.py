@@ -93,7 +93,7 @@ def repair_invalid_indexes(params: ConnParams, database: str, check_mode: bool) 
             return result
         for index in found:
             statement = sql.SQL("REINDEX INDEX CONCURRENTLY {}.{}").format(sql.Identifier(index["schema"]),
-                                                                         sql.Identifier(index["index"]))
+                                                                           sql.Identifier(index["index"]))
             try:
                 conn.execute(statement)
                 result["rebuilt"].append(f"{index['schema']}.{index['index']}")

@@ -716,4 +716,3 @@ class Drill:
                                           "missing": missing, "rows_differ": len(changed)}
             out["problems"] += [f"{database}: table {name} of backup {newest.backup_id} is missing" for name in missing]
         return out
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, parse_duration
-from ansible_collections.runbook.recovery.plugins.module_utils.postgres import APPLICATION_NAME, ConnParams
+from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams, ours
 
 # Client backends only: autovacuum workers, WAL senders and other background processes have their own types.
 _SESSIONS = """
@@ -34,7 +34,7 @@ def protected(session: dict, exclude_users: list[str], exclude_applications: lis
         return f"a {session['backend_type']} process"
     if session["usename"] in exclude_users:
         return f"user {session['usename']} is excluded"
-    if session["application_name"] in exclude_applications or session["application_name"] == APPLICATION_NAME:
+    if session["application_name"] in exclude_applications or ours(session["application_name"]):
         return f"application {session['application_name']!r} is excluded"
     return None
 
@@ -57,7 +57,7 @@ def blocking_chains(rows: list[dict]) -> list[dict]:
                 queue.extend(waiting_on.get(pid, []))
         blocker = by_pid.get(root, {"pid": root})
         chains.append({"blocker": {k: blocker.get(k) for k in ("pid", "usename", "application_name", "state",
-                                                                "xact_seconds", "query")},
+                                                               "xact_seconds", "query")},
                        "waiting": [{k: by_pid[p].get(k) for k in ("pid", "usename", "query_seconds", "query")}
                                    for p in seen if p in by_pid]})
     return chains

@@ -133,7 +133,7 @@ class Target:
 def parse_target(target_time: str | None = None, target_lsn: str | None = None, target_name: str | None = None,
                  target: str | None = None, now: datetime.datetime | None = None) -> Target:
     given = {key: value for key, value in (("target_time", target_time), ("target_lsn", target_lsn),
-                                          ("target_name", target_name), ("target", target)) if value not in (None, "")}
+                                           ("target_name", target_name), ("target", target)) if value not in (None, "")}
     if len(given) != 1:
         raise RunbookError(
             ("give one recovery target, not " + " and ".join(f"{k}={v}" for k, v in given.items()) + "."
@@ -332,7 +332,7 @@ class Archive:
         prefix = self.config.server_prefix() + "wals/"
         try:
             for page in self._s3().get_paginator("list_objects_v2").paginate(Bucket=self.config.bucket,
-                                                                              Prefix=prefix):
+                                                                             Prefix=prefix):
                 for item in page.get("Contents", []):
                     base = item["Key"].rsplit("/", 1)[-1]
                     parsed = parse_segment(base, segment_size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -78,6 +79,28 @@ def postgres_argument_spec() -> dict:
     )
 
 
+def run_application_name(run_id: str) -> str:
+    """The application_name of the sessions of one task run (every try of it): ours (it starts with
+    APPLICATION_NAME), and short enough for the server's 63 bytes."""
+    return f"{APPLICATION_NAME} run {hashlib.sha256(run_id.encode()).hexdigest()[:16]}"
+
+
+def ours(application_name: str) -> bool:
+    return application_name == APPLICATION_NAME or application_name.startswith(APPLICATION_NAME + " run ")
+
+
+def end_earlier_tries(params: ConnParams) -> int:
+    """A try killed at its execution timeout leaves its sessions on the server until the server notices the lost
+    client (CLIENT_CHECK, or never before PostgreSQL 14): the next try of the same run ends them first, and waits
+    until they are gone, so it never queues behind its own earlier try's lock or overlaps it. Returns how many."""
+    with params.connect() as conn:
+        wait = ", 5000" if conn.info.server_version >= 140000 else ""
+        return conn.execute(
+            f"SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid{wait})) FROM "
+            "pg_catalog.pg_stat_activity WHERE application_name = %s AND pid <> pg_catalog.pg_backend_pid()",
+            (params.application_name,)).fetchone()[0]
+
+
 def notice_a_lost_client(conn) -> None:
     """A session whose client was killed (a task stopped at its execution timeout) would keep running or waiting for
     a lock, holding its place in the lock queue, until it next wrote to the socket: from PostgreSQL 14 on the server
@@ -97,6 +120,9 @@ class ConnParams:
     unix_socket: str = ""
     connect_timeout: int = 10
     maintenance_db: str = "postgres"
+    # What pg_stat_activity shows for our sessions: APPLICATION_NAME, or run_application_name() for the sessions
+    # of one Airflow task run, which a later try of that run can find and end.
+    application_name: str = APPLICATION_NAME
 
     @classmethod
     def from_params(cls, params: dict) -> ConnParams:
@@ -115,7 +141,7 @@ class ConnParams:
 
     def kwargs(self, dbname: str | None = None, own_search_path: bool = True) -> dict:
         kwargs = dict(dbname=dbname or self.maintenance_db, port=self.port, user=self.user,
-                      connect_timeout=self.connect_timeout, application_name=APPLICATION_NAME)
+                      connect_timeout=self.connect_timeout, application_name=self.application_name)
         if own_search_path:
             kwargs["options"] = SAFE_SEARCH_PATH
         if self._host():
@@ -128,7 +154,7 @@ class ConnParams:
         """Environment for a libpq client process; inherited PG* variables are replaced, not mixed."""
         env = {key: value for key, value in os.environ.items() if key not in _PG_ENV}
         env.update(PGPORT=str(self.port), PGUSER=self.user, PGDATABASE=dbname or self.maintenance_db,
-                   PGCONNECT_TIMEOUT=str(self.connect_timeout), PGAPPNAME=APPLICATION_NAME)
+                   PGCONNECT_TIMEOUT=str(self.connect_timeout), PGAPPNAME=self.application_name)
         if self._host():
             env["PGHOST"] = self._host()
         if self.password:

@@ -297,7 +297,7 @@ def plan_undo(kind: Kind, current: Current) -> Plan:
         return Plan("not_scaled", after=current.values, note="carries no scaling record; left as it is")
     target, note = kind.restore_values(prior)
     kind.check(current, {key: value for key, value in target.items() if not same({key: current.values.get(key)},
-                                                                                    {key: value})})
+                                                                                 {key: value})})
     return Plan("undo", write=target, remove_tags=kind.record_keys(current.tags, SCALE),
                 after={**current.values, **target}, note=note or f"restored to {describe(prior)}")
 

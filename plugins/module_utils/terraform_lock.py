@@ -295,7 +295,7 @@ def remove(ddb, s3, found: list[FoundLock], rows: list[dict], bucket: str, key: 
 
 def searched(bucket: str, key: str, table: str | None, use_lockfile: bool) -> str:
     places = ([f"DynamoDB table {table}"] if table else []) + ([f"s3://{bucket}/{key}{LOCKFILE_SUFFIX}"]
-                                                              if use_lockfile else [])
+                                                               if use_lockfile else [])
     return f"{lock_path(bucket, key)} ({' and '.join(places)})"
 
 

@@ -4,6 +4,7 @@ it), runs real ansible-playbook processes against it, and checks what a person w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -281,11 +282,20 @@ def databases(cluster: PgCluster) -> set[str]:
         return {row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")}
 
 
-def tree_state(path: Path) -> dict[str, tuple[int, float]]:
-    """Every file under `path` with size and mtime: proof that --check wrote nothing."""
+def tree_state(path: Path) -> dict[str, tuple[int, int, str]]:
+    """`path` itself when it is a file, or every file and directory under it, each with its size, mtime and content
+    digest: proof that --check wrote nothing."""
     if not path.exists():
         return {}
-    return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime) for p in sorted(path.rglob("*"))}
+
+    def state(p: Path) -> tuple[int, int, str]:
+        info = p.stat()
+        digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        return info.st_size, info.st_mtime_ns, digest
+
+    if not path.is_dir():
+        return {path.name: state(path)}
+    return {str(p.relative_to(path)): state(p) for p in sorted(path.rglob("*"))}
 
 
 def disaster(cluster: PgCluster, dbname: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import sys
 import textwrap
 
@@ -85,7 +86,9 @@ def stacks(env: dict, tag: str) -> dict:
 def statements(env: dict, function: str) -> list:
     try:
         policy = aws(env, "lambda", "get-policy", "--function-name", function)
-    except Exception:
+    except subprocess.CalledProcessError as exc:  # only "this function has no policy" means no statement
+        if "ResourceNotFoundException" not in exc.stderr:
+            raise
         return []
     return json.loads(policy["Policy"])["Statement"]
 

@@ -100,9 +100,13 @@ def test_restore_from_backup_brings_the_same_items_and_repoints_the_function(dyn
     original = items(ddb, table)
     ddb.delete_item(TableName=table, Key={"pk": {"S": "session-3"}})  # the incident
 
+    audited = ws.audit()
     plan = ws.play(RECOVER, check=True, table=table)
     assert plan.rc == 0 and plan.says(f"would restore {table} from {table}-"), plan.output
+    assert ws.audit() == audited, "the check mode wrote an audit record"
     assert variables(lam, function)["SESSIONS_TABLE"] == table
+    tables_now = ddb.list_tables()["TableNames"]
+    assert not [t for t in tables_now if t.startswith(f"{table}-restored-")], "the check mode restored a table"
     unconfirmed = ws.play(RECOVER, table=table)
     assert unconfirmed.rc != 0 and unconfirmed.says("Not confirmed: nothing was changed")
 

@@ -99,8 +99,8 @@ def test_backup_refused_when_space_is_short(workspace, pg, chat_db):
     assert tree_state(workspace.backup_root) == {}, "nothing written, not even a directory"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 def test_backup_refused_on_a_full_volume(pg, chat_db, tmp_path):
+    assert os.geteuid() == 0, "the test mounts a small tmpfs, which needs root (make test runs as root, as CI does)"
     mount = tmp_path / "small"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
@@ -128,27 +128,44 @@ def test_server_down_gives_clear_error_and_no_backup(private_pg, tmp_path):
 
 
 def test_server_dying_mid_backup_leaves_no_partial_backup(private_pg, tmp_path):
+    """The server dies while pg_dump is reading: a migration holds a partitioned table that only pg_dump locks (the
+    run's own size estimate reads the partitions), the test waits until the real dump's session waits behind it,
+    its partial directory written, then stops the server. The case is reached every time, however fast the
+    machine."""
     chat_db = create_chat_db(private_pg)
     with connect(private_pg, chat_db) as conn:
-        conn.execute("CREATE TABLE bulk AS SELECT i, repeat(md5(i::text), 8) AS payload "
-                     "FROM generate_series(1, 400000) AS i")
+        conn.execute("CREATE TABLE events (id int, at date) PARTITION BY RANGE (at)")
+        conn.execute("CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+        conn.execute("INSERT INTO events SELECT g, '2026-06-01' FROM generate_series(1, 1000) g")
     workspace = Workspace(private_pg, [chat_db], tmp_path)
     database_dir = workspace.backup_root / chat_db
+    holder = connect(private_pg, chat_db)
+    holder.autocommit = False
+    holder.execute("LOCK TABLE ONLY events IN ACCESS EXCLUSIVE MODE")
+    seen = {}
 
-    def stop_when_dump_starts():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if database_dir.is_dir() and any(p.name.startswith(".partial") for p in database_dir.iterdir()):
-                private_pg.stop("immediate")
-                return
-            time.sleep(0.01)
+    def stop_when_the_dump_waits():
+        deadline = time.monotonic() + 120
+        with connect(private_pg) as watcher:
+            while time.monotonic() < deadline:
+                waiting = watcher.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' "
+                    "AND query LIKE 'LOCK TABLE %%events%%'", (chat_db,)).fetchall()  # pg_dump's own lock
+                if waiting:
+                    seen["partials"] = [p.name for p in database_dir.iterdir() if p.name.startswith(".partial")]
+                    break
+                time.sleep(0.05)
+        private_pg.stop("immediate")
 
-    stopper = threading.Thread(target=stop_when_dump_starts)
+    stopper = threading.Thread(target=stop_when_the_dump_waits)
     stopper.start()
-    run = workspace.play("backup-db.yml", pg_backup_compress_level=9)
-    stopper.join()
-    if run.rc == 0:
-        pytest.skip("the backup finished before the server stopped")
+    try:
+        run = workspace.play("backup-db.yml")
+    finally:
+        stopper.join()
+        holder.close()
+    assert seen.get("partials"), f"the dump never waited on the table with its partial directory written: {seen}"
+    assert run.rc != 0, run.output
     assert f"the backup of '{chat_db}' failed" in run.output or "pg_dump of" in run.output, run.output
     assert "No backup was recorded" in run.output
     assert workspace.backups(chat_db) == []

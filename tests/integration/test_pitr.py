@@ -119,7 +119,10 @@ def test_one_database_back_to_a_second_while_the_cluster_serves(archived):
         plan = archived.workspace.play("recover-db.yml", check=True, database=shop, target_time=target)
         assert plan.rc == 0, plan.output[-3000:]
         assert plan.says("would restore base backup") and plan.says("in the archive")
-        assert archived.rows(shop, "SELECT count(*) FROM items")[0][0] == 200  # the plan changed nothing
+        # The plan changed nothing: the later writes are all there (at the target there were 200 rows of A only).
+        assert dict(archived.rows(shop, "SELECT batch, count(*) FROM items GROUP BY batch")) == {"A": 100, "B": 100}
+        assert not archived.work_dir.exists() or list(archived.work_dir.iterdir()) == [], \
+            "the check mode left a throwaway cluster or a dump"
 
         run = archived.workspace.play("recover-db.yml", database=shop, target_time=target, confirm=True)
         assert run.rc == 0, run.output[-4000:]
@@ -301,6 +304,17 @@ def test_cluster_round_trip_and_a_failed_probe_puts_the_old_directory_back(archi
         conn.execute("INSERT INTO t VALUES (2)")
         conn.execute("CREATE TABLE only_after_the_target (n int)")
     data = archived.cluster.data
+    siblings = sorted(p.name for p in data.parent.iterdir())
+
+    # The check mode plans the whole-cluster recovery and touches nothing: the server keeps running on its
+    # directory, the later writes stay, nothing is moved, restored or journalled.
+    plan = archived.workspace.play("recover-db.yml", scope="cluster", target_time=utc_iso(moment), confirm=True,
+                                   check=True)
+    assert plan.rc == 0 and plan.says(f"would stop the server, move {data} aside"), plan.output[-4000:]
+    assert archived.cluster.running() and archived.rows(clusterdb, "SELECT n FROM t ORDER BY n") == [(1,), (2,)]
+    assert sorted(p.name for p in data.parent.iterdir()) == siblings
+    assert not archived.work_dir.exists() or list(archived.work_dir.iterdir()) == [], \
+        "the check mode left a journal, a throwaway cluster or a dump"
 
     # A probe that only the current cluster passes: the recovered one fails it, the old directory comes back.
     failing = archived.workspace.play("recover-db.yml", scope="cluster", target_time=utc_iso(moment), confirm=True,

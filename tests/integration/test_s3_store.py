@@ -17,6 +17,8 @@ def test_backup_is_copied_to_s3_encrypted_and_restorable_from_there(workspace, p
         monkeypatch.setenv(key, value)
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="db-backups")
+    # Versioned: a second upload of an object would leave a second version of it, whatever the run reports.
+    s3.put_bucket_versioning(Bucket="db-backups", VersioningConfiguration={"Status": "Enabled"})
     workspace.env = aws_emulator
     before = table_fingerprints(pg, chat_db)
 
@@ -28,10 +30,22 @@ def test_backup_is_copied_to_s3_encrypted_and_restorable_from_there(workspace, p
     for key in keys:
         assert s3.head_object(Bucket="db-backups", Key=key)["ServerSideEncryption"] == "AES256"
 
-    # A second run does not upload again.
+    def versions() -> dict[str, int]:
+        listed = s3.list_object_versions(Bucket="db-backups", Prefix=f"prod/{chat_db}/").get("Versions", [])
+        return {key: sum(1 for v in listed if v["Key"] == key) for key in {v["Key"] for v in listed}}
+
+    # A second run, whose backup is the same one (fresh enough to skip), does not upload it again: every object
+    # has still one version. A third, which takes a new backup, uploads that one and leaves the first one's alone.
     again = workspace.play("backup-db.yml", pg_backup_s3_bucket="db-backups", pg_backup_s3_prefix="prod",
                            pg_backup_skip_if_newer_than="1h")
     assert again.rc == 0 and again.changed == 0, again.output
+    assert set(versions()) == set(keys) and set(versions().values()) == {1}, versions()
+    third = workspace.play("backup-db.yml", pg_backup_s3_bucket="db-backups", pg_backup_s3_prefix="prod",
+                           pg_backup_skip_if_newer_than="0")
+    assert third.rc == 0 and third.changed > 0, third.output
+    newer = [b for b in workspace.backups(chat_db) if b != backup_id]
+    assert len(newer) == 1 and set(versions().values()) == {1}, versions()
+    assert {k for k in versions() if f"/{newer[0]}/" in k} >= {f"prod/{chat_db}/{newer[0]}/manifest.json"}
 
     # The local copy is lost; fetch it back from S3 and recover from it.
     shutil.rmtree(workspace.backup_root / chat_db)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import subprocess
 import time
 
 import pytest
@@ -296,7 +297,9 @@ def test_provisioned_concurrency_on_an_alias_and_back(tmp_path, world):
         try:
             return aws(world.env, "lambda", "get-provisioned-concurrency-config", "--function-name", name,
                        "--qualifier", "live")["RequestedProvisionedConcurrentExecutions"]
-        except Exception:  # the CLI exits non-zero: no configuration
+        except subprocess.CalledProcessError as exc:  # only "no such configuration" means none
+            if "ProvisionedConcurrencyConfigNotFoundException" not in exc.stderr:
+                raise
             return None
 
     assert provisioned() is None

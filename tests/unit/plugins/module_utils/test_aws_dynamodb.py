@@ -116,7 +116,7 @@ def test_a_failed_repoint_ends_the_wait_at_once_with_aws_reason():
     (1, None, 1000, 1.0, "approximate", False),  # 1 accepts any count
 ])
 def test_counts_are_compared_exactly_when_recorded_else_within_the_tolerance(restored, recorded, approximate,
-                                                                            tolerance, kind, refused):
+                                                                             tolerance, kind, refused):
     said, problem = compare_counts(restored, recorded, approximate, tolerance)
     assert said.startswith(f"{kind}:") and (problem is not None) == refused
 

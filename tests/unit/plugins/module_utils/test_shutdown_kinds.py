@@ -148,7 +148,7 @@ def test_an_enabled_mapping_is_disabled_and_only_it_is_enabled_again():
     kind = EventSourceMapping(None)
     plan = plan_stop(kind, Current({"enabled": True}, {}), NOW)
     assert plan.write == {"enabled": False} and plan.add_tags == {"runbook:previous-enabled": "True",
-                                                                   STOPPED_AT: NOW}
+                                                                  STOPPED_AT: NOW}
     assert plan_resume(kind, Current({"enabled": False}, plan.add_tags)).write == {"enabled": True}
     disabled_before = plan_stop(kind, Current({"enabled": False}, {}), NOW)
     assert disabled_before.action == "already_stopped" and not disabled_before.changes
