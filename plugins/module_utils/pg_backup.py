@@ -365,7 +365,7 @@ class BackupRun:
 
 
 def _tool_version(path: str) -> str:
-    result = subprocess.run([path, "--version"], capture_output=True, text=True)
+    result = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
     return result.stdout.strip()
 
 

@@ -511,7 +511,7 @@ class ClusterPitr:
                                                           "recovers again.")
 
     def _run_command(self, command: list[str], what: str) -> None:
-        result = subprocess.run(command, capture_output=True, text=True, cwd="/", stdin=subprocess.DEVNULL)
+        result = subprocess.run(command, capture_output=True, text=True, cwd="/", stdin=subprocess.DEVNULL, check=False)
         if result.returncode != 0:
             raise RunbookError(f"{what} failed (exit {result.returncode}): "
                                f"{(result.stderr or result.stdout).strip()[-800:]}")
@@ -568,8 +568,8 @@ class ClusterPitr:
         auto = os.path.join(data, "postgresql.auto.conf")
         with open(auto) as handle:
             text = handle.read()
-        head, _, rest = text.partition("\n" + self._MARK)
-        _, _, tail = rest.partition(self._MARK)
+        head, _mark, rest = text.partition("\n" + self._MARK)
+        tail = rest.partition(self._MARK)[2]
         with open(auto, "w") as handle:
             handle.write(head + ("\n" if not head.endswith("\n") else "") + tail)
 
@@ -605,7 +605,8 @@ class ClusterPitr:
         pid = self._pid(data)
         if pid and os.path.exists(f"/proc/{pid}"):
             subprocess.run(as_user(self.archive.os_user, [pg_tool("pg_ctl"), "stop", "-D", data, "-m", "immediate",
-                                                          "-w", "-t", "60"]), capture_output=True, cwd="/")
+                                                          "-w", "-t", "60"]), capture_output=True, cwd="/",
+                           check=False)
             deadline = time.monotonic() + 30
             while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -676,7 +677,7 @@ class Drill:
         finally:
             throwaway.destroy()
         result["rto_seconds"] = round(time.monotonic() - started, 1)
-        problems = result["amcheck"]["problems"] + [t for t in result["tables"]["problems"]]
+        problems = result["amcheck"]["problems"] + list(result["tables"]["problems"])
         result["ok"] = not problems
         result["msg"] = (f"drill of base backup {backup['id']} + {plan_wal['segments']} WAL segments: "
                          + ("restored, pg_amcheck clean, every logically backed-up table present"
@@ -689,7 +690,7 @@ class Drill:
     def _amcheck(self, throwaway: Throwaway) -> dict:
         command = [pg_tool("pg_amcheck"), "--all", "--install-missing", f"--jobs={self.jobs}", "--no-password"]
         run = subprocess.run(command, env=throwaway.params().env(), capture_output=True, text=True, cwd="/",
-                             stdin=subprocess.DEVNULL)
+                             stdin=subprocess.DEVNULL, check=False)
         output = (run.stdout + run.stderr).strip()
         return {"exit": run.returncode, "problems": [f"pg_amcheck: {output[-800:]}"] if run.returncode else []}
 
@@ -711,7 +712,7 @@ class Drill:
                 out["problems"].append(f"{database}: {exc}")
                 continue
             missing = [f"{s}.{n}" for (s, n) in expected if (s, n) not in found]
-            changed = count_problems(expected, {k: v for k, v in found.items()})
+            changed = count_problems(expected, dict(found))
             out["databases"][database] = {"logical_backup": newest.backup_id, "tables": len(expected),
                                           "missing": missing, "rows_differ": len(changed)}
             out["problems"] += [f"{database}: table {name} of backup {newest.backup_id} is missing" for name in missing]

@@ -98,7 +98,7 @@ def require_checksums(backup: Backup, problems: list[str] | None = None) -> None
 
 def catalog_problems(backup: Backup) -> list[str]:
     """pg_restore --list reads the table of contents; every table of the manifest has its data entry."""
-    result = subprocess.run([pg_tool("pg_restore"), "--list", backup.path], capture_output=True, text=True)
+    result = subprocess.run([pg_tool("pg_restore"), "--list", backup.path], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         return [f"pg_restore --list failed: {result.stderr.strip()[-500:]}"]
     data_entries = set()
@@ -150,7 +150,7 @@ def restore_into(params: ConnParams, backup: Backup, target: str, jobs: int, own
                 command += ["--no-owner", "--no-privileges"]
             with tempfile.TemporaryFile() as stderr:
                 result = subprocess.run(tied_to_this_process([*command, backup.path]), env=params.env(target),
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, check=False)
                 stderr.seek(0)
                 errors = stderr.read().decode(errors="replace").strip()
             if result.returncode != 0:
@@ -417,7 +417,7 @@ class Recovery:
                 raise RunbookError(f"backup {backup.backup_id} belongs to {backup.database!r}, not {self.database!r}.")
             needed = self.force or before.get("restored_backup") != backup.backup_id
             state, source, cannot_carry = state_to_carry(backup, current)
-            _, skipped = database_state_statements(self.staging, state, *_roles(conn))
+            _statements, skipped = database_state_statements(self.staging, state, *_roles(conn))
             plan = {"needed": needed, "backup": backup.backup_id, "database": self.database,
                     "staging_database": self.staging,
                     "keep_current_as": self.kept_name() if before["exists"] else None,

@@ -278,7 +278,7 @@ class Archive:
         with tempfile.TemporaryFile() as stderr:
             try:
                 result = subprocess.run(tied_to_this_process(command), env=full_env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=stderr, timeout=timeout, cwd="/")
+                                        stdout=subprocess.PIPE, stderr=stderr, timeout=timeout, cwd="/", check=False)
             except subprocess.TimeoutExpired as exc:
                 raise RunbookError(f"{name} did not finish within {timeout:.0f} s.") from exc
             stderr.seek(0)
@@ -357,9 +357,9 @@ class Archive:
             report["newest_wal_at"] = isoformat(max(wal["segments"].values()))
         if backups and wal["segments"]:
             oldest = backups[0]
-            timeline = max(t for t, _ in wal["segments"])
+            timeline = max(t for t, _s in wal["segments"])
             first = parse_segment(oldest["begin_wal"], segment_size)[1]
-            last = max(s for _, s in wal["segments"])
+            last = max(s for _t, s in wal["segments"])
             gaps = missing_segments(set(wal["segments"]), timeline, first, last)
             report["gaps"] = ranges(gaps, timeline, segment_size)
             report["window"] = {"from": isoformat(oldest["end_time"]), "to": report["newest_wal_at"]}
@@ -424,7 +424,7 @@ def wal_plan(backup: dict, available: dict, last_needed: int, segment_size: int)
     archived = [s for (_t, s) in available]
     newest = max(archived) if archived else first - 1
     through = min(last_needed, newest)
-    timelines = {t for t, _ in available} or {timeline}
+    timelines = {t for t, _s in available} or {timeline}
     gaps = missing_segments(set(available), max(timelines), first, through)
     return {"from": segment_name(timeline, first, segment_size),
             "to": segment_name(max(timelines), max(last_needed, first), segment_size),
@@ -508,7 +508,7 @@ class Throwaway:
         self.create()
         done = subprocess.run(as_user(self.os_user, [pg_tool("initdb"), "-D", self.data, "-U", self.login_user,
                                                      "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"]),
-                              capture_output=True, text=True, cwd="/", env={**os.environ, "LC_ALL": "C"})
+                              capture_output=True, text=True, cwd="/", env={**os.environ, "LC_ALL": "C"}, check=False)
         if done.returncode != 0:
             raise RunbookError(f"initdb of a throwaway cluster in {self.base} failed: "
                                f"{(done.stderr or done.stdout).strip()[-800:]}")
@@ -522,7 +522,8 @@ class Throwaway:
         self._chown(self.log)
         started = subprocess.run(as_user(self.os_user, [pg_tool("pg_ctl"), "start", "-D", self.data, "-l", self.log,
                                                         "-w", "-t", str(int(timeout))]),
-                                 capture_output=True, text=True, cwd="/", env={**os.environ, "LC_ALL": "C"})
+                                 capture_output=True, text=True, cwd="/", env={**os.environ, "LC_ALL": "C"},
+                                 check=False)
         if started.returncode != 0:
             raise RunbookError(f"the throwaway cluster in {self.base} did not start: {self.log_tail()}")
 
@@ -574,7 +575,8 @@ class Throwaway:
         started = time.monotonic()
         result = subprocess.run(as_user(self.os_user, [pg_tool("pg_ctl"), "start", "-D", self.data, "-l", self.log,
                                                        "-w", "-t", str(int(timeout))]),
-                                capture_output=True, text=True, cwd="/", env={**os.environ, "LC_ALL": "C"})
+                                capture_output=True, text=True, cwd="/", env={**os.environ, "LC_ALL": "C"},
+                                check=False)
         deadline = started + timeout
         while True:
             state = self._state()
@@ -642,7 +644,7 @@ def stop_and_remove(base: str, os_user: str | None) -> None:
     pidfile = os.path.join(data, "postmaster.pid")
     if os.path.exists(pidfile):
         subprocess.run(as_user(os_user, [pg_tool("pg_ctl"), "stop", "-D", data, "-m", "immediate", "-w", "-t", "30"]),
-                       capture_output=True, cwd="/")
+                       capture_output=True, cwd="/", check=False)
         try:
             with open(pidfile) as handle:
                 pid = int(handle.readline().strip())

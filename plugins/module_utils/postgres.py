@@ -220,7 +220,7 @@ def user_tables(conn) -> list[tuple[str, str]]:
                           WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
         ORDER BY 1, 2
         """).fetchall()
-    return [(schema, name) for schema, name in rows]
+    return [tuple(row) for row in rows]  # (schema, name)
 
 
 def count_rows(conn, tables, lock_timeout: str | None = None) -> dict[tuple[str, str], int | None]:
@@ -343,7 +343,8 @@ def tied_to_this_process(command: list[str]) -> list[str]:
 def _setpriv_with_pdeathsig() -> str | None:
     """setpriv, when it knows --pdeathsig (util-linux 2.33 and later)."""
     setpriv = shutil.which("setpriv")
-    if setpriv and subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True).returncode == 0:
+    if setpriv and subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True,
+                                  check=False).returncode == 0:
         return setpriv
     return None
 
@@ -492,7 +493,7 @@ def lock_holder(conn, database: str, exclude: int | None = None) -> dict | None:
         with contextlib.suppress(ValueError):
             found.update(json.loads(query.split(_HOLDER_TAG, 1)[1].split(" */", 1)[0]))
     elif (application or "").startswith(_APP_TAG):  # the statement is hidden from roles without pg_read_all_stats
-        pid, _, host = application[len(_APP_TAG):].partition("@")
+        pid, _at, host = application[len(_APP_TAG):].partition("@")
         found.update(procedure="a recovery", pid=pid, host=host, started_at="(unknown)")
     return found
 

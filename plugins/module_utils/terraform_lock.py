@@ -77,7 +77,7 @@ def lock_path(bucket: str, key: str) -> str:
 
 def split_lock_path(path: str) -> tuple[str, str]:
     """Terraform's Path line (BUCKET/KEY) -> (bucket, key); a bucket name never holds a slash."""
-    bucket, _, key = (path or "").strip().partition("/")
+    bucket, _slash, key = (path or "").strip().partition("/")
     if not bucket or not key:
         raise RunbookError(f"lock_path {path!r} is not BUCKET/KEY: copy the Path line of Terraform's \"Error "
                            "acquiring the state lock\" message. Nothing was removed.")
@@ -116,7 +116,7 @@ def human_duration(seconds: float) -> str:
     """3725 -> '1h 2m', 10804 -> '3h': the largest unit and the next (when not 0), as a person reads an age."""
     seconds = int(max(0, seconds))
     units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-    first = next((i for i, (_, size) in enumerate(units) if seconds >= size), len(units) - 1)
+    first = next((i for i, (_unit, size) in enumerate(units) if seconds >= size), len(units) - 1)
     parts = []
     for unit, size in units[first:first + 2]:
         if seconds // size or not parts:

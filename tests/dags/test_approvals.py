@@ -178,9 +178,17 @@ def test_emergency_shutdown_applies_the_approved_plan_only(api_server, aws_emula
     assert [concurrency(f"{t}-fn-0"), concurrency(f"{t}-fn-1"), concurrency(f"{t}-fn-late")] == [0, 0, 5]
     assert result["tasks"]["verify"] == "failed" and f"{t}-fn-late" in output  # not in the plan: named, not stopped
 
-    # Back as before (the sealed resume is tested on the command line: tests/integration/test_sealed_plan.py).
-    assert ws.play("emergency-resume.yml", confirm=True, shutdown_scope="incident").rc == 0
-    assert [concurrency(f"{t}-fn-0"), concurrency(f"{t}-fn-1")] == [7, None]
+    # Back as before through the emergency_resume DAG: its approval names what each function gets back, and the
+    # function the shutdown never stopped keeps its own value.
+    resume = api_server.run_dag("manual", "emergency_resume", env=env, background=True,
+                                conf={"shutdown_scope": "incident", "reason": "INC-5005 costs under control"})
+    detail = api_server.wait_for_approval_request("emergency_resume", resume)
+    assert f"{t}-fn-0: reserved_concurrency=0 -> reserved_concurrency=7" in detail["body"], detail["body"]
+    api_server.answer(detail, "Approve")
+    output, result = finish(resume)
+    assert result and result["tasks"]["apply"] == "success" and result["tasks"]["verify"] == "success", \
+        output[-6000:]
+    assert [concurrency(f"{t}-fn-0"), concurrency(f"{t}-fn-1"), concurrency(f"{t}-fn-late")] == [7, None, 5]
 
     run = api_server.run_dag("manual", "emergency_shutdown", conf=conf, env=env, background=True)
     detail = api_server.wait_for_approval_request("emergency_shutdown", run)

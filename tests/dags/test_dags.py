@@ -205,3 +205,33 @@ def test_a_variable_that_cannot_be_read_fails_the_task_instead_of_falling_back(a
     assert result["tasks"]["databases"] == "failed", result
     assert "the Airflow Variable runbook_inventory could not be read" in output, output[-6000:]
     assert "PLAY [" not in output and ws.backups(chat_db) == []
+
+
+def test_pg_maintenance_vacuums_the_table_that_needs_it_and_pg_integrity_checks_every_index(airflow, ws, pg, chat_db):
+    """The two weekly PostgreSQL DAGs, read back through PostgreSQL's own views: the maintenance VACUUMs the table
+    that half a day of deletes left with dead rows (last_vacuum: a manual VACUUM, never autovacuum's), and the
+    integrity check installs amcheck and checks every B-tree index the database has."""
+    with connect(pg, chat_db) as conn:
+        conn.execute("ALTER TABLE chat_messages SET (autovacuum_enabled = false)")
+        conn.execute("DELETE FROM chat_messages WHERE id % 2 = 0")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        assert conn.execute("SELECT n_dead_tup, last_vacuum FROM pg_stat_user_tables "
+                            "WHERE relname = 'chat_messages'").fetchone()[1] is None
+    output, result = airflow.run_dag("scheduled", "pg_maintenance", env=inventory(ws))
+    assert result and result["state"] == "success", output[-6000:]
+    with connect(pg, chat_db) as conn:
+        dead, vacuumed = conn.execute("SELECT n_dead_tup, last_vacuum IS NOT NULL FROM pg_stat_user_tables "
+                                      "WHERE relname = 'chat_messages'").fetchone()
+        # Every B-tree index outside the catalog: the tables' and their TOAST tables' (the catalog's TOAST too).
+        indexes = conn.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                               "JOIN pg_am a ON a.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace "
+                               "WHERE a.amname = 'btree' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                               "AND n.nspname NOT LIKE 'pg\\_temp%'").fetchone()[0]
+    assert vacuumed and dead == 0, (dead, vacuumed)
+
+    output, result = airflow.run_dag("scheduled", "pg_integrity", env=inventory(ws))
+    assert result and result["state"] == "success", output[-6000:]
+    with connect(pg, chat_db) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'amcheck'").fetchone()[0] == 1
+    [checked] = result["xcom"]["run"]["results"]["pg_integrity"]
+    assert checked["corrupt"] == [] and checked["checked"]["indexes"] == indexes, checked

@@ -268,7 +268,7 @@ def test_every_dag_is_in_the_readme_airflow_table():
     defined: dict[str, str] = {}
     problems = []
     for path in dag_files():
-        dag_ids, _ = dags_and_playbooks(path)
+        dag_ids = dags_and_playbooks(path)[0]
         if not dag_ids:
             problems.append(f"dags/{path.name} defines no DAG this test can find (DAG(\"id\", ...), @dag, or a helper "
                             f"of dags/runbook_airflow.py whose first parameter is dag_id): use one of those, or list "

@@ -69,7 +69,7 @@ def test_the_release_ships_the_allowlist_and_no_secret_of_a_checkout_that_ran(tm
 
     out = tmp_path / "out"
     build = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(out),
-                            str(checkout)], capture_output=True, text=True, cwd=tmp_path)
+                            str(checkout)], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert build.returncode == 0, build.stdout + build.stderr
     [artifact] = out.glob("runbook-recovery-*.tar.gz")
     with tarfile.open(artifact) as tar:

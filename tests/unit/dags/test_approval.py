@@ -28,15 +28,19 @@ PLAN = {"playbook": "recover-db.yml", "check": True, "changed": 1, "planned_at":
         "results": {"pg_restore_db": [{"host": "db1", "task": "Plan the recovery of chat", "changed": True,
                                        "backup": {"id": "20261207T021500Z"},
                                        "msg": "would restore backup 20261207T021500Z into chat"}]}}
+# The default of a `plan` argument, standing for PLAN (None is a plan argument of its own: no plan).
+THE_PLAN = object()
 
 
-def answer(who, option="Approve", after=timedelta(minutes=5), plan=PLAN):
+def answer(who, option="Approve", after=timedelta(minutes=5), plan=THE_PLAN):
+    plan = PLAN if plan is THE_PLAN else plan
     return {"chosen_options": [option], "params_input": {}, "responded_by_user": {"id": who, "name": who},
             "responded_at": (PLANNED + after).isoformat(), "plan_digest": digest(plan), "requester": "rita"}
 
 
 def check(answers, required=1, now=PLANNED + timedelta(minutes=10), permitted=frozenset({"alice", "bob", "rita"}),
-          plan=PLAN):
+          plan=THE_PLAN):
+    plan = PLAN if plan is THE_PLAN else plan
     return verdict(plan, answers, who_asked="rita", permitted=set(permitted), required=required, now=now,
                    max_age=3600)
 

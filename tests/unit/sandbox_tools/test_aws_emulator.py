@@ -38,7 +38,7 @@ def test_fault_rules_every_and_times(tmp_path):
     rules.write_text(json.dumps([{"operation": "PutFunctionConcurrency", "match": "fn-2", "every": 2, "times": 2,
                                   "code": "ThrottlingException"}]))
     faults = Faults(str(rules))
-    hits = [bool(faults.check("PutFunctionConcurrency", "/functions/fn-2/concurrency")) for _ in range(6)]
+    hits = [bool(faults.check("PutFunctionConcurrency", "/functions/fn-2/concurrency")) for _call in range(6)]
     assert hits == [False, True, False, True, False, False]
     assert faults.check("PutFunctionConcurrency", "/functions/fn-3/concurrency") is None
     assert faults.check("GetFunction", "/functions/fn-2") is None

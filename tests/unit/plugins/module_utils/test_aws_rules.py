@@ -1,6 +1,8 @@
 """DynamoDB's capacity-mode switching rule as AWS documents it, and the states the Lambda and DynamoDB waits end on
 (pure logic and fake clients; the emulator and a real table are tested in tests/integration/test_scale.py)."""
 
+from __future__ import annotations
+
 import calendar
 import datetime
 import functools
