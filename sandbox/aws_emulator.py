@@ -47,7 +47,9 @@ JSON file, every request is checked against its rules (re-read when the file cha
 answers it. A rule: {"operation": "PutFunctionConcurrency", "match": "text in the path or body",
 "code": "ThrottlingException", "status": 429, "every": 2, "times": 10}: the matching calls (every
 `every`-th of them, at most `times` in all; both optional) are answered with that AWS error, and
-each injection is appended to <file>.log.
+each injection is appended to <file>.log. A rule with "hold_until": "/a/file" answers no error: it holds
+the matching call until that file exists, then serves it as usual, so a test can change a resource
+between a module's read and its write (a race, every time, without timing).
 
 Run: python sandbox/aws_emulator.py --port 55555   (binds 127.0.0.1 only)
 """
@@ -168,6 +170,14 @@ def error_response(rule: dict) -> tuple[int, dict, str]:
     return int(rule.get("status", 400)), headers, json.dumps({"__type": code, "message": message, "Message": message})
 
 
+def hold(release: str, deadline_seconds: float = 120) -> None:
+    """A call held until the file `release` exists (a test makes it once it has changed what it wants changed
+    between a module's read and its write): the race, every time, without timing."""
+    deadline = time.monotonic() + deadline_seconds
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def install_fault_injection(faults: Faults) -> None:
     from moto.core.responses import BaseResponse
 
@@ -187,7 +197,9 @@ def install_fault_injection(faults: Faults) -> None:
         if active.path:
             body = self.body.decode(errors="replace") if isinstance(self.body, bytes) else str(self.body or "")
             rule = active.check(self._get_action(), f"{unquote(self.path)} {body}")
-            if rule:
+            if rule and rule.get("hold_until"):
+                hold(rule["hold_until"])  # then served as usual: what changed meanwhile decides its answer
+            elif rule:
                 return error_response(rule)
         return original(self)
 

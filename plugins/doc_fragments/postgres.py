@@ -91,6 +91,13 @@ options:
         type: str
         default: gzip
         choices: [gzip, bzip2, snappy, none]
+  aws_connection:
+    description:
+      - How to read the archive's bucket before the profile files in O(archive.aws_dir) exist (a check-mode plan on a
+        server that does not archive yet), with keys C(endpoint_url), C(region), C(access_key) and C(secret_key).
+        Used only while O(archive.aws_dir) holds no C(config).
+    type: dict
+    default: {}
 requirements:
   - Barman's cloud tools (PyPI C(barman[cloud])) in O(archive.tools_dir); boto3 for the Python running the module
 """

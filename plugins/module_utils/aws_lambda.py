@@ -210,8 +210,13 @@ class EventSourceMapping(Kind):
         return Current({"enabled": found["State"] == "Enabled"}, tags, found)
 
     def write(self, resource: Resource, current: Current, values: dict, outcome: Outcome | None = None) -> None:
-        self.clients("lambda").update_event_source_mapping(UUID=resource.ref["uuid"],
-                                                           Enabled=bool(values["enabled"]))
+        try:
+            self.clients("lambda").update_event_source_mapping(UUID=resource.ref["uuid"],
+                                                               Enabled=bool(values["enabled"]))
+        except Exception as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise RunbookError("the mapping no longer exists (deleted during the run?)") from None
+            raise
 
     def tag(self, resource: Resource, tags: dict) -> None:
         self.clients("lambda").tag_resource(Resource=resource.arn, Tags=tags)
@@ -551,9 +556,17 @@ class AliasVersion(LambdaConcurrency):
         lam = self.clients("lambda")
         function, alias = resource.ref["function"], resource.ref["alias"]
         # RevisionId: if someone moved the alias since the plan read it, AWS refuses instead of overwriting them.
-        lam.update_alias(FunctionName=function, Name=alias, FunctionVersion=values["version"],
-                         RoutingConfig={"AdditionalVersionWeights": values["weights"]},
-                         RevisionId=current.raw["alias"]["RevisionId"])
+        try:
+            lam.update_alias(FunctionName=function, Name=alias, FunctionVersion=values["version"],
+                             RoutingConfig={"AdditionalVersionWeights": values["weights"]},
+                             RevisionId=current.raw["alias"]["RevisionId"])
+        except Exception as exc:
+            if error_code(exc) != "PreconditionFailedException":
+                raise
+            raise RunbookError(f"someone changed alias {resource.name} after this run read it (it pointed at version "
+                               f"{current.raw['alias']['FunctionVersion']}): AWS refused the write, so their change "
+                               "stands and this alias was not rolled back. Look at what it points at now, and run "
+                               "the rollback again if it is still needed.") from None
         said(outcome, f"alias {resource.name} pointed at version {values['version']}"
                       + (f" (weights {describe_weights(values['weights'])})" if values["weights"] else ""))
         if self.wait_seconds <= 0:

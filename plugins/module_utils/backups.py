@@ -462,7 +462,8 @@ class S3Store:
         return sorted(found, key=lambda b: (b["time"], b["id"]))
 
     def download(self, database: str, backup_id: str, store: LocalStore) -> Backup:
-        """Copy a backup from S3 into the local store (checksums verified by the caller)."""
+        """Copy a backup from S3 into the local store. Every file is checked against the manifest's size and sha256
+        before the backup is published: an object changed in the bucket leaves nothing in the store."""
         with store.locked(database):
             existing = store._load(database, backup_id)
             if existing is not None:
@@ -471,8 +472,21 @@ class S3Store:
             partial = store.partial_dir(database, backup_id)
             targets = {name: confined(partial, name) for name in manifest["files"]}  # all checked before any write
             os.makedirs(partial, mode=0o700, exist_ok=True)
-            for name, target in targets.items():
-                os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-                confined(partial, name)  # no link planted among the folders made meanwhile
-                self.client.download_file(self.bucket, self._key(database, backup_id, name), target)
-            return store.publish(database, backup_id, manifest)
+            try:
+                for name, target in targets.items():
+                    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+                    confined(partial, name)  # no link planted among the folders made meanwhile
+                    self.client.download_file(self.bucket, self._key(database, backup_id, name), target)
+                actual = checksum_files(partial, sorted(targets))
+                differ = [name for name, facts in actual.items()
+                          if (facts["sha256"], facts["size"]) != (manifest["files"][name]["sha256"],
+                                                                  manifest["files"][name]["size"])]
+                if differ:
+                    raise RunbookError(
+                        f"{len(differ)} file(s) of s3://{self.bucket}/{self._key(database, backup_id)} differ from "
+                        f"the backup's manifest ({', '.join(differ[:3])}): changed in the bucket after the backup "
+                        "was written. Nothing was kept in the local store; fetch another backup, and find out who "
+                        "can write the bucket.", differ=differ)
+                return store.publish(database, backup_id, manifest)
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)  # published: renamed away; otherwise incomplete

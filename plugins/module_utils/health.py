@@ -240,6 +240,15 @@ def archive_findings(params: ConnParams, archive, thresholds: dict) -> list[dict
     found.append(finding(target, "archive_lag_seconds", stats["lag_seconds"], thresholds,
                          f"{stats['pending_segments']} segment(s) waiting for the archiver, the oldest for "
                          f"{stats['lag_seconds']:.0f}s" if stats["pending_segments"] else "no segment waiting"))
+    # Whose the archive is: another cluster's base backups and WAL recover nothing of this server.
+    try:
+        generation = archive.bind(facts.get("system_identifier"))
+    except RunbookError as exc:
+        found.append({"target": target, "check": "archive_identity", "value": None, "severity": "critical",
+                      "message": f"this server cannot be recovered from its archive: {exc}"})
+        return found
+    found.append({"target": target, "check": "archive_identity", "value": 0, "severity": "ok",
+                  "message": f"the archive under {generation['server_name']} is {generation['state']}"})
     try:
         summary = report_summary(archive.check(facts["segment_size"]))
     except RunbookError as exc:

@@ -50,24 +50,35 @@ class Archiving:
     make sure the bucket exists, and prove the archive takes a segment."""
 
     def __init__(self, params: ConnParams, archive: Archive, archive_timeout: int, restart_command: list[str],
-                 create_bucket: bool, check: bool, check_timeout: float = 120):
+                 create_bucket: bool, check: bool, check_timeout: float = 120, adopt: bool = False,
+                 tools_installed_by_run: bool = False):
         self.params, self.archive, self.archive_timeout = params, archive, archive_timeout
         self.restart_command, self.create_bucket, self.check = restart_command, create_bucket, check
-        self.check_timeout = check_timeout
+        self.check_timeout, self.adopt, self.tools_installed_by_run = check_timeout, adopt, tools_installed_by_run
         self.result = {"changed": False, "restarted": False}
 
-    def validate(self) -> None:
+    def validate(self, check_mode: bool) -> list[str]:
+        """The tools missing: none, or (a check-mode plan of a run that installs them first) the ones it would
+        install; anything else refused before any change."""
         if not 1 <= self.archive_timeout <= 60:
             raise RunbookError(f"archive_timeout={self.archive_timeout} is outside 1..60 seconds: the archive's RPO "
                                "is at most archive_timeout, and it must stay within a minute. Nothing was changed.")
-        for tool in ("barman-cloud-wal-archive", "barman-cloud-wal-restore", "barman-cloud-backup"):
-            if not os.access(self.archive.config.tool(tool), os.X_OK):
-                raise RunbookError(f"{self.archive.config.tool(tool)} is missing: install Barman's cloud tools there "
-                                   "first (the pg_archive role does). Nothing was changed.")
+        missing = [self.archive.config.tool(tool)
+                   for tool in ("barman-cloud-wal-archive", "barman-cloud-wal-restore", "barman-cloud-backup")
+                   if not os.access(self.archive.config.tool(tool), os.X_OK)]
+        if missing and not (check_mode and self.tools_installed_by_run):
+            raise RunbookError(f"{missing[0]} is missing: install Barman's cloud tools there first (the pg_archive "
+                               "role does). Nothing was changed.")
+        return missing
 
     def run(self, check_mode: bool) -> dict:
-        self.validate()
+        missing = self.validate(check_mode)
         with self.params.connect() as conn:
+            # Whose the destination is, before anything changes: another cluster's archive is refused (or, with
+            # adopt, this server gets a generation of its own, and archive_command names it).
+            system_identifier = server_facts(conn)["system_identifier"]
+            self.result["archive_generation"] = self.archive.bind(system_identifier, adopt=self.adopt)
+            self.result["system_identifier"] = system_identifier
             current = read_settings(conn)
             written = auto_conf_values(conn)
             wanted = desired_settings(self.archive, current, self.archive_timeout)
@@ -80,10 +91,13 @@ class Archiving:
             bucket = self._bucket(check_mode)
             self.result.update(settings={k: current.get(k) for k in wanted}, plan={
                 "changes": changes, "restart_needed": restart, "restart_for": pending, "bucket": bucket,
-                "restart_command": self.restart_command})
+                "restart_command": self.restart_command,
+                "tools": ({"missing": missing, "would_install_into": self.archive.config.tools_dir}
+                          if missing else "installed"),
+                "destination": self.result["archive_generation"]})
             if check_mode:
-                self.result["changed"] = bool(changes) or restart or bucket == "would create"
-                self.result["msg"] = self._describe(changes, restart, pending, bucket)
+                self.result["changed"] = bool(changes) or restart or bucket == "would create" or bool(missing)
+                self.result["msg"] = self._describe(changes, restart, pending, bucket, missing=missing)
                 return self.result
             for name, value in wanted.items():
                 if name in changes:
@@ -105,8 +119,18 @@ class Archiving:
         self.result["msg"] = self._describe(changes, restart, pending, bucket, done=True)
         return self.result
 
-    def _describe(self, changes: dict, restart: bool, pending: list, bucket: str, done: bool = False) -> str:
+    def _describe(self, changes: dict, restart: bool, pending: list, bucket: str, done: bool = False,
+                  missing: list | None = None) -> str:
         parts = []
+        if missing:
+            parts.append(f"would install Barman's cloud tools into {self.archive.config.tools_dir} (pinned by the "
+                         "role's barman-cloud.lock)")
+        generation = self.result.get("archive_generation") or {}
+        if generation.get("state"):
+            where = f"{self.archive.config.destination} ({generation['server_name']})"
+            parts.append(f"the destination {where} is {generation['state']}"
+                         + (f"; the other cluster's generation {generation['other_generation']['server_name']} is "
+                            "kept untouched" if generation.get("other_generation") else ""))
         if changes:
             parts.append(("set " if done else "would set ") + ", ".join(sorted(changes)))
         if restart:
@@ -189,8 +213,9 @@ class BaseBackups:
     window, and check the archive (window, gaps)."""
 
     def __init__(self, params: ConnParams, archive: Archive, skip_if_newer_than: float | None,
-                 recovery_window_days: int, minimum_redundancy: int, jobs: int = 2, timeout: float = 6 * 3600):
-        self.params, self.archive = params, archive
+                 recovery_window_days: int, minimum_redundancy: int, jobs: int = 2, timeout: float = 6 * 3600,
+                 adopt: bool = False):
+        self.params, self.archive, self.adopt = params, archive, adopt
         self.skip_if_newer_than, self.window_days = skip_if_newer_than, recovery_window_days
         self.minimum_redundancy, self.jobs, self.timeout = minimum_redundancy, jobs, timeout
         self.result = {"changed": False, "created": None, "removed": []}
@@ -210,6 +235,8 @@ class BaseBackups:
         with self.params.connect() as conn:
             facts = server_facts(conn)
         self.archive.os_user = self.archive.os_user or facts["os_user"]
+        # Base backups go to this server's archive (or its generation), never beside another cluster's.
+        self.result["archive_generation"] = self.archive.bind(facts["system_identifier"], adopt=self.adopt)
         backups = self.archive.backups()
         fresh = self._fresh(backups)
         if take and fresh is None:

@@ -48,6 +48,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.pitr import (
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
+    DatabaseError,
     count_rows,
     database_properties,
     pg_tool,
@@ -66,7 +67,7 @@ def archive_argument_spec() -> dict:
         aws_dir=dict(type="path", required=True),
         profile=dict(type="str", default="runbook-archive"),
         compression=dict(type="str", default="gzip", choices=["gzip", "bzip2", "snappy", "none"]),
-    )))
+    )), aws_connection=dict(type="dict", default={}, no_log=True))
 
 
 def archive_config(params: dict) -> ArchiveConfig:
@@ -95,8 +96,13 @@ def server_facts(conn) -> dict:
             owner = pwd.getpwnam("postgres").pw_name
         except KeyError:
             owner = None
+    try:  # whose archive is whose (Archive.bind); a role without the right to read the control data cannot tell
+        system_identifier = str(conn.execute("SELECT system_identifier FROM pg_catalog.pg_control_system()")
+                                .fetchone()[0])
+    except DatabaseError:
+        system_identifier = None
     return {"data_directory": data, "segment_size": segment_size, "in_recovery": row[2], "current_lsn": row[3],
-            "now": row[4], "os_user": owner}
+            "now": row[4], "os_user": owner, "system_identifier": system_identifier}
 
 
 def recovery_plan(archive: Archive, facts: dict, target: Target) -> dict:
@@ -104,6 +110,8 @@ def recovery_plan(archive: Archive, facts: dict, target: Target) -> dict:
     a target outside the window and a gap in the range, before anything changes."""
     if facts["in_recovery"]:
         raise RunbookError("this server is a standby (in recovery): recover on the primary. Nothing was changed.")
+    # Never another cluster's base backup: the archive (or this server's generation of it) must be this server's.
+    archive.bind(facts.get("system_identifier"))
     backups = archive.backups()
     segment_size = facts["segment_size"]
     wal = archive.wal_objects(segment_size)
@@ -647,6 +655,7 @@ class Drill:
         with self.params.connect() as conn:
             facts = server_facts(conn)
         self.archive.os_user = self.archive.os_user or facts["os_user"]
+        self.archive.bind(facts["system_identifier"])  # the drill replays this server's archive, no other's
         backups = self.archive.backups()
         if not backups:
             raise RunbookError("the archive holds no finished base backup: take one (playbooks/base-backup.yml).")

@@ -9,7 +9,9 @@ this file decides what to copy and checks what came back."""
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import copy
 import datetime
 import fcntl
 import json
@@ -19,9 +21,11 @@ import re
 import shlex
 import shutil
 import stat
+import struct
 import subprocess
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
@@ -261,9 +265,14 @@ def as_user(user: str | None, command: list[str]) -> list[str]:
 class Archive:
     """The base backups and WAL of one server in the archive, read and written with the engine's tools."""
 
-    def __init__(self, config: ArchiveConfig, os_user: str | None = None):
-        self.config, self.os_user = config, os_user
+    def __init__(self, config: ArchiveConfig, os_user: str | None = None, connection: dict | None = None):
+        # `connection` (endpoint_url, region, access_key, secret_key): how to read the archive before the run has
+        # written the profile in aws_dir (a check-mode plan on a server that does not archive yet).
+        self.config, self.os_user, self.connection = config, os_user, connection or {}
         self._client = None
+
+    def tools_installed(self) -> bool:
+        return os.access(self.config.tool("barman-cloud-backup-list"), os.X_OK)
 
     # -- running the engine --------------------------------------------------------------------------
     def run(self, name: str, *args: str, env: dict | None = None, timeout: float | None = None,
@@ -289,9 +298,14 @@ class Archive:
         return result.stdout.decode(errors="replace")
 
     def backups(self) -> list[dict]:
-        """Finished base backups, oldest first: id, name, status, begin/end WAL and LSN, times, timeline, size."""
-        listed = json.loads(self.run("barman-cloud-backup-list", "--format", "json", self.config.destination,
-                                     self.config.server_name) or "{}")
+        """Finished base backups, oldest first: id, name, status, begin/end WAL and LSN, times, timeline, size,
+        system identifier. Read with the engine's tools, or from the backups' backup.info in the bucket where the
+        tools are not installed yet (a check-mode plan)."""
+        if self.tools_installed() and os.path.exists(self.config.env()["AWS_CONFIG_FILE"]):
+            listed = json.loads(self.run("barman-cloud-backup-list", "--format", "json", self.config.destination,
+                                         self.config.server_name) or "{}")
+        else:
+            listed = {"backups_list": self._backup_infos()}
         out = []
         for item in listed.get("backups_list", []):
             if item.get("status") != "DONE":
@@ -303,8 +317,28 @@ class Archive:
                 "begin_time": _barman_time(item.get("begin_time_iso") or item.get("begin_time")),
                 "end_time": _barman_time(item.get("end_time_iso") or item.get("end_time")),
                 "size_bytes": int(item.get("cluster_size") or item.get("size") or 0),
+                "systemid": str(item["systemid"]) if item.get("systemid") else None,
             })
         return sorted(out, key=lambda b: b["end_time"])
+
+    def _backup_infos(self) -> list[dict]:
+        """Each base backup's backup.info (barman's key=value file), as barman-cloud-backup-list reports it."""
+        infos = []
+        if not self.bucket_exists():  # a plan before the run that creates it
+            return infos
+        try:
+            for page in self._s3().get_paginator("list_objects_v2").paginate(
+                    Bucket=self.config.bucket, Prefix=self.config.server_prefix() + "base/"):
+                for item in page.get("Contents", []):
+                    if not item["Key"].endswith("/backup.info"):
+                        continue
+                    body = self._s3().get_object(Bucket=self.config.bucket, Key=item["Key"])["Body"].read()
+                    fields = dict(line.split("=", 1) for line in body.decode(errors="replace").splitlines()
+                                  if "=" in line)
+                    infos.append({**fields, "backup_id": item["Key"].rsplit("/", 2)[-2]})
+        except (BotoCoreError, ClientError) as exc:
+            raise RunbookError(f"cannot list the base backups at {self.config.destination}: {exc}") from exc
+        return infos
 
     def _s3(self):
         if self._client is None:
@@ -313,6 +347,13 @@ class Archive:
             except ImportError:
                 raise RunbookError("boto3 is required to list the archive: install it for the Python that runs "
                                    "the modules.") from None
+            if self.connection and not os.path.exists(self.config.env()["AWS_CONFIG_FILE"]):
+                c = self.connection
+                self._client = boto3.client("s3", endpoint_url=c.get("endpoint_url") or None,
+                                            region_name=c.get("region") or "us-east-1",
+                                            aws_access_key_id=c.get("access_key") or None,
+                                            aws_secret_access_key=c.get("secret_key") or None)
+                return self._client
             saved = {key: os.environ.get(key) for key in self.config.env()}
             os.environ.update(self.config.env())
             try:
@@ -330,6 +371,8 @@ class Archive:
         segments: dict[tuple[int, int], datetime.datetime] = {}
         histories: set[int] = set()
         prefix = self.config.server_prefix() + "wals/"
+        if not self.tools_installed() and not self.bucket_exists():  # a plan before the run that creates it
+            return {"segments": segments, "histories": histories}
         try:
             for page in self._s3().get_paginator("list_objects_v2").paginate(Bucket=self.config.bucket,
                                                                              Prefix=prefix):
@@ -364,6 +407,109 @@ class Archive:
             report["gaps"] = ranges(gaps, timeline, segment_size)
             report["window"] = {"from": isoformat(oldest["end_time"]), "to": report["newest_wal_at"]}
         return report
+
+    # -- whose archive it is ---------------------------------------------------------------------------
+    def newest_wal_system_identifier(self) -> str | None:
+        """The system identifier in the first page header of the newest archived segment (every segment's first
+        page carries its cluster's), or None: no segment, or a compression this reader does not open (snappy)."""
+        newest = None
+        try:
+            for page in self._s3().get_paginator("list_objects_v2").paginate(
+                    Bucket=self.config.bucket, Prefix=self.config.server_prefix() + "wals/"):
+                for item in page.get("Contents", []):
+                    base = item["Key"].rsplit("/", 1)[-1]
+                    if _SEGMENT_OBJECT.match(base) and (newest is None or base[:24] > newest[1][:24]):
+                        newest = (item["Key"], base)
+            if newest is None:
+                return None
+            key, base = newest
+            if base.endswith(".snappy"):
+                return None
+            ranged = {"Range": "bytes=0-1048575"} if base.endswith(".gz") else {}
+            body = self._s3().get_object(Bucket=self.config.bucket, Key=key, **ranged)["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise RunbookError(f"cannot read the WAL archive at {self.config.destination}: {exc}") from exc
+        if base.endswith(".gz"):
+            body = zlib.decompressobj(wbits=31).decompress(body, 64)
+        elif base.endswith(".bz2"):
+            body = bz2.decompress(body)[:64]
+        return wal_page_system_identifier(body)
+
+    def bucket_exists(self) -> bool:
+        try:
+            self._s3().head_bucket(Bucket=self.config.bucket)
+            return True
+        except (ClientError, BotoCoreError) as exc:
+            # Only AWS's answer that there is no such bucket means none; a BotoCoreError (no answer) has no code.
+            code = str(exc.response.get("Error", {}).get("Code")) if isinstance(exc, ClientError) else None
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise RunbookError(f"cannot reach the archive bucket {self.config.bucket}: {exc}") from exc
+
+    def identities(self) -> dict:
+        """Whose base backups and WAL this server name holds: {systemid: what of it} (empty: nothing yet, or no
+        bucket yet)."""
+        found: dict[str, list[str]] = {}
+        if not self.bucket_exists():
+            return found
+        for backup in self.backups():
+            if backup.get("systemid"):
+                found.setdefault(backup["systemid"], []).append(f"base backup {backup['id']}")
+        wal = self.newest_wal_system_identifier()
+        if wal:
+            found.setdefault(wal, []).append("the newest WAL")
+        return found
+
+    def bind(self, system_identifier: str | None, adopt: bool = False) -> dict:
+        """Which generation of the archive this server (`system_identifier`) writes and reads, set on the config:
+        the server name itself when what it holds is this server's, or nothing yet; SERVER.SYSTEMID, a generation of
+        its own, when it holds another cluster's and that generation exists or `adopt` starts it. Another cluster's
+        archive with no generation of this one is refused, naming both identifiers and the two ways out."""
+        name = self.config.server_name
+        if not system_identifier:  # a server that does not tell (no right to read its control data): as before
+            return {"server_name": name, "state": "not checked (the server's system identifier is not readable)"}
+        here = self.identities()
+        if set(here) <= {system_identifier}:
+            return {"server_name": name, "state": "this server's" if here else "empty"}
+        others = {sysid: what for sysid, what in here.items() if sysid != system_identifier}
+        generation = f"{name}.{system_identifier}"
+        named = "; ".join(f"system {sysid} ({', '.join(what[:3])})" for sysid, what in sorted(others.items()))
+        if not _SERVER_NAME.match(generation):
+            raise RunbookError(
+                f"the archive {self.config.destination} under server name {name} holds another cluster's WAL or base "
+                f"backups ({named}), not this server's (system {system_identifier}), and a generation of its own "
+                f"({generation}) would be a name longer than 63 characters: give this cluster a new, shorter "
+                "server_name. Nothing was changed.")
+        sibling = copy.copy(self)  # the same bucket and client, the generation's name
+        sibling.config = ArchiveConfig(**{**self.config.__dict__, "server_name": generation})
+        existing = sibling.identities()
+        if existing or adopt:
+            self.config.server_name = generation
+            return {"server_name": generation,
+                    "state": "this server's generation" if existing else "a new generation of this server",
+                    "other_generation": {"server_name": name, "systems": sorted(others)}}
+        raise RunbookError(
+            f"the archive {self.config.destination} under server name {name} belongs to another cluster: it holds "
+            f"{named}, and this server is system {system_identifier} (a new initdb: rebuilt, or upgraded by dump "
+            "and restore). Its base backups cannot recover this server, and its WAL must not be mixed with this "
+            "server's. Either give this cluster a new pg_archive server_name (or destination), or set "
+            f"pg_archive_adopt=true to start a new generation, {generation}, with its own first base backup; the "
+            f"old generation under {name} is kept untouched. Nothing was changed.")
+
+
+# The first page of every WAL segment has the long header: XLogPageHeaderData (magic, info, timeline, page address,
+# remaining length; 24 bytes aligned), then the system identifier (uint64), segment size and block size.
+_XLP_LONG_HEADER = 0x0002
+_SEGMENT_OBJECT = re.compile(r"^[0-9A-F]{24}(?:\.(?:gz|bz2|snappy))?$")
+
+
+def wal_page_system_identifier(first_page: bytes) -> str | None:
+    if len(first_page) < 32:
+        return None
+    info = struct.unpack_from("<H", first_page, 2)[0]
+    if not info & _XLP_LONG_HEADER:
+        return None
+    return str(struct.unpack_from("<Q", first_page, 24)[0])
 
 
 def _barman_time(text) -> datetime.datetime | None:

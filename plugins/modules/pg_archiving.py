@@ -46,6 +46,20 @@ options:
     description: Switch WAL and wait until the archiver has sent the segment (a real run only).
     type: bool
     default: true
+  adopt:
+    description:
+      - When the destination under O(archive.server_name) holds another cluster's base backups or WAL (a different
+        system identifier, as after a rebuild with a new C(initdb) or an upgrade by dump and restore), start a
+        new generation of this server's own, C(SERVER_NAME.SYSTEM_IDENTIFIER), instead of refusing. The other
+        generation is kept untouched. Every module finds the generation afterwards by the server's identifier.
+    type: bool
+    default: false
+  tools_installed_by_run:
+    description:
+      - The run installs Barman's cloud tools before this task (the C(pg_archive) role does). In check mode, tools
+        that are missing are then reported in RV(plan) as to be installed instead of refused.
+    type: bool
+    default: false
 seealso:
   - module: runbook.recovery.pg_base_backup
   - module: runbook.recovery.pg_pitr
@@ -65,7 +79,15 @@ plan:
   returned: always
   type: dict
   sample: {"changes": {"archive_mode": {"before": "off", "after": "on"}}, "restart_needed": true,
-           "restart_for": ["archive_mode"], "bucket": "exists"}
+           "restart_for": ["archive_mode"], "bucket": "exists", "tools": "installed",
+           "destination": {"server_name": "chat-db", "state": "empty"}}
+archive_generation:
+  description: Whose the destination is and which server name this server archives under (its own generation when
+    the name holds another cluster's archive).
+  returned: always
+  type: dict
+  sample: {"server_name": "chat-db.7451234567890123456", "state": "a new generation of this server",
+           "other_generation": {"server_name": "chat-db", "systems": ["7391234567890123456"]}}
 settings:
   description: The archive settings now.
   returned: always
@@ -103,13 +125,16 @@ def main():
         restart_command=dict(type="list", elements="str", default=[]),
         create_bucket=dict(type="bool", default=False),
         check=dict(type="bool", default=True),
+        adopt=dict(type="bool", default=False),
+        tools_installed_by_run=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     result = {"changed": False}
     with failures_reported(module, result):
-        archiving = Archiving(ConnParams.from_params(p), Archive(archive_config(p)), p["archive_timeout"],
-                              p["restart_command"], p["create_bucket"], p["check"])
+        archiving = Archiving(ConnParams.from_params(p), Archive(archive_config(p), connection=p["aws_connection"]),
+                              p["archive_timeout"], p["restart_command"], p["create_bucket"], p["check"],
+                              adopt=p["adopt"], tools_installed_by_run=p["tools_installed_by_run"])
         result = archiving.run(module.check_mode)
     for warning in result.pop("warnings", []):
         module.warn(warning)

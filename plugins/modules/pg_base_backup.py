@@ -43,6 +43,13 @@ options:
     description: Parallel upload workers of barman-cloud-backup.
     type: int
     default: 2
+  adopt:
+    description:
+      - Take the first base backup of a new generation of this server's own when the destination under
+        O(archive.server_name) holds another cluster's archive (see M(runbook.recovery.pg_archiving)'s O(adopt));
+        without it, another cluster's archive is refused.
+    type: bool
+    default: false
 seealso:
   - module: runbook.recovery.pg_archiving
   - module: runbook.recovery.pg_pitr
@@ -117,13 +124,15 @@ def main():
         recovery_window_days=dict(type="int", default=7),
         minimum_redundancy=dict(type="int", default=1),
         jobs=dict(type="int", default=2),
+        adopt=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     result = {"changed": False}
     with failures_reported(module, result):
-        backups = BaseBackups(ConnParams.from_params(p), Archive(archive_config(p)), p["skip_if_newer_than"],
-                              p["recovery_window_days"], p["minimum_redundancy"], p["jobs"])
+        backups = BaseBackups(ConnParams.from_params(p), Archive(archive_config(p), connection=p["aws_connection"]),
+                              p["skip_if_newer_than"], p["recovery_window_days"], p["minimum_redundancy"], p["jobs"],
+                              adopt=p["adopt"])
         result = backups.run(module.check_mode)
     module.exit_json(**result)
 

@@ -4,6 +4,8 @@ new deployment; and every refusal made before anything changes. What changed is 
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import pytest
@@ -201,3 +203,32 @@ def test_bad_input_is_refused_before_any_change(world, playbook, extra, messages
     for message in messages:
         assert run.says(message.format(tag=world.tag)), run.output
     assert world.snapshot() == before
+
+
+def test_an_alias_moved_between_the_read_and_the_write_is_not_overwritten(aws_emulator, tmp_path):
+    """Someone points the alias elsewhere after the rollback read it and before it writes (the emulator holds the
+    write until then): UpdateAlias carries the RevisionId read, AWS refuses it, their change stands and the run
+    says so."""
+    aws_emulator.clear_faults()
+    (tmp_path / "fresh").mkdir()
+    fresh = DeployWorld(dict(aws_emulator), tmp_path / "fresh")
+    release = tmp_path / "release"
+    aws_emulator.inject({"operation": "UpdateAlias", "match": fresh.fn, "hold_until": str(release), "times": 1})
+    [lam] = clients(fresh.env, "lambda")
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(run=fresh.play(confirm=True, deploy_target="fn")))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not aws_emulator.injected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert aws_emulator.injected(), "the rollback never reached the alias's write"
+        lam.update_alias(FunctionName=fresh.fn, Name="live", FunctionVersion="1")  # someone else, meanwhile
+    finally:
+        release.touch()
+        runner.join(300)
+        aws_emulator.clear_faults()
+    run = outcome["run"]
+    assert run.rc != 0 and run.says(f"someone changed alias {fresh.fn}:live after this run read it"), \
+        run.output[-4000:]
+    assert fresh.version(cli=False) == "1", "their change was overwritten"

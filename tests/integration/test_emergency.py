@@ -4,6 +4,8 @@ ansible-playbook runs, and the AWS CLI as the independent reader of what AWS hol
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 from aws_world import AwsWorkspace, World, clients, create_functions
@@ -257,3 +259,55 @@ def test_health_sweep_reports_a_shutdown_left_in_force(tmp_path, world):
     assert ws.play(RESUME, confirm=True, shutdown_scope="incident").rc == 0
     ws.play("health-sweep.yml")
     assert shutdown_findings() == {}
+
+
+def test_an_event_source_mapping_deleted_mid_run_is_named_and_the_rest_is_stopped(tmp_path, world, aws_emulator):
+    """Someone deletes a mapping between the shutdown's read of it and its write (the emulator holds the write until
+    the test has deleted it): the run names that mapping as gone, stops everything else, and the resume brings back
+    everything that still exists."""
+    world.build(reserved=(7,), unthrottled_stage=False, rest_stage=False, ecs_desired=None, mappings=((0, True),))
+    ws = workspace_for(tmp_path, world)
+    t = world.tag
+    [(mapping, _)] = world.mappings.values()
+    release = tmp_path / "release"
+    aws_emulator.inject({"operation": "UpdateEventSourceMapping", "match": mapping, "hold_until": str(release),
+                         "times": 1})
+    [lam] = clients(world.env, "lambda")
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(run=ws.play(SHUTDOWN, confirm=True,
+                                                                        shutdown_scope="incident")))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not aws_emulator.injected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert aws_emulator.injected(), "the shutdown never reached the mapping's write"
+        lam.delete_event_source_mapping(UUID=mapping)
+        world.mappings.clear()  # gone: not observed any more
+    finally:
+        release.touch()
+        runner.join(300)
+    run = outcome["run"]
+    assert run.rc != 0 and run.says("the mapping no longer exists (deleted during the run?)"), run.output[-4000:]
+    assert lam.get_function_concurrency(FunctionName=f"{t}-fn-0")["ReservedConcurrentExecutions"] == 0
+    assert world.observe(cli=False)[f"stage:{t}-ws"] == STOPPED_STAGE
+    resume = ws.play(RESUME, confirm=True, shutdown_scope="incident")
+    assert resume.rc == 0, resume.output[-4000:]
+    assert lam.get_function_concurrency(FunctionName=f"{t}-fn-0")["ReservedConcurrentExecutions"] == 7
+
+
+def test_resume_refuses_an_unknown_scope_none_and_no_confirmation_with_nothing_changed(tmp_path, world):
+    """emergency-resume.yml's refusals, after a real shutdown: an unknown scope, no scope, an empty scope and no
+    confirm=true each stop before any change, saying what is wrong and what to do; the stopped values stay."""
+    world.build(reserved=(7,), unthrottled_stage=False, rest_stage=False, ecs_desired=None)
+    ws = AwsWorkspace(tmp_path, world.env, {"incident": world.scope(), "empty": {}})
+    assert ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident").rc == 0
+    stopped = world.observe(cli=False)
+    for extra, says in (({"shutdown_scope": "nope"}, 'Unknown scope "nope": nothing was changed'),
+                        ({}, "No scope given: nothing was changed"),
+                        ({"shutdown_scope": "empty"}, "Scope empty selects nothing"),
+                        ({"shutdown_scope": "incident", "confirm": False}, "Not confirmed: nothing was changed")):
+        run = ws.play(RESUME, **extra)
+        assert run.rc != 0 and run.says(says), (extra, run.output[-3000:])
+        assert world.observe(cli=False) == stopped, extra
+    assert [r["result"] for r in ws.audit() if r["procedure"] == "emergency-resume"] in ([], ["refused"])

@@ -107,3 +107,42 @@ def test_a_tampered_s3_manifest_writes_nothing_and_a_signed_store_refuses_what_i
                              pg_backup_s3_signing_key=key)
     assert fetched.rc == 0, fetched.output[-3000:]
     assert workspace.backups(chat_db) == [backup_id] and key not in fetched.output
+
+
+def test_fetch_backup_refuses_bad_input_plans_in_check_mode_fetches_once_and_keeps_nothing_tampered(
+        workspace, pg, chat_db, aws_emulator, monkeypatch, tmp_path):
+    for key, value in aws_emulator.items():
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3")
+    bucket = f"fetch-{tmp_path.name[-12:].lower().replace('_', '-')}"
+    s3.create_bucket(Bucket=bucket)
+    workspace.env = aws_emulator
+    assert workspace.play("backup-db.yml", pg_backup_s3_bucket=bucket, pg_backup_s3_prefix="prod").rc == 0
+    [backup_id] = workspace.backups(chat_db)
+    shutil.rmtree(workspace.backup_root / chat_db)
+
+    nameless = workspace.play("fetch-backup.yml", backup=backup_id)
+    assert nameless.rc != 0 and nameless.says("Name the bucket: -e s3_bucket=NAME"), nameless.output[-3000:]
+    missing = workspace.play("fetch-backup.yml", s3_bucket=bucket, s3_prefix="prod", backup="20200101T000000Z")
+    assert missing.rc != 0 and missing.says("20200101T000000Z"), missing.output[-3000:]
+    plan = workspace.play("fetch-backup.yml", check=True, s3_bucket=bucket, s3_prefix="prod", backup=backup_id)
+    assert plan.rc == 0 and plan.changed > 0, plan.output[-3000:]
+    assert not (workspace.backup_root / chat_db).exists() or workspace.backups(chat_db) == [], "--check fetched"
+
+    fetched = workspace.play("fetch-backup.yml", s3_bucket=bucket, s3_prefix="prod", backup=backup_id)
+    assert fetched.rc == 0 and workspace.backups(chat_db) == [backup_id], fetched.output[-3000:]
+    again = workspace.play("fetch-backup.yml", s3_bucket=bucket, s3_prefix="prod", backup=backup_id)
+    assert again.rc == 0 and again.changed == 0, again.output[-3000:]
+
+    # Someone who can write the bucket changes a data file: the fetch refuses it and keeps nothing.
+    shutil.rmtree(workspace.backup_root / chat_db)
+    key = f"prod/{chat_db}/{backup_id}/toc.dat"
+    body = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    body[len(body) // 2] ^= 0xFF
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+    tampered = workspace.play("fetch-backup.yml", s3_bucket=bucket, s3_prefix="prod", backup=backup_id)
+    assert tampered.rc != 0 and tampered.says("differ from the backup's manifest (toc.dat)"), tampered.output[-3000:]
+    assert workspace.backups(chat_db) == []
+    left = [p.name for p in (workspace.backup_root / chat_db).iterdir() if p.name.startswith(".partial")
+            or p.name == backup_id]
+    assert left == [], "a partial copy was left"

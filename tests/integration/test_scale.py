@@ -240,6 +240,23 @@ def test_unknown_function_table_target_and_missing_confirm(tmp_path, world):
     assert configuration(world, name, cli=False) == before
 
 
+def test_undo_refuses_an_unknown_target_none_and_no_confirmation_with_nothing_changed(tmp_path, world):
+    """scale-undo.yml's refusals, after a real scaling: an unknown target, no target and no confirm=true each stop
+    before any change, saying what is wrong and what to do; the scaled values and their record stay."""
+    name = function_with_everything(world)
+    ws = AwsWorkspace(tmp_path, world.env, {}, targets={"recommendation": {"lambda": {"names": [name]}}})
+    assert ws.play(SCALE, confirm=True, scale_target="recommendation", lambda_memory_mb=1024).rc == 0
+    scaled = configuration(world, name, cli=False)
+    for extra, says in (({"scale_target": "nope", "confirm": True}, 'Unknown target "nope": nothing was changed'),
+                        ({"confirm": True}, "No target given: nothing was changed"),
+                        ({"scale_target": "recommendation"}, "Not confirmed: nothing was changed")):
+        run = ws.play(UNDO, **extra)
+        assert run.rc != 0 and run.says(says), (extra, run.output[-3000:])
+        assert configuration(world, name, cli=False) == scaled, extra
+    undo = ws.play(UNDO, confirm=True, scale_target="recommendation")  # the record survived the refusals
+    assert undo.rc == 0 and configuration(world, name, cli=False)["MemorySize"] != 1024, undo.output[-3000:]
+
+
 def test_a_function_held_by_an_emergency_shutdown_is_not_scaled(tmp_path, world):
     name = function_with_everything(world)
     ws = AwsWorkspace(tmp_path, world.env, {"incident": {"lambda": {"names": [name]}}},
