@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ansible_collections.runbook.recovery.plugins.module_utils.backups import LocalStore, free_bytes
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, human_size, utc_now
-from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams
+from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams, DatabaseError
 
 SEVERITIES = ("ok", "warning", "critical")
 
@@ -223,6 +223,7 @@ def archive_findings(params: ConnParams, archive, thresholds: dict) -> list[dict
         with params.connect() as conn:
             stats = archiver_stats(conn)
             facts = server_facts(conn)
+            timeline = server_timeline(conn)
     except RunbookError as exc:
         return [{"target": target, "check": "archive_failing", "value": None, "severity": "critical",
                  "message": str(exc)}]
@@ -265,4 +266,20 @@ def archive_findings(params: ConnParams, archive, thresholds: dict) -> list[dict
     if summary["gaps"]:
         found.append({"target": target, "check": "archive_failing", "value": 1, "severity": "critical",
                       "message": f"the WAL archive misses {', '.join(summary['gaps'][:5])}: no recovery crosses it"})
+    newest = summary["backups"][-1] if summary["backups"] else None
+    if newest and timeline and (newest["timeline"] > timeline or (
+            newest["timeline"] < timeline and timeline not in summary["histories"])):
+        found.append({"target": target, "check": "archive_identity", "value": 1, "severity": "critical",
+                      "message": f"the newest base backup {newest['id']} is on timeline {newest['timeline']} and "
+                                 f"the server on timeline {timeline}, with no history file in the archive linking "
+                                 "them: a recovery from it cannot follow this server's history (take a base backup: "
+                                 "base-backup.yml)"})
     return found
+
+
+def server_timeline(conn) -> int | None:
+    """The timeline the server writes (pg_control_checkpoint: readable by a role that can read the control data)."""
+    try:
+        return int(conn.execute("SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()").fetchone()[0])
+    except DatabaseError:
+        return None

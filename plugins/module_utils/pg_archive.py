@@ -315,4 +315,5 @@ def report_summary(report: dict) -> dict:
         "newest_backup_age_hours": age,
         "window": report["window"], "gaps": report["gaps"], "newest_wal": report["newest_wal"],
         "newest_wal_at": report["newest_wal_at"], "segments": report["segments"],
+        "histories": report.get("histories", []),
     }

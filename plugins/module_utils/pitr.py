@@ -393,7 +393,7 @@ class Archive:
         backups = self.backups()
         wal = self.wal_objects(segment_size)
         report = {"backups": backups, "segments": len(wal["segments"]), "gaps": [], "newest_wal": None,
-                  "newest_wal_at": None, "window": None}
+                  "newest_wal_at": None, "window": None, "histories": sorted(wal["histories"])}
         if wal["segments"]:
             newest = max(wal["segments"], key=lambda key: (key[1], key[0]))
             report["newest_wal"] = segment_name(*newest, segment_size)

@@ -330,9 +330,14 @@ def test_cluster_round_trip_and_a_failed_probe_puts_the_old_directory_back(archi
     assert again.rc == 0 and again.changed == 0 and again.says("the cluster already holds"), again.output[-3000:]
     kept = sorted(data.parent.glob("data.pre_pitr_*"))
     assert kept, "the previous data directory is kept"
-    # The recovered cluster serves and archives on its new timeline.
+    # The recovered cluster serves and archives on its new timeline, whose history file links it to the base
+    # backups of the old one: the health sweep finds its archive this server's, recoverable.
     assert archived.rows("postgres", "SELECT timeline_id FROM pg_control_checkpoint()")[0][0] >= 2
     switch_and_wait(archived)
+    archived.workspace.play("health-sweep.yml")
+    report = json.loads((archived.workspace.base / "reports" / "health-latest.json").read_text())
+    identity = [f for f in report["findings"] if f["check"] == "archive_identity"]
+    assert identity and {f["severity"] for f in identity} == {"ok"}, identity
 
 
 def test_a_cluster_recovery_killed_mid_run_is_undone_by_the_next_run(archived):
