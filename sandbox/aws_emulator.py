@@ -9,8 +9,11 @@ Added here (the modules keep calling the real AWS API; only the emulator learns 
   falsy value; AWS returns ``{"ReservedConcurrentExecutions": 0}``, the state of a stopped function).
 - Lambda ``Put/Get/DeleteProvisionedConcurrencyConfig`` on an alias or a version
   (/functions/{name}/provisioned-concurrency?Qualifier=...), which moto lacks: the configuration is
-  READY at once; an unqualified function, $LATEST, or an alias that points at $LATEST is refused with
-  AWS's "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+  IN_PROGRESS, nothing allocated, for RUNBOOK_EMULATOR_PROVISIONED_SECONDS (2 s by default; AWS takes
+  minutes) after each Put, then READY with all of it allocated, or FAILED with a StatusReason when the
+  function's initialization fails (here: its environment variable RUNBOOK_EMULATOR_INIT_FAILS, whose
+  value is the reason); an unqualified function, $LATEST, or an alias that points at $LATEST is refused
+  with AWS's "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
 - Lambda aliases as AWS keeps them: ``UpdateAlias`` with a ``RevisionId`` that is no longer the alias's
   fails with PreconditionFailedException, and every update gives the alias a new RevisionId (moto keeps
   one forever and ignores the parameter); a weighted alias (``RoutingConfig.AdditionalVersionWeights``)
@@ -23,7 +26,10 @@ Added here (the modules keep calling the real AWS API; only the emulator learns 
   the rollout completes: one deployment, COMPLETED, runningCount = desiredCount. A new service rolls
   out the same way. The service's ``taskDefinition`` is always the full ARN. An INACTIVE (deregistered)
   task definition is refused ("TaskDefinition is inactive"), as AWS documents: a service cannot be
-  updated to reference one.
+  updated to reference one. A deployment whose tasks fail to start (a task definition whose container
+  has the environment variable RUNBOOK_EMULATOR_TASKS_FAIL, its value the tasks' stopped reason) is
+  marked FAILED by the deployment circuit breaker at the end of the rollout time, the earlier deployment
+  still running (a circuit breaker without rollback).
 - DynamoDB ``DescribeTable`` reports ``BillingModeSummary.LastUpdateToPayPerRequestDateTime`` after a
   switch to on-demand, as AWS does (moto keeps no such time). ``UpdateTable`` follows AWS's switching rule
   (moto has none): up to four switches from provisioned to on-demand per table in a rolling 24 hours, the
@@ -37,10 +43,11 @@ Added here (the modules keep calling the real AWS API; only the emulator learns 
   leaves the stack CREATE_IN_PROGRESS forever, and deletes every stack): a resource that fails to
   create gets a CREATE_FAILED event with its reason, and the stack rolls back to ROLLBACK_COMPLETE
   (``OnFailure=DO_NOTHING`` or ``DisableRollback``: CREATE_FAILED; ``OnFailure=DELETE``: deleted).
-  Deleting an S3 bucket that still holds objects fails ("The bucket you tried to delete is not
-  empty"), so DeleteStack leaves the stack DELETE_FAILED with a DELETE_FAILED event per such
-  resource; a later DeleteStack with ``RetainResources`` (accepted only for a DELETE_FAILED stack)
-  skips them and completes.
+  A deleted stack is DELETE_IN_PROGRESS for RUNBOOK_EMULATOR_CFN_SECONDS (1 s by default) after
+  DeleteStack returns, as in AWS (moto deletes at once). Deleting an S3 bucket that still holds
+  objects fails ("The bucket you tried to delete is not empty"), so the stack ends DELETE_FAILED with a
+  DELETE_FAILED event per such resource; a later DeleteStack with ``RetainResources`` (accepted only
+  for a DELETE_FAILED stack) skips them and completes.
 
 Fault injection, for tests of partial failure and throttling: when RUNBOOK_EMULATOR_FAULTS names a
 JSON file, every request is checked against its rules (re-read when the file changes) before moto
@@ -232,15 +239,30 @@ def install_provisioned_concurrency() -> None:
                 raise _lambda_error("InvalidParameterValueException", UNPUBLISHED)
         return function.function_name, qualifier
 
-    def document(requested: int) -> str:
-        return json.dumps({"RequestedProvisionedConcurrentExecutions": requested,
-                           "AvailableProvisionedConcurrentExecutions": requested,
-                           "AllocatedProvisionedConcurrentExecutions": requested, "Status": "READY",
-                           "LastModified": datetime.now().isoformat()})
+    def document(entry: dict) -> str:
+        """IN_PROGRESS (nothing allocated yet) for RUNBOOK_EMULATOR_PROVISIONED_SECONDS after the Put, then READY
+        with all of it allocated, or FAILED with the reason the function's RUNBOOK_EMULATOR_INIT_FAILS variable gives
+        (a function whose initialization fails: AWS documents the FAILED status and a StatusReason, not its text)."""
+        requested, elapsed = entry["requested"], time.monotonic() - entry["since"]
+        if elapsed < float(os.environ.get("RUNBOOK_EMULATOR_PROVISIONED_SECONDS", "2")):
+            state = {"AvailableProvisionedConcurrentExecutions": 0, "AllocatedProvisionedConcurrentExecutions": 0,
+                     "Status": "IN_PROGRESS"}
+        elif entry["fails"]:
+            state = {"AvailableProvisionedConcurrentExecutions": 0, "AllocatedProvisionedConcurrentExecutions": 0,
+                     "Status": "FAILED", "StatusReason": entry["fails"]}
+        else:
+            state = {"AvailableProvisionedConcurrentExecutions": requested,
+                     "AllocatedProvisionedConcurrentExecutions": requested, "Status": "READY"}
+        return json.dumps({"RequestedProvisionedConcurrentExecutions": requested, **state,
+                           "LastModified": entry["at"]})
 
     def put_provisioned_concurrency_config(self: Any) -> tuple[int, dict, str]:
         key = target(self, putting=True)
-        configs(self)[key] = int(json.loads(self.body)["ProvisionedConcurrentExecutions"])
+        function = self.backend.get_function(*key)
+        variables = function.environment_vars or {}
+        configs(self)[key] = {"requested": int(json.loads(self.body)["ProvisionedConcurrentExecutions"]),
+                              "since": time.monotonic(), "at": datetime.now().isoformat(),
+                              "fails": variables.get("RUNBOOK_EMULATOR_INIT_FAILS")}
         return 202, {}, document(configs(self)[key])
 
     def get_provisioned_concurrency_config(self: Any) -> tuple[int, dict, str]:
@@ -343,11 +365,35 @@ def install_ecs_deployments() -> None:
         service.task_definition = task_definition_arn
         service._runbook_steady_at = time.monotonic() + ECS_ROLLOUT_SECONDS
 
+    def failing(backend: Any, task_definition_arn: str) -> str | None:
+        """Why the tasks of a task definition fail to start: its container's RUNBOOK_EMULATOR_TASKS_FAIL variable
+        (AWS's reasons are the tasks' stopped reasons: an image that cannot be pulled, an essential container
+        that exits), or None."""
+        try:
+            definition = backend.describe_task_definition(task_definition_arn)
+        except Exception:
+            return None
+        for container in definition.container_definitions:
+            for variable in container.get("environment") or []:
+                if variable.get("name") == "RUNBOOK_EMULATOR_TASKS_FAIL":
+                    return variable.get("value") or "tasks failed to start"
+        return None
+
     def settle(backend: Any, service: Any) -> None:
-        """Once the rollout time has passed: the PRIMARY deployment alone, COMPLETED, every task running."""
+        """Once the rollout time has passed: the PRIMARY deployment alone, COMPLETED, every task running; or, when
+        its tasks fail to start, the deployment circuit breaker marks it FAILED and the earlier deployment's tasks
+        keep running (a circuit breaker without rollback)."""
         if time.monotonic() < getattr(service, "_runbook_steady_at", 0.0):
             return
         primary = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
+        if primary is not None and primary["rolloutState"] == "FAILED":
+            return
+        reason = failing(backend, primary["taskDefinition"]) if primary is not None else None
+        if reason is not None and len(service.deployments) > 1:
+            primary.update(rolloutState="FAILED", runningCount=0, pendingCount=0, failedTasks=service.desired_count,
+                           rolloutStateReason=f"ECS deployment circuit breaker: tasks failed to start. ({reason})",
+                           updatedAt=utcnow())
+            return
         desired = service.desired_count
         if primary is None or (len(service.deployments) == 1 and primary["rolloutState"] == "COMPLETED"
                                and service.running_count == desired and primary["runningCount"] == desired):
@@ -472,10 +518,17 @@ def install_stack_failures() -> None:
     def delete_stack(self: Any, name_or_stack_id: str) -> None:
         stack = next((s for s in self.stacks.values() if name_or_stack_id in (s.name, s.stack_id)), None)
         retained = getattr(request, "retained", set())
-        if stack is not None:
+        if stack is None:
+            original_delete_stack(self, name_or_stack_id)
+            return
+        if stack.status == "DELETE_IN_PROGRESS":  # AWS accepts a second DeleteStack of a stack being deleted
+            return
+        stack._add_stack_event("DELETE_IN_PROGRESS", resource_status_reason="User Initiated")
+        stack.status = "DELETE_IN_PROGRESS"
+
+        def finish() -> None:
             blocked = not_empty_buckets(stack, retained)
             if blocked:
-                stack._add_stack_event("DELETE_IN_PROGRESS", resource_status_reason="User Initiated")
                 for logical_id in blocked:
                     resource_event(stack, logical_id, "DELETE_FAILED", "The bucket you tried to delete is not empty")
                 stack.status = "DELETE_FAILED"
@@ -485,7 +538,16 @@ def install_stack_failures() -> None:
             for logical_id in retained:
                 if logical_id in stack.resource_map._resource_json_map:
                     stack.resource_map._resource_json_map[logical_id]["DeletionPolicy"] = "Retain"
-        original_delete_stack(self, name_or_stack_id)
+            original_delete_stack(self, stack.stack_id)
+
+        # As in AWS, the stack is DELETE_IN_PROGRESS for a while after the call returns.
+        delay = float(os.environ.get("RUNBOOK_EMULATOR_CFN_SECONDS", "1"))
+        if delay > 0:
+            timer = threading.Timer(delay, finish)
+            timer.daemon = True
+            timer.start()
+        else:
+            finish()
 
     def create_stack_backend(self: Any, *args: Any, **kwargs: Any) -> Any:
         request.delete_after_create = None

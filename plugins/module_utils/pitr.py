@@ -270,6 +270,9 @@ class Archive:
         # written the profile in aws_dir (a check-mode plan on a server that does not archive yet).
         self.config, self.os_user, self.connection = config, os_user, connection or {}
         self._client = None
+        # (server name, finished base backups): listed once per module run (each listing starts the engine), and
+        # forgotten whenever the engine runs anything else, which may have taken or deleted one.
+        self._listed: tuple[str, list[dict]] | None = None
 
     def tools_installed(self) -> bool:
         return os.access(self.config.tool("barman-cloud-backup-list"), os.X_OK)
@@ -277,6 +280,8 @@ class Archive:
     # -- running the engine --------------------------------------------------------------------------
     def run(self, name: str, *args: str, env: dict | None = None, timeout: float | None = None,
             as_server_user: bool = False) -> str:
+        if name != "barman-cloud-backup-list":
+            self._listed = None
         command = [self.config.tool(name), "-P", self.config.profile, *args]
         if not os.access(command[0], os.X_OK):
             raise RunbookError(f"{command[0]} is missing: install Barman's cloud tools on this host (the pg_archive "
@@ -301,6 +306,8 @@ class Archive:
         """Finished base backups, oldest first: id, name, status, begin/end WAL and LSN, times, timeline, size,
         system identifier. Read with the engine's tools, or from the backups' backup.info in the bucket where the
         tools are not installed yet (a check-mode plan)."""
+        if self._listed is not None and self._listed[0] == self.config.server_name:
+            return [dict(backup) for backup in self._listed[1]]
         if self.tools_installed() and os.path.exists(self.config.env()["AWS_CONFIG_FILE"]):
             listed = json.loads(self.run("barman-cloud-backup-list", "--format", "json", self.config.destination,
                                          self.config.server_name) or "{}")
@@ -319,7 +326,9 @@ class Archive:
                 "size_bytes": int(item.get("cluster_size") or item.get("size") or 0),
                 "systemid": str(item["systemid"]) if item.get("systemid") else None,
             })
-        return sorted(out, key=lambda b: b["end_time"])
+        out.sort(key=lambda b: b["end_time"])
+        self._listed = (self.config.server_name, out)
+        return [dict(backup) for backup in out]
 
     def _backup_infos(self) -> list[dict]:
         """Each base backup's backup.info (barman's key=value file), as barman-cloud-backup-list reports it."""

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from aws_world import MOTO_ACCOUNT, AwsWorkspace, aws, clients, create_functions
@@ -36,6 +37,10 @@ def broken(aws_emulator, tmp_path):
     cfn.create_stack(StackName=f"{tag}-stuck", TemplateBody=bucket_template(f"{tag}-full"))
     s3.put_object(Bucket=f"{tag}-full", Key="statement.csv", Body=b"card,amount\n")
     cfn.delete_stack(StackName=f"{tag}-stuck")
+    deadline = time.monotonic() + 30  # DELETE_IN_PROGRESS for a second, as in AWS, then DELETE_FAILED
+    while cfn.describe_stacks(StackName=f"{tag}-stuck")["Stacks"][0]["StackStatus"] == "DELETE_IN_PROGRESS":
+        assert time.monotonic() < deadline, "the stuck stack never finished its delete"
+        time.sleep(0.1)
     queue_only = json.dumps({"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}})
     cfn.create_stack(StackName=f"{tag}-healthy", TemplateBody=queue_only)
     function, table = f"{tag}-card-operations", f"{tag}-cards"

@@ -232,3 +232,29 @@ def test_an_alias_moved_between_the_read_and_the_write_is_not_overwritten(aws_em
     assert run.rc != 0 and run.says(f"someone changed alias {fresh.fn}:live after this run read it"), \
         run.output[-4000:]
     assert fresh.version(cli=False) == "1", "their change was overwritten"
+
+
+def test_a_rollback_whose_tasks_fail_to_start_is_stopped_by_the_circuit_breaker_and_named(aws_emulator, tmp_path):
+    """The revision to go back to cannot start its tasks (its image is gone): ECS's deployment circuit breaker marks
+    the deployment FAILED after the rollout (the emulator's, as AWS's); the run waits through it, fails naming
+    ECS's reason, and says what it had changed."""
+    aws_emulator.clear_faults()
+    env = dict(aws_emulator)
+    tag = f"cb{uuid.uuid4().hex[:8]}"
+    [ecs] = clients(env, "ecs")
+    ecs.create_cluster(clusterName=tag)
+    reason = "CannotPullContainerError: pull image manifest has been retried 5 time(s)"
+    ecs.register_task_definition(family=tag, containerDefinitions=[{
+        "name": "app", "image": "app:gone", "memory": 256,
+        "environment": [{"name": "RUNBOOK_EMULATOR_TASKS_FAIL", "value": reason}]}])
+    ecs.register_task_definition(family=tag, containerDefinitions=[{"name": "app", "image": "app:2", "memory": 256}])
+    ecs.create_service(cluster=tag, serviceName="app", taskDefinition=f"{tag}:2", desiredCount=2)
+    ws = AwsWorkspace(tmp_path, env, {})
+    ws.extra = {"deploy_targets": {"app": {"ecs_services": [{"cluster": tag, "name": "app"}]}}}
+    ws.write_inventory({})
+    run = ws.play(ROLLBACK, confirm=True, deploy_target="app")
+    assert run.rc != 0 and run.says("ECS deployment circuit breaker: tasks failed to start."), run.output[-4000:]
+    assert run.says(reason), run.output[-4000:]
+    [service] = ecs.describe_services(cluster=tag, services=["app"])["services"]
+    failed = [d for d in service["deployments"] if d["rolloutState"] == "FAILED"]
+    assert failed and failed[0]["taskDefinition"].endswith(f"{tag}:1"), service["deployments"]

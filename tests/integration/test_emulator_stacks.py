@@ -1,10 +1,11 @@
 """The CloudFormation failures the emulator adds to moto, over HTTP with boto3, as AWS documents them: a failed
 create rolls back (or stays CREATE_FAILED, or is deleted, by OnFailure), a delete blocked by a bucket that is not
-empty leaves DELETE_FAILED, and RetainResources is accepted only then."""
+empty leaves DELETE_FAILED (after DELETE_IN_PROGRESS, as in AWS), and RetainResources is accepted only then."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import botocore.exceptions
 import pytest
@@ -27,6 +28,18 @@ def template(bucket: str) -> str:
 
 def status(cfn, name: str) -> str:
     return cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+
+
+def deleted(cfn, name: str) -> str:
+    """The status a deletion ends in: DELETE_IN_PROGRESS first (as in AWS), then DELETE_FAILED or gone."""
+    assert status(cfn, name) == "DELETE_IN_PROGRESS"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        summaries = [s for s in cfn.list_stacks()["StackSummaries"] if s["StackName"] == name]
+        if summaries[0]["StackStatus"] != "DELETE_IN_PROGRESS":
+            return summaries[0]["StackStatus"]
+        time.sleep(0.1)
+    raise AssertionError(f"{name} still DELETE_IN_PROGRESS after 30 s")
 
 
 @pytest.mark.parametrize("on_failure,expected", [("ROLLBACK", "ROLLBACK_COMPLETE"), ("DO_NOTHING", "CREATE_FAILED")])
@@ -56,8 +69,10 @@ def test_a_bucket_with_objects_blocks_the_delete_until_it_is_retained(cfn):
     with pytest.raises(botocore.exceptions.ClientError, match="RetainResources can only be specified"):
         cfn.delete_stack(StackName=name, RetainResources=["Bucket"])
     cfn.delete_stack(StackName=name)
-    assert status(cfn, name) == "DELETE_FAILED"
+    cfn.delete_stack(StackName=name)  # again while it is being deleted: accepted, nothing more happens
+    assert deleted(cfn, name) == "DELETE_FAILED"
     cfn.delete_stack(StackName=name, RetainResources=["Bucket"])
+    assert deleted(cfn, name) == "DELETE_COMPLETE"
     assert [s["StackStatus"] for s in cfn.list_stacks()["StackSummaries"] if s["StackName"] == name] == \
         ["DELETE_COMPLETE"]
     assert s3.list_objects(Bucket=f"{tag}-full")["Contents"][0]["Key"] == "k"

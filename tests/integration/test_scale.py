@@ -323,6 +323,28 @@ def test_provisioned_concurrency_on_an_alias_and_back(tmp_path, world):
     run = ws.play(SCALE, confirm=True, scale_target="live", lambda_provisioned_concurrency=10)
     assert run.rc == 0, run.output
     assert provisioned() == 10
+    # The run waited through IN_PROGRESS (the emulator's, as AWS's, allocates after the Put): all 10 are there.
+    config = aws(world.env, "lambda", "get-provisioned-concurrency-config", "--function-name", name,
+                 "--qualifier", "live")
+    assert (config["Status"], config["AllocatedProvisionedConcurrentExecutions"]) == ("READY", 10), config
     assert ws.play(SCALE, confirm=True, scale_target="live", lambda_provisioned_concurrency=10).changed == 0
     assert ws.play(UNDO, confirm=True, scale_target="live").rc == 0
     assert provisioned() is None  # it had none: the configuration is deleted, not set to 0
+
+
+def test_provisioned_concurrency_that_fails_to_allocate_is_named_with_aws_reason(tmp_path, world):
+    """A function whose initialization fails: AWS leaves its provisioned concurrency FAILED with a StatusReason. The
+    scaling waits through IN_PROGRESS, fails naming the reason, and says what it had changed."""
+    name = function_with_everything(world)
+    [lam] = clients(world.env, "lambda")
+    reason = "FUNCTION_ERROR_INIT_FAILURE: Init error in the handler module"
+    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {
+        "RUNBOOK_EMULATOR_INIT_FAILS": reason}})
+    version = lam.publish_version(FunctionName=name)["Version"]
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
+    ws = AwsWorkspace(tmp_path, world.env, {}, targets={"live": {"lambda": {"names": [name], "qualifier": "live"}}})
+    run = ws.play(SCALE, confirm=True, scale_target="live", lambda_provisioned_concurrency=5)
+    assert run.rc != 0 and run.says(f"provisioned concurrency failed: {reason}"), run.output[-4000:]
+    assert run.says(f"provisioned concurrency of {name}:live set to 5"), run.output[-4000:]
+    config = lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier="live")
+    assert config["Status"] == "FAILED" and config["StatusReason"] == reason, config

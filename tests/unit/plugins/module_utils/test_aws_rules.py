@@ -80,6 +80,15 @@ def test_aws_refusal_of_a_switch_in_plain_words_with_the_time_aws_gives():
     assert text.endswith(f"AWS's message: {message}")
 
 
+def test_the_refusal_as_aws_answered_it_in_a_public_report_is_read_the_same_way():
+    """AWS's own text, as quoted in aws-amplify/amplify-cli issue 1054 (when the limit was one switch a day), not the
+    emulator's: read as the on-demand switch limit, and no time claimed that AWS did not give."""
+    text = explain_update_limit("Subscriber limit exceeded: Update to PayPerRequest mode are limited to once in 1 "
+                                "day(s).")
+    assert text.startswith("AWS refused the switch to on-demand (PAY_PER_REQUEST)")
+    assert "AWS did not say when the next switch is possible" in text
+
+
 def test_aws_refusal_without_a_time_says_how_to_know_it():
     text = explain_update_limit("Subscriber limit exceeded: on-demand switches")
     assert "AWS did not say when the next switch is possible: 24 hours after the oldest of the last 4" in text
