@@ -260,6 +260,43 @@ def test_blocking_chain_is_reported_blocker_first(pg, chat_db, tmp_path):
             conn.close()
 
 
+def test_an_idle_transaction_holding_a_lock_is_terminated_and_its_waiters_go_on(pg, chat_db, tmp_path):
+    """A migration took a lock and went idle in its transaction; the application's query waits behind it. The
+    confirmed run terminates the idle blocker (idle_in_transaction), never the waiting query, which then
+    completes."""
+    workspace = Workspace(pg, [chat_db], tmp_path)
+    blocker = psycopg.connect(**pg.conninfo(chat_db), application_name="migration")
+    blocker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # and stays idle in its transaction
+    blocker_pid = blocker.info.backend_pid
+    waiter = psycopg.connect(**pg.conninfo(chat_db), autocommit=True, application_name="chat-backend")
+    counted = []
+    thread = threading.Thread(target=lambda: counted.append(waiter.execute("SELECT count(*) FROM users")
+                                                            .fetchone()[0]), daemon=True)
+    thread.start()
+    try:
+        with connect(pg) as watcher:  # both in place: the blocker idle for over a second, the waiter behind it
+            deadline = time.monotonic() + 30
+            while watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE (pid = %s AND state = 'idle in transaction' "
+                    "AND now() - state_change > interval '1.5 seconds') OR (pid = %s AND wait_event_type = 'Lock')",
+                    (blocker_pid, waiter.info.backend_pid)).fetchone()[0] < 2:
+                assert time.monotonic() < deadline, "the blocker and its waiter never both showed"
+                time.sleep(0.1)
+        run = workspace.play("kill-long-queries.yml", confirm=True, pg_sessions_idle_in_transaction="1s",
+                             pg_sessions_max_duration="10m")
+        assert run.rc == 0 and run.changed > 0, run.output[-3000:]
+        thread.join(30)
+        assert counted and counted[0] > 0, "the waiting query never completed"
+        with pytest.raises(psycopg.OperationalError):
+            blocker.execute("SELECT 1")
+        record = workspace.audit()[-1]
+        assert record["terminated"] == [blocker_pid], record
+    finally:
+        thread.join(30)
+        blocker.close()
+        waiter.close()
+
+
 def test_a_database_owners_function_never_runs_as_the_integrity_checker(pg, tmp_path):
     """The owner of a database (no superuser) puts functions named like amcheck's in a schema named after the
     superuser, first on PostgreSQL's default search_path ("$user", public): the check calls amcheck's own, by
