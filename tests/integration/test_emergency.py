@@ -132,7 +132,7 @@ def test_value_changed_during_the_incident_is_stopped_again_and_the_first_record
     assert again.rc == 0 and again.changed == 1, again.output
     assert world.observe(cli=False)[f"lambda:{name}"] == 0
     assert ws.play(RESUME, confirm=True, shutdown_scope="incident").rc == 0
-    assert world.observe()[f"lambda:{name}"] == 7
+    assert world.observe(cli=False)[f"lambda:{name}"] == 7
 
 
 def test_partial_failure_stops_the_others_reports_the_failure_and_resume_restores_all(tmp_path, world, aws_emulator):
@@ -158,7 +158,7 @@ def test_partial_failure_stops_the_others_reports_the_failure_and_resume_restore
     aws_emulator.clear_faults()
     resume = ws.play(RESUME, confirm=True, shutdown_scope="incident")
     assert resume.rc == 0, resume.output
-    assert world.observe() == before
+    assert world.observe(cli=False) == before
 
 
 def test_throttled_api_calls_are_retried_until_the_run_completes(tmp_path, world, aws_emulator):
@@ -201,7 +201,7 @@ def test_missing_confirm_shows_the_plan_and_changes_nothing(tmp_path, world):
     assert run.rc != 0
     assert run.says("Not confirmed: nothing was changed") and "-e confirm=true" in run.output
     assert run.says("reserved_concurrency=7 -> reserved_concurrency=0")
-    assert world.observe() == before
+    assert world.observe(cli=False) == before
 
 
 def test_unknown_scope_is_refused_with_the_scopes_that_exist(tmp_path, world):
@@ -222,14 +222,14 @@ def test_selector_matching_nothing_fails_before_any_change(tmp_path, world):
     run = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
     assert run.rc != 0
     assert run.says(f"prefix '{world.tag}-typo-' matches no Lambda function")
-    assert world.observe() == before  # the stage, listed before the functions, was not throttled either
+    assert world.observe(cli=False) == before  # the stage, listed before the functions, was not throttled either
 
     bad_stage = world.scope()
     bad_stage["api_stages"] = [{"api": f"{world.tag}-ws", "stage": "prdo"}]
     ws.write_inventory({"incident": bad_stage})
     run = ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident")
     assert run.rc != 0 and run.says("has no stage 'prdo' (it has: prod)")
-    assert world.observe() == before
+    assert world.observe(cli=False) == before
 
 
 def test_health_sweep_reports_a_shutdown_left_in_force(tmp_path, world):

@@ -204,7 +204,7 @@ def test_ecs_scale_to_n_and_back(tmp_path, world):
     assert ws.play(SCALE, confirm=True, scale_target="backend", ecs_desired_count=6).rc == 0
     assert world.observe(cli=False)["ecs:backend"][0] == 6
     assert ws.play(UNDO, confirm=True, scale_target="backend").rc == 0
-    assert world.observe()["ecs:backend"] == (3, {})
+    assert world.observe(cli=False)["ecs:backend"] == (3, {})
 
 
 # -- refused before anything changes ----------------------------------------------------------------
