@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -45,6 +46,26 @@ class Emulator(dict):
     def injected(self) -> list[dict]:
         log = Path(f"{self.faults}.log")
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    def race(self, rule: dict, run, meanwhile, release: Path):
+        """run() in a thread while the emulator holds the call `rule` matches (a hold_until rule); once it is held,
+        meanwhile() changes what it likes, then the call goes on. Returns what run() returned: a change made
+        between a module's read and its write, every time, without timing."""
+        self.inject({**rule, "hold_until": str(release), "times": 1})
+        outcome = {}
+        runner = threading.Thread(target=lambda: outcome.update(result=run()))
+        runner.start()
+        try:
+            deadline = time.monotonic() + 120
+            while not self.injected() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert self.injected(), f"the run never reached the held call ({rule})"
+            meanwhile()
+        finally:
+            release.touch()
+            runner.join(300)
+            self.clear_faults()
+        return outcome["result"]
 
 
 @pytest.fixture(scope="session")

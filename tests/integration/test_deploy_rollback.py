@@ -4,8 +4,6 @@ new deployment; and every refusal made before anything changes. What changed is 
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 
 import pytest
@@ -212,23 +210,11 @@ def test_an_alias_moved_between_the_read_and_the_write_is_not_overwritten(aws_em
     aws_emulator.clear_faults()
     (tmp_path / "fresh").mkdir()
     fresh = DeployWorld(dict(aws_emulator), tmp_path / "fresh")
-    release = tmp_path / "release"
-    aws_emulator.inject({"operation": "UpdateAlias", "match": fresh.fn, "hold_until": str(release), "times": 1})
     [lam] = clients(fresh.env, "lambda")
-    outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(run=fresh.play(confirm=True, deploy_target="fn")))
-    runner.start()
-    try:
-        deadline = time.monotonic() + 120
-        while not aws_emulator.injected() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert aws_emulator.injected(), "the rollback never reached the alias's write"
-        lam.update_alias(FunctionName=fresh.fn, Name="live", FunctionVersion="1")  # someone else, meanwhile
-    finally:
-        release.touch()
-        runner.join(300)
-        aws_emulator.clear_faults()
-    run = outcome["run"]
+    run = aws_emulator.race(
+        {"operation": "UpdateAlias", "match": fresh.fn}, lambda: fresh.play(confirm=True, deploy_target="fn"),
+        lambda: lam.update_alias(FunctionName=fresh.fn, Name="live", FunctionVersion="1"),  # someone else
+        tmp_path / "release")
     assert run.rc != 0 and run.says(f"someone changed alias {fresh.fn}:live after this run read it"), \
         run.output[-4000:]
     assert fresh.version(cli=False) == "1", "their change was overwritten"

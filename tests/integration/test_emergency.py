@@ -4,8 +4,6 @@ ansible-playbook runs, and the AWS CLI as the independent reader of what AWS hol
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
 from aws_world import AwsWorkspace, World, clients, create_functions
@@ -269,25 +267,15 @@ def test_an_event_source_mapping_deleted_mid_run_is_named_and_the_rest_is_stoppe
     ws = workspace_for(tmp_path, world)
     t = world.tag
     [(mapping, _)] = world.mappings.values()
-    release = tmp_path / "release"
-    aws_emulator.inject({"operation": "UpdateEventSourceMapping", "match": mapping, "hold_until": str(release),
-                         "times": 1})
     [lam] = clients(world.env, "lambda")
-    outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(run=ws.play(SHUTDOWN, confirm=True,
-                                                                        shutdown_scope="incident")))
-    runner.start()
-    try:
-        deadline = time.monotonic() + 120
-        while not aws_emulator.injected() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert aws_emulator.injected(), "the shutdown never reached the mapping's write"
+
+    def delete_it():
         lam.delete_event_source_mapping(UUID=mapping)
         world.mappings.clear()  # gone: not observed any more
-    finally:
-        release.touch()
-        runner.join(300)
-    run = outcome["run"]
+
+    run = aws_emulator.race({"operation": "UpdateEventSourceMapping", "match": mapping},
+                            lambda: ws.play(SHUTDOWN, confirm=True, shutdown_scope="incident"), delete_it,
+                            tmp_path / "release")
     assert run.rc != 0 and run.says("the mapping no longer exists (deleted during the run?)"), run.output[-4000:]
     assert lam.get_function_concurrency(FunctionName=f"{t}-fn-0")["ReservedConcurrentExecutions"] == 0
     assert world.observe(cli=False)[f"stage:{t}-ws"] == STOPPED_STAGE
