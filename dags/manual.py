@@ -127,6 +127,7 @@ kill_long_queries = manual_procedure(
         default="10m", type="string", pattern="^[0-9]+[smhd]?$", title="Longer than",
         description="Queries running longer than this (10m, 1h).")},
     extravars={"pg_sessions_max_duration": "{{ params.pg_sessions_max_duration }}"},
+    sealed=True,  # the apply acts only on the sessions the approved plan listed, each while it is still that one
     doc_md="""
 ### Kill long queries
 Cancels, then terminates, sessions running longer than the limit; never its own, autovacuum or replication.
@@ -138,6 +139,7 @@ restart_app = manual_procedure(
                             description="A service of the app hosts' app_services: a compose service (backend or "
                                         "chat/backend), a container or a systemd unit.")},
     extravars={"service": "{{ params.service }}"},
+    sealed=True,  # the apply restarts exactly the containers the approved plan listed, by ID
     verify_extravars={"verify": True},
     doc_md="""
 ### Rolling restart of an application service
@@ -161,6 +163,7 @@ terraform_unlock = manual_procedure(
     },
     extravars={"lock_path": "{{ params.lock_path }}", "lock_table": "{{ params.lock_table }}",
                "lock_id": "{{ params.lock_id }}", "min_age": "{{ params.min_age }}"},
+    sealed=True,  # the apply removes the lock the approved plan read, and refuses one that reads differently now
     doc_md="""
 ### Remove a stale Terraform state lock
 `terraform-unlock.yml`, like `terraform force-unlock LOCK_ID` but only that lock, only once it is older than the
@@ -179,6 +182,7 @@ rollback_deploy = manual_procedure(
                                "the one it replaced). Or a revision (3, family:3, an ARN) or version (3)."),
     },
     extravars={"deploy_target": "{{ params.deploy_target }}", "to": "{{ params.to }}"},
+    sealed=True,  # the apply acts only when every service and alias resolves as in the approved plan
     verify_extravars={"to": "recorded"},
     doc_md="""
 ### Roll back a deployment

@@ -400,6 +400,9 @@ class AppServices:
         now = self.snapshot()
         for service in self.services:
             done = len(outcome.actions)
+            # What a sealed plan pins: each container by its ID (one recreated since is another container).
+            row = {"service": service.key, "containers": [dict(item) for item in now[service.key]["running"]]
+                   if service.is_docker else [], "restarted": []}
             if service.is_docker:
                 running = now[service.key]["running"]
                 if not running:
@@ -426,7 +429,8 @@ class AppServices:
                                        unit_active=lambda s=service: self.systemd.active(s.name))
                 if problem:
                     raise self._unhealthy(outcome, service.name, problem)
-            outcome.services.append({"service": service.key, "restarted": outcome.actions[done:]})
+            row["restarted"] = outcome.actions[done:]
+            outcome.services.append(row)
         return outcome
 
     @staticmethod

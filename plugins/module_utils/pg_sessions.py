@@ -17,7 +17,10 @@ SELECT pid, usename, application_name, datname, state, backend_type,
        extract(epoch FROM now() - query_start)::float AS query_seconds,
        extract(epoch FROM now() - xact_start)::float AS xact_seconds,
        extract(epoch FROM now() - state_change)::float AS state_seconds,
-       wait_event_type, left(query, 500) AS query, pg_blocking_pids(pid) AS blocked_by
+       wait_event_type, left(query, 500) AS query, pg_blocking_pids(pid) AS blocked_by,
+       to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS backend_started,
+       to_char(query_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS query_started,
+       to_char(xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS xact_started
 FROM pg_stat_activity
 WHERE pid <> pg_backend_pid()
 """
@@ -70,9 +73,30 @@ def session_line(entry: dict) -> str:
             f"{entry['database']}), {entry['state']} for {entry['seconds']:g} s: {query[:200]}")
 
 
+def identity(entry: dict) -> tuple:
+    """What makes a planned session the same one later: its pid, when its backend started (a pid is reused by later
+    connections) and when what it was found doing started (the query, or the transaction left idle): the same
+    connection running another query since is not what the plan showed."""
+    return entry.get("pid"), entry.get("backend_started"), entry.get("since")
+
+
+def planned_only(targets: list[dict], planned: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+    """A sealed plan's sessions: (the ones still there as the plan found them, with the plan's action; the plan's
+    that are gone or doing something else now; the ones past the limits now that the plan did not list)."""
+    by_identity = {identity(entry): entry for entry in targets}
+    keep, gone = [], []
+    for entry in planned:
+        now = by_identity.pop(identity(entry), None)
+        if now is None:
+            gone.append(entry)
+        else:
+            keep.append({**now, "action": entry.get("action", now["action"])})
+    return keep, gone, list(by_identity.values())
+
+
 def control(params: ConnParams, max_duration: str, idle_in_transaction: str, terminate_after: str | None,
             exclude_users: list[str], exclude_applications: list[str], databases: list[str] | None,
-            confirm: bool, check_mode: bool, grace: float = 5.0) -> dict:
+            confirm: bool, check_mode: bool, grace: float = 5.0, planned: list[dict] | None = None) -> dict:
     limit = parse_duration(max_duration)
     idle_limit = parse_duration(idle_in_transaction)
     hard_limit = parse_duration(terminate_after) if terminate_after else limit * 2
@@ -101,10 +125,21 @@ def control(params: ConnParams, max_duration: str, idle_in_transaction: str, ter
             entry = {"pid": row["pid"], "user": row["usename"], "application": row["application_name"],
                      "database": row["datname"], "state": row["state"], "seconds": round(
                          (row["query_seconds"] if is_long else row["state_seconds"]) or 0, 1),
-                     "query": row["query"], "action": action}
+                     "query": row["query"], "action": action, "backend_started": row["backend_started"],
+                     "since": row["query_started"] if is_long else row["xact_started"]}
             (long_running if is_long else idle).append(entry)
+        unplanned, gone = [], []
+        if planned is not None:
+            # A sealed plan: only the sessions it listed, each still the one it found; the rest are reported.
+            kept, gone, unplanned = planned_only(long_running + idle, planned)
+            kept_ids = {identity(entry) for entry in kept}
+            actions = {identity(entry): entry["action"] for entry in kept}
+            long_running = [{**e, "action": actions[identity(e)]} for e in long_running if identity(e) in kept_ids]
+            idle = [{**e, "action": actions[identity(e)]} for e in idle if identity(e) in kept_ids]
         result = {
             "changed": False,
+            "not_planned": unplanned,
+            "gone": [{key: entry.get(key) for key in ("pid", "user", "database", "query", "action")} for entry in gone],
             "connections": {"in_use": in_use, "max_connections": max_connections,
                             "ratio": round(in_use / max_connections, 3)},
             "long_running": long_running,
@@ -112,7 +147,11 @@ def control(params: ConnParams, max_duration: str, idle_in_transaction: str, ter
             "excluded": untouchable,
             "blocking_chains": blocking_chains(rows),
             "cancelled": [], "terminated": [],
-            "lines": [session_line(entry) for entry in long_running + idle],
+            "lines": [session_line(entry) for entry in long_running + idle]
+            + [f"left alone pid {e['pid']} ({e['user']}, {e['database']}): past the limits now, not in the plan"
+               for e in unplanned]
+            + [f"gone      pid {e['pid']} ({e['user']}, {e['database']}): no longer as the plan found it"
+               for e in gone],
         }
         targets = long_running + idle
         if not targets or check_mode or not confirm:

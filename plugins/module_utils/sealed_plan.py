@@ -5,7 +5,9 @@ SHA-256 of its canonical form (`--check -e plan_out=FILE`), and read back by the
 which then acts on exactly what the plan lists, as the plan read it.
 
 Reading refuses, before anything changes: a file that is not a plan, a digest that does not match (an edited file),
-a plan for another procedure or other inputs, and a plan older than its age limit. Plain Python, no Ansible."""
+a plan for another procedure or other inputs, and a plan older than its age limit. Comparing (a procedure whose apply
+plans again and acts only when nothing moved) also refuses a plan whose resources read differently now: changed,
+appeared or gone. Plain Python, no Ansible."""
 
 from __future__ import annotations
 
@@ -22,14 +24,20 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
 
 FORMAT = 1
 ARGUMENT_SPEC = dict(
-    state=dict(type="str", choices=["written", "read"], required=True),
+    state=dict(type="str", choices=["written", "read", "compared"], required=True),
     path=dict(type="path", required=True),
     procedure=dict(type="str", required=True),
     inputs=dict(type="dict", default={}),
     hosts=dict(type="list", elements="str", default=[]),
     resources=dict(type="dict", default={}),
     max_age=dict(type="str", default="1h"),
+    ignore=dict(type="list", elements="str", default=[]),
+    partial=dict(type="bool", default=False),
 )
+
+# What changes between two reads of a resource nobody touched: when it was read, how old something is now, and the
+# sentences written from those. A compared plan ignores these keys at any depth.
+VOLATILE = frozenset({"at", "read_at", "age", "age_seconds", "lines", "msg", "sealed"})
 
 
 def canonical(document: dict) -> bytes:
@@ -106,6 +114,58 @@ def load(path: str, procedure: str, max_age: float, inputs: dict | None = None, 
     return document
 
 
+def _without(value, ignore: frozenset):
+    if isinstance(value, dict):
+        return {key: _without(item, ignore) for key, item in value.items() if key not in ignore}
+    if isinstance(value, list):
+        return [_without(item, ignore) for item in value]
+    return value
+
+
+def _brief(value) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def differences(planned, current, where: str = "") -> list[str]:
+    """Where `current` differs from `planned` (both already stripped of volatile keys), one phrase per place."""
+    if isinstance(planned, dict) and isinstance(current, dict):
+        found = []
+        for key in sorted(set(planned) | set(current), key=str):
+            here = f"{where}.{key}" if where else str(key)
+            if key not in current:
+                found.append(f"{here} is gone (the plan read {_brief(planned[key])})")
+            elif key not in planned:
+                found.append(f"{here} is new ({_brief(current[key])}), not in the plan")
+            else:
+                found += differences(planned[key], current[key], here)
+        return found
+    if isinstance(planned, list) and isinstance(current, list) and len(planned) == len(current):
+        found = []
+        for index, (old, new) in enumerate(zip(planned, current, strict=True)):
+            found += differences(old, new, f"{where}[{index}]")
+        return found
+    if planned != current:
+        return [f"{where or 'the plan'}: the plan read {_brief(planned)}, now {_brief(current)}"]
+    return []
+
+
+def compare(document: dict, current: dict, ignore=(), partial: bool = False) -> None:
+    """Refuse (RunbookError) when what this run read (`current`, by kind, as the plan's `resources`) is not what the
+    sealed plan read and resolved: a resource changed, appeared or went away since the plan was made. `partial`: only
+    the kinds (top-level keys) in `current` are compared (a play that goes host by host compares its host's)."""
+    volatile = VOLATILE | frozenset(ignore)
+    planned = dict(document.get("resources") or {})
+    if partial:
+        planned = {key: planned[key] for key in current if key in planned}
+    found = differences(_without(planned, volatile), _without(current, volatile))
+    if found:
+        shown = "; ".join(found[:6]) + (f"; and {len(found) - 6} more" if len(found) > 6 else "")
+        raise RunbookError(f"the sealed plan of {document.get('made_at_utc')} ({document.get('digest')}) no longer "
+                           f"holds, so nothing was changed: {shown}. Make a new plan (--check -e plan_out=FILE), "
+                           "review it, and apply that one.")
+
+
 def handle(params: dict) -> dict:
     """One call of the sealed_plan module or action: the plan written or read, as the task returns it."""
     if params["state"] == "written":
@@ -115,6 +175,10 @@ def handle(params: dict) -> dict:
                 "msg": f"plan of {params['procedure']} written to {params['path']} ({document['digest']}); apply it "
                        f"with -e plan={params['path']} -e confirm=true"}
     document = load(params["path"], params["procedure"], parse_duration(params["max_age"]), params["inputs"])
+    if params["state"] == "compared":
+        compare(document, params["resources"], params["ignore"], params["partial"])
+        return {"changed": False, "plan": document, "digest": document["digest"],
+                "msg": f"every resource of plan {params['path']} ({document['digest']}) is as the plan read it"}
     return {"changed": False, "plan": document, "digest": document["digest"],
             "resources": to_act_on(document["resources"]),
             "msg": f"plan {params['path']} ({document['digest']}) of {document['made_at_utc']} is intact"}

@@ -54,6 +54,16 @@ options:
     type: list
     elements: str
     default: []
+  planned:
+    description:
+      - The sessions of a sealed plan (the C(long_running) and C(idle_in_transaction) rows of a check-mode run of
+        this module). Only those are acted on, each only while it is the session the plan found (same pid, same
+        backend start, same query or transaction start), with the plan's action. Sessions past the limits now that
+        the plan did not list are left alone and returned in RV(not_planned); the plan's sessions that ended, or
+        run something else now, are returned in RV(gone).
+      - Omitted, every session past the limits now is acted on.
+    type: list
+    elements: dict
   confirm:
     description: Actually cancel and terminate; without it the module only reports.
     type: bool
@@ -90,13 +100,26 @@ long_running:
   type: list
   elements: dict
   sample: [{"pid": 4242, "user": "app", "database": "chat", "seconds": 731.2, "query": "SELECT pg_sleep(3600)",
-            "action": "cancel"}]
+            "action": "cancel", "backend_started": "2026-12-07T02:48:11.204113Z",
+            "since": "2026-12-07T02:51:02.551907Z"}]
 idle_in_transaction:
   description: Sessions idle in a transaction past the limit.
   returned: always
   type: list
   elements: dict
   sample: []
+not_planned:
+  description: With O(planned), sessions past the limits now that the plan did not list (left alone).
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+gone:
+  description: With O(planned), the plan's sessions that ended or run something else now (nothing done to them).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"pid": 4242, "user": "app", "database": "chat", "query": "SELECT pg_sleep(3600)", "action": "cancel"}]
 excluded:
   description: Sessions past a limit that are protected, and why.
   returned: always
@@ -153,6 +176,7 @@ def main():
         databases=dict(type="list", elements="str", default=[]),
         confirm=dict(type="bool", default=False),
         grace=dict(type="float", default=5.0),
+        planned=dict(type="list", elements="dict"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
@@ -163,7 +187,7 @@ def main():
             raise RunbookError(f"grace={p['grace']} is negative: give seconds >= 0.")
         result = control(ConnParams.from_params(p), p["max_duration"], p["idle_in_transaction"], p["terminate_after"],
                          p["exclude_users"], p["exclude_applications"], p["databases"], p["confirm"],
-                         module.check_mode, grace=p["grace"])
+                         module.check_mode, grace=p["grace"], planned=p["planned"])
     targets = len(result["long_running"]) + len(result["idle_in_transaction"])
     if module.check_mode or not p["confirm"]:
         result["msg"] = f"{targets} session(s) past the limits would be cancelled or terminated"

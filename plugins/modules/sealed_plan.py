@@ -16,6 +16,11 @@ description:
     a file that is not a plan, a digest that does not match its content (an edited file), a plan of another
     procedure, a plan made for other O(inputs), or one older than O(max_age). The playbook then acts only on what
     the plan lists, as the plan read it, and refuses a resource that changed since.
+  - With O(state=compared), also refuses the plan when O(resources), what this run's check-mode plan read and
+    resolved just now, differ from the plan's: a resource changed, appeared or went away, or resolved to something
+    else (another revision, another lock). Keys that change between two reads of an untouched resource (when it was
+    read, an age, the sentences written from them, and O(ignore)) are left out of the comparison. The difference is
+    named in the failure.
   - It runs on the controller, as an action plugin.
 version_added: 0.1.0
 author: runbook.recovery maintainers (@runbook-recovery)
@@ -28,9 +33,11 @@ attributes:
     description: A plan file is not managed state.
 options:
   state:
-    description: V(written) seals and writes a plan; V(read) reads and checks one.
+    description:
+      - V(written) seals and writes a plan; V(read) reads and checks one; V(compared) reads and checks one and compares
+        its resources with O(resources).
     type: str
-    choices: [written, read]
+    choices: [written, read, compared]
     required: true
   path:
     description: The plan file.
@@ -52,9 +59,22 @@ options:
     elements: str
     default: []
   resources:
-    description: Every resource the plan read and resolved, by kind (O(state=written)).
+    description:
+      - Every resource the plan read and resolved, by kind (O(state=written)); with O(state=compared), what this run
+        read and resolved, in the same shape.
     type: dict
     default: {}
+  ignore:
+    description: With O(state=compared), more keys to leave out of the comparison, at any depth.
+    type: list
+    elements: str
+    default: []
+  partial:
+    description:
+      - With O(state=compared), compare only the kinds (top-level keys of O(resources)) given, for a play that goes
+        host by host and compares each host's part of the plan when it reaches it.
+    type: bool
+    default: false
   max_age:
     description: How long after it was made a plan may be applied (V(1h), V(30m)).
     type: str
@@ -79,6 +99,13 @@ EXAMPLES = r"""
     procedure: emergency-shutdown
     max_age: 1h
   register: sealed
+
+- name: Refuse the plan if what it read has changed since
+  runbook.recovery.sealed_plan:
+    state: compared
+    path: "{{ plan }}"
+    procedure: terraform-unlock
+    resources: {locks: "{{ replan.locks }}"}
 """
 
 RETURN = r"""

@@ -212,6 +212,37 @@ def test_a_rolling_restart_goes_one_container_at_a_time_and_stops_at_an_unhealth
     assert unknown.rc != 0 and unknown.says("No application service is named 'frontend'"), unknown.output[-3000:]
 
 
+def test_a_sealed_restart_plan_restarts_the_containers_it_listed_and_refuses_when_they_differ(tmp_path, dockerd,
+                                                                                               backend):
+    """--check -e plan_out=FILE lists each host's containers by ID; -e plan=FILE restarts exactly those. A container
+    of the plan that is no longer running refuses the apply with nothing restarted; running again, the same plan
+    restarts both, with no service typed."""
+    project, containers = backend(2)
+    names = [c.name for c in containers]
+    ws = AppWorkspace(tmp_path, dockerd, [],
+                      app_services=[{"type": "compose", "project": project, "service": "backend"}])
+    plan_file = tmp_path / "restart.json"
+    made = ws.play("restart-app.yml", check=True, service="backend", plan_out=str(plan_file))
+    assert made.rc == 0, made.output[-3000:]
+    document = json.loads(plan_file.read_text())
+    [host] = document["hosts"]
+    assert sorted(c["id"] for c in document["resources"][host][0]["containers"]) == sorted(c.id for c in containers)
+
+    containers[1].stop(timeout=1)
+    first = started(dockerd, names[0])
+    refused = ws.play("restart-app.yml", plan=str(plan_file), confirm=True)
+    assert refused.rc != 0 and refused.says("no longer holds, so nothing was changed"), refused.output[-3000:]
+    assert refused.says(names[1]), refused.output[-3000:]
+    assert started(dockerd, names[0]) == first and not state(dockerd, names[1])["Running"]
+
+    containers[1].start()
+    before = {name: started(dockerd, name) for name in names}
+    applied = ws.play("restart-app.yml", plan=str(plan_file), confirm=True)
+    assert applied.rc == 0, applied.output[-3000:]
+    assert all(started(dockerd, name) > before[name] for name in names)
+    assert [r["result"] for r in ws.audit()] == ["restarted"]
+
+
 def test_docker_log_options_never_restart_dockerd_unless_asked_and_never_without_live_restore(tmp_path, dockerd):
     ws = PlaybookWorkspace(tmp_path)
     daemon_json = tmp_path / "docker" / "daemon.json"

@@ -244,3 +244,46 @@ def test_a_rollback_whose_tasks_fail_to_start_is_stopped_by_the_circuit_breaker_
     [service] = ecs.describe_services(cluster=tag, services=["app"])["services"]
     failed = [d for d in service["deployments"] if d["rolloutState"] == "FAILED"]
     assert failed and failed[0]["taskDefinition"].endswith(f"{tag}:1"), service["deployments"]
+
+
+def test_a_sealed_plan_applies_what_it_resolved_and_refuses_a_deploy_made_since(aws_emulator, tmp_path):
+    """--check -e plan_out=FILE resolves "the previous revision" once; a deploy after the plan (revision 5) makes the
+    previous one another revision, so that plan is refused with nothing changed; a plan made after it applies
+    exactly what it showed, with no target typed. An edited or expired plan is refused too."""
+    aws_emulator.clear_faults()
+    (tmp_path / "fresh").mkdir()
+    fresh = DeployWorld(dict(aws_emulator), tmp_path / "fresh")
+    app = f"{fresh.tag}-app"
+    stale = tmp_path / "stale.json"
+    made = fresh.play(check=True, deploy_target="release", plan_out=str(stale))
+    assert made.rc == 0, made.output
+    document = stale.read_text()
+    assert f"{app}:3" in document and f"{app}:4" in document
+
+    # A deploy lands after the plan: the service runs revision 5, whose previous one is 4, not what was reviewed.
+    [ecs] = clients(fresh.env, "ecs")
+    ecs.register_task_definition(family=app, containerDefinitions=[{"name": "app", "image": "app:5", "memory": 256}])
+    ecs.update_service(cluster=fresh.cluster, service="app", taskDefinition=f"{app}:5")
+    before = fresh.snapshot()
+    refused = fresh.play(plan=str(stale), confirm=True)
+    assert refused.rc != 0 and refused.says("no longer holds, so nothing was changed"), refused.output
+    assert refused.says(f"{app}:5"), refused.output
+    assert fresh.snapshot() == before and fresh.ws.audit() == []
+
+    plan_file = tmp_path / "rollback.json"
+    assert fresh.play(check=True, deploy_target="release", plan_out=str(plan_file)).rc == 0
+    for path, extra, message in (
+            (tmp_path / "edited.json", {}, "was changed after it was made"),
+            (plan_file, {"plan_max_age": "0"}, "longer ago than plan_max_age"),
+            (plan_file, {"deploy_target": "app"}, "was made for deploy_target='release'")):
+        if path != plan_file:
+            path.write_text(plan_file.read_text().replace(f'"{app}:4"', f'"{app}:2"'))
+        run = fresh.play(plan=str(path), confirm=True, **extra)
+        assert run.rc != 0 and run.says(message), (message, run.output)
+        assert fresh.snapshot() == before
+
+    applied = fresh.play(plan=str(plan_file), confirm=True)
+    assert applied.rc == 0 and applied.changed >= 1, applied.output
+    assert (fresh.revision(), fresh.version()) == (f"{app}:4", "2")
+    [record] = fresh.ws.audit()
+    assert record["procedure"] == "deploy-rollback" and record["result"] == "acted"

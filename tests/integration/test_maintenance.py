@@ -218,6 +218,42 @@ def test_runaway_query_is_cancelled_only_when_confirmed(pg, chat_db, tmp_path):
                          ([reporting.pid, runaway.pid],))
 
 
+def test_a_sealed_plan_cancels_the_sessions_it_found_and_leaves_later_ones_alone(pg, chat_db, tmp_path):
+    """--check -e plan_out=FILE lists the runaway sessions by pid, backend start and query start; -e plan=FILE acts
+    on those only: a query that went past the limit after the plan was made is not what anybody approved, so it is
+    left alone and named."""
+    workspace = Workspace(pg, [chat_db], tmp_path)
+    planned = Sleeper(pg, "chat-backend")
+    planned.start()
+    time.sleep(1.5)
+    later = None
+    try:
+        plan_file = tmp_path / "kill.json"
+        made = workspace.play("kill-long-queries.yml", check=True, pg_sessions_max_duration="1s",
+                              pg_sessions_terminate_after="10m", plan_out=str(plan_file))
+        assert made.rc == 0, made.output
+        later = Sleeper(pg, "chat-backend")
+        later.start()
+        time.sleep(1.5)
+        assert {planned.pid, later.pid} <= active_pids(pg), "--check touched nothing"
+
+        run, tasks = workspace.play_json("kill-long-queries.yml", plan=str(plan_file), confirm=True)
+        assert run.rc == 0 and run.recap["testdb"]["changed"] > 0, run.output
+        planned.join(timeout=10)
+        assert isinstance(planned.error, psycopg.errors.QueryCanceled)
+        assert later.pid in active_pids(pg), "a session the plan did not list was acted on"
+        acted = tasks["Cancel, then terminate, past the thresholds"]["testdb"]
+        assert [s["pid"] for s in acted["not_planned"]] == [later.pid]
+        assert f"left alone pid {later.pid} (postgres, postgres): past the limits now, not in the plan" \
+            in acted["lines"]
+        record = workspace.audit()[-1]
+        assert record["cancelled"] == [planned.pid] and record["terminated"] == []
+    finally:
+        with connect(pg) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid",
+                         ([planned.pid] + ([later.pid] if later else []),))
+
+
 def test_query_past_terminate_after_is_terminated(pg, chat_db, tmp_path):
     workspace = Workspace(pg, [chat_db], tmp_path)
     runaway = Sleeper(pg, "chat-backend")

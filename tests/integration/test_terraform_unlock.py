@@ -212,3 +212,40 @@ def test_a_lock_taken_again_after_the_read_is_kept(backend, store):
     assert done.sentence() == "Nothing was changed."
     still = read_locks(backend.ddb, backend.s3, backend.bucket, KEY, table, store == "s3")
     assert [json.loads(lock.raw)["ID"] for lock in still] == [new["ID"]]
+
+
+def test_a_sealed_plan_removes_the_lock_it_read_and_refuses_one_taken_again(backend, ws, tmp_path):
+    """--check -e plan_out=FILE pins the lock it found (no lock_id typed: the plan resolves it); -e plan=FILE removes
+    exactly that lock. A lock released and taken again after the plan, by another run, is refused with nothing
+    removed, as is an edited plan file."""
+    first = lock_info(backend.bucket, datetime.timedelta(hours=4))
+    backend.lock_dynamodb(first)
+    plan_file = tmp_path / "unlock.json"
+    planned = ws.play(UNLOCK, check=True, backend="network", lock_table=backend.table, plan_out=str(plan_file))
+    assert planned.rc == 0, planned.output
+    document = json.loads(plan_file.read_text())
+    assert document["procedure"] == "terraform-unlock" and document["inputs"]["lock_id"] == first["ID"]
+    assert [lock["who"] for lock in document["resources"]["locks"]] == ["alice@ci-runner-7"]
+
+    # Released and taken again by another run (old enough too): not the lock anybody reviewed.
+    second = lock_info(backend.bucket, datetime.timedelta(hours=2), who="bob@laptop")
+    backend.lock_dynamodb(second, replace=True)
+    before = backend.world()
+    refused = ws.play(UNLOCK, plan=str(plan_file), confirm=True)
+    assert refused.rc != 0, refused.output
+    assert refused.says("no longer holds, so nothing was changed"), refused.output
+    assert refused.says(first["ID"]) and refused.says(second["ID"]), refused.output
+    assert backend.world() == before and ws.audit() == []
+
+    # The lock the plan read is back: the sealed plan applies, with no lock_id or state typed.
+    backend.lock_dynamodb(first, replace=True)
+    edited = tmp_path / "edited.json"
+    edited.write_text(plan_file.read_text().replace(backend.table, backend.table + "x"))
+    tampered = ws.play(UNLOCK, plan=str(edited), confirm=True)
+    assert tampered.rc != 0 and tampered.says("was changed after it was made"), tampered.output
+    applied = ws.play(UNLOCK, plan=str(plan_file), confirm=True)
+    assert applied.rc == 0 and applied.changed == 1, applied.output
+    path = f"{backend.bucket}/{KEY}"
+    assert backend.items(cli=True) == {f"{path}-md5": before[0][f"{path}-md5"]}
+    [record] = ws.audit()
+    assert (record["result"], record["lock_id"], record["held_by"]) == ("removed", first["ID"], "alice@ci-runner-7")
