@@ -123,6 +123,37 @@ def test_restore_from_backup_brings_the_same_items_and_repoints_the_function(dyn
     assert record["previous_value"] == table and record["item_count"] == 30
 
 
+def test_a_sealed_plan_restores_the_backup_it_resolved_not_a_newer_one(dynamo):
+    """--check -e plan_out=FILE resolves latest-backup once; a backup of the damaged table taken after the plan is
+    not what was reviewed, so the apply restores the planned one. A consumer repointed after the plan refuses the
+    apply with nothing changed."""
+    ws, table, ddb, lam, function = dynamo["ws"], dynamo["table"], dynamo["ddb"], dynamo["lam"], dynamo["function"]
+    assert ws.play(BACKUP).rc == 0
+    original = items(ddb, table)
+    ddb.delete_item(TableName=table, Key={"pk": {"S": "session-3"}})  # the incident
+    plan_file = ws.base / "restore.json"
+    made = ws.play(RECOVER, check=True, table=table, plan_out=str(plan_file))
+    assert made.rc == 0, made.output
+    planned = json.loads(plan_file.read_text())["inputs"]["restore_from"]
+    ddb.create_backup(TableName=table, BackupName=f"{table}-after-the-incident")  # the nightly backup lands
+
+    lam.update_function_configuration(FunctionName=function, Environment={"Variables": {
+        "SESSIONS_TABLE": f"{table}-elsewhere", "MODEL": "claude"}})
+    refused = ws.play(RECOVER, plan=str(plan_file), confirm=True)
+    assert refused.rc != 0 and refused.says("no longer holds, so nothing was changed"), refused.output
+    assert refused.says(f"{table}-elsewhere"), refused.output
+    assert not [t for t in ddb.list_tables()["TableNames"] if t.startswith(f"{table}-restored-")]
+
+    lam.update_function_configuration(FunctionName=function, Environment={"Variables": {
+        "SESSIONS_TABLE": table, "MODEL": "claude"}})
+    run = ws.play(RECOVER, plan=str(plan_file), confirm=True)
+    assert run.rc == 0, run.output
+    restored = variables(lam, function)["SESSIONS_TABLE"]
+    assert items(ddb, restored) == original  # the planned backup's 30 items, not the newer backup's 29
+    [record] = [r for r in ws.audit() if r["procedure"] == "recover-dynamodb" and r["result"] == "recovered"]
+    assert record["source"]["arn"] == planned and record["item_count"] == 30
+
+
 def test_an_unknown_table_or_none_named_is_refused(dynamo):
     ws = dynamo["ws"]
     assert ws.play(RECOVER, confirm=True, table="nope-table").says("no DynamoDB table 'nope-table'")
