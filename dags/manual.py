@@ -46,6 +46,7 @@ recover_db_to_a_point_in_time = manual_procedure(
     extravars={"database": "{{ params.database }}", "scope": "{{ params.scope }}",
                "target_time": "{{ params.target_time }}", "target_lsn": "{{ params.target_lsn }}",
                "target_name": "{{ params.target_name }}", "require_target": True},
+    sealed=True,  # the apply replays to the target the approved plan resolved, from its base backup, or refuses
     doc_md="""
 ### Recover a PostgreSQL database (or the cluster) to a point in time
 `recover-db.yml` with a target: the newest base backup before it and the archived WAL replay in a throwaway cluster,

@@ -162,7 +162,16 @@ def test_target_name_undoes_a_kill_long_queries_run(archived):
     with connect(archived.cluster, notes) as conn:
         conn.execute("INSERT INTO notes VALUES ('after')")
 
-    recover = archived.workspace.play("recover-db.yml", database=notes, target_name=point["name"], confirm=True)
+    # Through a sealed plan: the restore point, the base backup and the WAL range are pinned by the check run; the
+    # apply is given the plan alone.
+    plan_file = archived.workspace.base / "pitr-plan.json"
+    made = archived.workspace.play("recover-db.yml", check=True, database=notes, target_name=point["name"],
+                                   plan_out=str(plan_file))
+    assert made.rc == 0, made.output[-4000:]
+    [(host, pinned)] = json.loads(plan_file.read_text())["resources"].items()
+    assert point["name"] in pinned["target"] and pinned["base_backup"] and pinned["wal_missing"] == []
+    assert archived.rows(notes, "SELECT body FROM notes ORDER BY 1") == [("after",), ("before",)]
+    recover = archived.workspace.play("recover-db.yml", plan=str(plan_file), confirm=True)
     assert recover.rc == 0, recover.output[-4000:]
     assert archived.rows(notes, "SELECT body FROM notes") == [("before",)]
 
