@@ -116,6 +116,7 @@ Only the settings given change, and the values they replace are recorded so `sca
 
 bootstrap_fixes = manual_procedure(
     "bootstrap_fixes", "bootstrap-fixes.yml", tags=["aws", "bootstrap"], params={}, extravars={},
+    sealed=True,  # the apply fixes only when a new look finds exactly the problems the approved plan listed
     doc_md="""
 ### Bootstrap fixes
 Failed stacks deleted, the CDK bootstrap checked, invoke permissions added, baseline alarms created, point-in-time

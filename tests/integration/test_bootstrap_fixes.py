@@ -121,7 +121,8 @@ def test_plan_then_confirm_fixes_everything_once(broken):
     assert before["stacks"] == {f"{tag}-rolled-back": "ROLLBACK_COMPLETE", f"{tag}-stuck": "DELETE_FAILED",
                                 f"{tag}-healthy": "CREATE_COMPLETE", f"{tag}-toolkit": "CREATE_COMPLETE"}
 
-    plan = ws.play(FIXES, check=True)
+    plan_file = ws.base / "fixes.json"
+    plan = ws.play(FIXES, check=True, plan_out=str(plan_file))
     assert plan.rc == 0, plan.output
     for expected in (f"stack {tag}-rolled-back", "bucket name is not available", f"stack {tag}-stuck",
                      "delete, retaining Artifacts", "connect.amazonaws.com may not invoke it",
@@ -135,7 +136,17 @@ def test_plan_then_confirm_fixes_everything_once(broken):
     assert refused.rc != 0 and refused.says("Not confirmed: nothing was changed"), refused.output
     assert snapshot(broken) == before
 
-    fixed = ws.play(FIXES, confirm=True)
+    # Someone turns point-in-time recovery on by hand after the plan: the table of fixes is not the one reviewed.
+    [ddb] = clients(env, "dynamodb")
+    pitr = {"TableName": broken["table"], "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}}
+    ddb.update_continuous_backups(**pitr)
+    changed = ws.play(FIXES, plan=str(plan_file), confirm=True)
+    assert changed.rc != 0 and changed.says("no longer holds, so nothing was changed"), changed.output
+    assert snapshot(broken) == {**before, "pitr": "ENABLED"}
+    pitr["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] = False
+    ddb.update_continuous_backups(**pitr)
+
+    fixed = ws.play(FIXES, plan=str(plan_file), confirm=True)  # the sealed plan, as it was reviewed
     assert fixed.rc == 0, fixed.output
     after = snapshot(broken)
     assert after["stacks"] == {f"{tag}-rolled-back": "DELETE_COMPLETE", f"{tag}-stuck": "DELETE_COMPLETE",
