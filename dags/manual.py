@@ -109,6 +109,7 @@ scale = manual_procedure(
                "ecs_desired_count": "{{ params.ecs_desired_count }}",
                "pg_max_connections": "{{ params.pg_max_connections }}",
                "compose_replicas": "{{ params.compose_replicas }}"},
+    sealed=True,  # the apply acts on the resources, settings and containers the approved plan read, as it read them
     doc_md="""
 ### Scale
 Only the settings given change, and the values they replace are recorded so `scale-undo.yml` can put them back.

@@ -16,9 +16,6 @@ from docker_world import IMAGE, NUMBER_LABEL, PROJECT_LABEL, SERVICE_LABEL, Dock
 SCALE, UNDO = "scale.yml", "scale-undo.yml"
 
 
-
-
-
 @pytest.fixture
 def project(dockerd):
     """A compose project with one healthy backend container and one container of another service; removed after
@@ -69,7 +66,20 @@ def test_compose_scale_to_three_then_undo_back_to_the_original_one(tmp_path, doc
     assert refused.rc != 0 and refused.says("Not confirmed: nothing was changed"), refused.output[-3000:]
     assert ps(dockerd, project) == before and not ws.records.exists()
 
-    scaled = ws.play(SCALE, confirm=True, scale_target="backend", compose_replicas=3)
+    # Through a sealed plan: made, then the service's containers change (one stopped by hand): refused, nothing
+    # created; running again as planned, the same plan scales.
+    plan_file = tmp_path / "scale.json"
+    assert ws.play(SCALE, check=True, scale_target="backend", compose_replicas=3, plan_out=str(plan_file)).rc == 0
+    dockerd.client.containers.get(original["name"]).stop(timeout=1)
+    moved = ws.play(SCALE, plan=str(plan_file), confirm=True)
+    assert moved.rc != 0 and moved.says("no longer holds, so nothing was changed"), moved.output[-3000:]
+    assert [c["name"] for c in ps(dockerd, project)] == [original["name"]] and not ws.records.exists()
+    restarted = dockerd.client.containers.get(original["name"])
+    restarted.start()
+    dockerd.wait_healthy([restarted])
+    [original] = before = ps(dockerd, project)
+
+    scaled = ws.play(SCALE, plan=str(plan_file), confirm=True)
     assert scaled.rc == 0 and scaled.changed > 0, scaled.output[-3000:]
     after = ps(dockerd, project)
     assert [c["name"] for c in after] == [original["name"], *new]

@@ -283,11 +283,14 @@ def test_postgres_settings_restart_the_server_and_undo_restores_them(private_pg,
                                                  str(private_pg.base), str(private_pg.port)])
     before = settings()
     assert before == ("100", "128MB")
-    plan = ws.play(SCALE, check=True, scale_target="db", pg_max_connections=120, pg_shared_buffers="64MB")
+    plan_file = tmp_path / "scale-db.json"
+    plan = ws.play(SCALE, check=True, scale_target="db", pg_max_connections=120, pg_shared_buffers="64MB",
+                   plan_out=str(plan_file))
     assert plan.rc == 0 and plan.says("max_connections 100 120"), plan.output
     assert settings() == before
+    assert ["max_connections", "100", "120"] in json.loads(plan_file.read_text())["resources"]["postgres:testdb"]
 
-    run = ws.play(SCALE, confirm=True, scale_target="db", pg_max_connections=120, pg_shared_buffers="64MB")
+    run = ws.play(SCALE, plan=str(plan_file), confirm=True)  # the sealed plan: its target and settings
     assert run.rc == 0, run.output
     assert settings() == ("120", "64MB")  # both need a restart: the server was restarted and answers again
     [record] = [r for r in ws.audit() if r["result"] == "acted"]
