@@ -17,8 +17,8 @@ description:
     procedure, a plan made for other O(inputs), or one older than O(max_age). The playbook then acts only on what
     the plan lists, as the plan read it, and refuses a resource that changed since.
   - With O(state=compared), also refuses the plan when O(resources), what this run's check-mode plan read and
-    resolved just now, differ from the plan's: a resource changed, appeared or went away, or resolved to something
-    else (another revision, another lock). Keys that change between two reads of an untouched resource (when it was
+    resolved just now, differ from the plan's (a resource changed, appeared or went away, or resolved to something
+    else, such as another revision or another lock). Keys that change between two reads of an untouched resource (when it was
     read, an age, the sentences written from them, and O(ignore)) are left out of the comparison. The difference is
     named in the failure.
   - It runs on the controller, as an action plugin.

@@ -136,15 +136,24 @@ def test_emergency_shutdown_and_resume_bring_back_the_same_containers_at_the_sam
                                           {"type": "container", "name": single.name}])
     running = sorted(names[1:])
 
-    plan = ws.play("emergency-shutdown.yml", check=True, shutdown_scope="incident")
+    plan_file = tmp_path / "shutdown.json"
+    plan = ws.play("emergency-shutdown.yml", check=True, shutdown_scope="incident", plan_out=str(plan_file))
     assert plan.rc == 0 and plan.says(f"stopped container {names[1]}"), plan.output[-3000:]
     assert dockerd.running(project, "backend") == running and not (tmp_path / "emergency").exists()
+    assert sorted(json.loads(plan_file.read_text())["resources"]) == ["app:apphost", "lambda", "services", "stages"]
 
     refused = ws.play("emergency-shutdown.yml", shutdown_scope="incident")
     assert refused.rc != 0 and refused.says("Not confirmed: nothing was changed"), refused.output[-3000:]
     assert dockerd.running(project, "backend") == running
 
-    stop = ws.play("emergency-shutdown.yml", confirm=True, shutdown_scope="incident")
+    # The sealed plan listed three running containers; one more running now is not what was reviewed.
+    containers[0].start()
+    moved = ws.play("emergency-shutdown.yml", plan=str(plan_file), confirm=True)
+    assert moved.rc != 0 and moved.says("no longer holds, so nothing was changed"), moved.output[-3000:]
+    assert dockerd.running(project, "backend") == sorted(names)
+    containers[0].stop(timeout=1)
+
+    stop = ws.play("emergency-shutdown.yml", plan=str(plan_file), confirm=True)
     assert stop.rc == 0 and stop.changed > 0, stop.output[-3000:]
     assert dockerd.running(project, "backend") == [] and not state(dockerd, single.name)["Running"]
     record = json.loads((tmp_path / "emergency" / "incident.json").read_text())
