@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < requirements-dev.lock | cut -d' ' -f
 COLLECTION_LINK := .ansible/collections/ansible_collections/runbook/recovery
 PYTEST_WORKERS ?= 3
 DAG_WORKERS ?= 3
-TEST_PHASES := lint sanity unit integration dags ui+molecule+cluster
+TEST_PHASES := lint+sanity unit integration dags ui+molecule+cluster
 MOLECULE_JOBS ?= 2
 UV_VERSION := 0.13.8
 export PATH := $(BIN):$(PATH)
@@ -145,8 +145,9 @@ molecule: venv
 # browser test and molecule, which leave a core partly idle too.
 # The phases in order, then a table of their wall times and busy cores (tests/phases.sh); it is printed also when a
 # phase fails (the phases after it do not run). One after another where they keep both cores busy (lint took 48 s
-# alone, 335 s beside the integration tests); the browser test, which mostly waits on Airflow's scheduler (1.1 of 2
-# cores), beside molecule. Three pytest workers on 2 cores: the integration and DAG tests wait on servers, and with
+# alone, 335 s beside the integration tests); lint beside sanity, each of which leaves part of a core idle (1.6
+# and 1.5 of 2 cores alone); the browser test, which mostly waits on Airflow's scheduler (1.1 of 2 cores), beside
+# molecule. Three pytest workers on 2 cores: the integration and DAG tests wait on servers, and with
 # two workers a core stayed idle (integration 745 s with 2, 654 s with 3 and more tests, both cores then busy).
 test: venv
 	@bash tests/phases.sh $(TEST_PHASES)
