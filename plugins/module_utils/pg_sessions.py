@@ -132,10 +132,9 @@ def control(params: ConnParams, max_duration: str, idle_in_transaction: str, ter
         if planned is not None:
             # A sealed plan: only the sessions it listed, each still the one it found; the rest are reported.
             kept, gone, unplanned = planned_only(long_running + idle, planned)
-            kept_ids = {identity(entry) for entry in kept}
-            actions = {identity(entry): entry["action"] for entry in kept}
-            long_running = [{**e, "action": actions[identity(e)]} for e in long_running if identity(e) in kept_ids]
-            idle = [{**e, "action": actions[identity(e)]} for e in idle if identity(e) in kept_ids]
+            long_ids = {identity(entry) for entry in long_running}
+            long_running = [entry for entry in kept if identity(entry) in long_ids]
+            idle = [entry for entry in kept if identity(entry) not in long_ids]
         result = {
             "changed": False,
             "not_planned": unplanned,
