@@ -32,6 +32,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     utc_now,
     write_json_atomic,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record as say_changed
 
 try:
     import docker
@@ -203,6 +204,13 @@ def health_status(container) -> str | None:
 
 
 # -- systemd ---------------------------------------------------------------------------------------------------
+def docker_failure(exc: Exception) -> str | None:
+    """The message of a Docker error the code did not explain itself (for the outcome seam)."""
+    if docker is not None and isinstance(exc, DockerException):
+        return f"Docker failed: {' '.join(str(exc).split())}"
+    return None
+
+
 class Systemd:
     """systemctl, where systemd runs; a clear refusal where it does not (a container, a chroot)."""
 
@@ -220,6 +228,7 @@ class Systemd:
         proc = self.systemctl(verb, unit)
         if proc.returncode != 0:
             raise RunbookError(f"systemctl {verb} {unit} failed: {(proc.stderr or proc.stdout).strip()}")
+        say_changed(f"systemctl {verb} {unit} done")
 
 
 # -- the record --------------------------------------------------------------------------------------------------
@@ -346,6 +355,7 @@ class AppServices:
         except DockerException as exc:
             raise RunbookError(f"Stopping container {container.name} ({service.key}) failed: {exc}. The record "
                                f"{self.record_path} says what was running.") from exc
+        say_changed(f"container {container.name} ({service.key}) stopped")
 
     def start(self) -> tuple[Outcome, dict | None]:
         """Start what the record says was running, then remove the record. Without a record, systemd units
@@ -391,6 +401,7 @@ class AppServices:
         except DockerException as exc:
             raise RunbookError(f"Starting container {container.name} ({service.key}) failed: {exc}. The record "
                                f"{self.record_path} is kept: run again once it can start.") from exc
+        say_changed(f"container {container.name} ({service.key}) started")
 
     # rolling restart
     def restart(self, health_url: str = "", health_timeout: float = 60, settle: float = 2) -> Outcome:
@@ -417,6 +428,7 @@ class AppServices:
                         container.restart(timeout=self.stop_timeout)
                     except DockerException as exc:
                         raise self._unhealthy(outcome, item["name"], f"the restart failed: {exc}") from exc
+                    say_changed(f"container {item['name']} ({service.key}) restarted")
                     problem = wait_healthy(container, health_url, health_timeout, settle)
                     if problem:
                         raise self._unhealthy(outcome, item["name"], problem)
@@ -435,11 +447,9 @@ class AppServices:
 
     @staticmethod
     def _unhealthy(outcome: Outcome, name: str, problem: str) -> RunbookError:
-        before = outcome.actions[:-1]
-        done = "; ".join(before) if before else "nothing before it"
         return RunbookError(f"{name} is not healthy after its restart: {problem}. The rolling restart stopped "
-                            f"there; restarted and healthy before it: {done}. The ones after it were not touched.",
-                            restarted=before, unhealthy=name)
+                            "there: the ones after it were not touched.", restarted=outcome.actions[:-1],
+                            unhealthy=name)
 
     # compose scaling
     def scale(self, replicas: int, by: str = "", health_url: str = "", health_timeout: float = 60,
@@ -572,7 +582,7 @@ class AppServices:
         for container in [] if self.check_mode else started:
             problem = wait_healthy(container, health_url, health_timeout, settle)
             if problem:
-                raise RunbookError(f"{container.name} ({key}) is not healthy: {problem}. {self._done(outcome)}",
+                raise RunbookError(f"{container.name} ({key}) is not healthy: {problem}. {self._undo_hint()}",
                                    actions=outcome.actions, unhealthy=container.name)
         for replica in plan.stop:
             container = self.docker.get(replica.id)
@@ -595,14 +605,14 @@ class AppServices:
             try:
                 action()
             except DockerException as exc:
-                raise RunbookError(f"Failed: {text.split(' (')[0]}, as planned ({exc}). {self._done(outcome)}",
+                raise RunbookError(f"Failed: {text.split(' (')[0]}, as planned ({exc}). {self._undo_hint()}",
                                    actions=outcome.actions) from exc
+            say_changed(text)
         outcome.did(text)
 
-    def _done(self, outcome: Outcome) -> str:
-        done = "; ".join(outcome.actions) if outcome.actions else "nothing was changed before it"
-        return (f"Done before it: {done}. The record {self.record_path} holds the containers there were before the "
-                "scaling: the undo (playbooks/scale-undo.yml) puts them back.")
+    def _undo_hint(self) -> str:
+        return (f"The record {self.record_path} holds the containers there were before the scaling: the undo "
+                "(playbooks/scale-undo.yml) puts them back.")
 
 
 def side_by_side(action, items: list) -> None:

@@ -7,13 +7,12 @@ resources at once and keeps going when one of them fails."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
-from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome, reported
 
 # boto3 itself is imported when the first client is made (half a second of every module run that needs none:
 # pg_backup without an S3 copy, pg_health without an archive); its exceptions are cheap to import.
@@ -118,21 +117,9 @@ def is_aws_error(exc: BaseException) -> bool:
     return HAS_BOTO3 and isinstance(exc, (ClientError, BotoCoreError))
 
 
-@contextlib.contextmanager
 def aws_failures_reported(module, action: str):
-    """The failure seam of every AWS module: yields the run's `Outcome`, to which the code under it says each write
-    AWS accepted (and each undo). A RunbookError or an AWS error becomes one fail_json whose message ends with what
-    was changed before it and what was undone ("Nothing was changed." only when that is true), with the same in
-    the result (`changes`, `undone`, `changed`). Anything else is a bug and keeps its traceback."""
-    outcome = Outcome()
-    try:
-        yield outcome
-    except RunbookError as exc:
-        module.fail_json(msg=outcome.told(str(exc)), **{**exc.details, **outcome.facts()})
-    except Exception as exc:
-        if not is_aws_error(exc):
-            raise
-        module.fail_json(msg=outcome.told(describe_error(exc, action)), **outcome.facts())
+    """The outcome seam (outcome.reported) for an AWS module: an AWS error's message names `action`."""
+    return reported(module, lambda exc: describe_error(exc, action) if is_aws_error(exc) else None)
 
 
 def paginate(aws_client, operation: str, key: str, **kwargs) -> list:

@@ -32,6 +32,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (  
     utc_now,
     write_json_atomic,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record
 
 MANIFEST = "manifest.json"
 VERIFICATION = "verification.json"
@@ -304,6 +305,7 @@ class LocalStore:
         final = os.path.join(self.database_dir(database), backup_id)
         os.rename(partial, final)
         fsync_dir(self.database_dir(database))
+        record(f"backup {backup_id} of {database} written to {final}")
         return Backup(database, backup_id, final, manifest)
 
     def stale_partials(self, database: str) -> list[str]:

@@ -1,6 +1,7 @@
 # Copyright: runbook.recovery contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What a run changed, so that a failure says exactly that: the one outcome seam of every AWS module.
+"""What a run changed, so that a failure says exactly that: the one outcome seam of every module (AWS, PostgreSQL,
+Redis, Docker).
 
 Code that writes says so right after each write that AWS accepted (`outcome.wrote("reserved concurrency of f set
 to 0")`), and after each undo (`outcome.undid(step, "set back to 7")`, or `outcome.undo_failed(step, why)`). When
@@ -15,13 +16,22 @@ and `facts()` the same as result keys (`changes`, `undone`, `changed`). A messag
 "Nothing was changed" after a write is corrected here, so the claim appears only when it is true.
 
 `Outcome` is thread-safe: one run's worker threads share it.
+
+`reported(module, describe, *context)` is the seam itself: it yields the run's outcome and turns a RunbookError,
+or an error `describe` knows (a database's, AWS's), into one fail_json whose message ends with that truth. Code
+deep under a module (a database dropped, a session terminated) says its writes with `record(what)`, which goes to
+the outcome of the seam the module runs under (one module run per process), and is a no-op outside one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, failure_details
 
 _NOTHING_CHANGED = re.compile(r"\s*\(?\bnothing (?:was|has been) changed\b[^.;)]*[.;)]?", re.IGNORECASE)
 SHOWN = 8  # changes named in a message; the result keeps them all
@@ -84,6 +94,40 @@ class Outcome:
         elif _NOTHING_CHANGED.search(message):
             return message
         return f"{message.rstrip('.')}. {self.sentence()}"
+
+
+_ACTIVE: list[Outcome] = []  # the outcome of the seam this process runs under
+
+
+@contextlib.contextmanager
+def reported(module, describe: Callable[[Exception], str | None], *context: dict):
+    """The failure seam of every module: yields the run's `Outcome`. A RunbookError, or an error for which
+    `describe` returns a message, becomes one fail_json whose message ends with what was changed before it and
+    what was undone, with the same in the result (`changes`, `undone`, `changed`) after the facts of `context`.
+    Anything else is a bug and keeps its traceback."""
+    outcome = Outcome()
+    _ACTIVE.append(outcome)
+    try:
+        yield outcome
+    except RunbookError as exc:
+        module.fail_json(msg=outcome.told(str(exc)), **failure_details(*context, exc.details, outcome.facts()))
+    except Exception as exc:
+        message = describe(exc)
+        if message is None:
+            raise
+        module.fail_json(msg=outcome.told(message), **failure_details(*context, outcome.facts()))
+    finally:
+        _ACTIVE.remove(outcome)
+
+
+def record(what: str) -> Step | None:
+    """Say a write to the outcome of the seam this runs under (none: a function called on its own)."""
+    return _ACTIVE[-1].wrote(what) if _ACTIVE else None
+
+
+def record_undo(step: Step | None, how: str) -> None:
+    if step is not None:
+        step.undone, step.undo_error = how, None
 
 
 def said(outcome: Outcome | None, what: str) -> Step | None:

@@ -12,6 +12,7 @@ import subprocess
 import time
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, utc_now
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_pitr import archive_everything_until_now, server_facts
 from ansible_collections.runbook.recovery.plugins.module_utils.pitr import Archive, BotoCoreError, ClientError
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams, sql
@@ -102,6 +103,7 @@ class Archiving:
             for name, value in wanted.items():
                 if name in changes:
                     conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+                    record(f"{name} set (ALTER SYSTEM) to {value}")
             if changes:
                 conn.execute("SELECT pg_reload_conf()")
         self.result["changed"] = bool(changes) or bucket == "created"
@@ -161,6 +163,7 @@ class Archiving:
         if check_mode:
             return "would create"
         client.create_bucket(Bucket=bucket)
+        record(f"bucket {bucket} created")
         return "created"
 
     def _restart(self, pending: list) -> None:
@@ -170,6 +173,8 @@ class Archiving:
             return
         run = subprocess.run(self.restart_command, capture_output=True, text=True, cwd="/", stdin=subprocess.DEVNULL,
                              check=False)
+        record(f"the server restarted for {', '.join(pending)}" if run.returncode == 0 else
+               f"the restart for {', '.join(pending)} run (it failed: the server may be down)")
         if run.returncode != 0:
             raise RunbookError(f"the restart for {', '.join(pending)} failed (exit {run.returncode}): "
                                f"{(run.stderr or run.stdout).strip()[-600:]}", **self.result)
@@ -275,6 +280,7 @@ class BaseBackups:
         env = {"PGPASSWORD": self.params.password} if self.params.password else {}
         self.archive.run("barman-cloud-backup", *args, self.archive.config.destination,
                          self.archive.config.server_name, env=env, timeout=self.timeout, as_server_user=True)
+        record(f"base backup {name} taken")
         for backup in reversed(self.archive.backups()):
             if backup["name"] == name:
                 return backup["id"]
@@ -293,6 +299,8 @@ class BaseBackups:
             return sorted(b for b in before if b in output)
         self.archive.run("barman-cloud-backup-delete", *args)
         after = {b["id"] for b in self.archive.backups()}
+        for gone in sorted(before - after):
+            record(f"base backup {gone} deleted ({policy})")
         return sorted(before - after)
 
 

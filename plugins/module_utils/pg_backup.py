@@ -30,6 +30,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     utc_now,
     validate_name,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import (
     Scratch,
     catalog_problems,
@@ -250,6 +251,7 @@ class BackupRun:
     def _remove_partials(self) -> None:
         for path in self.store.stale_partials(self.options.database):
             self.store.remove(path)
+            record(f"{path}, left by an interrupted backup, removed")
             self.result["removed_partials"].append(path)
             self.result["changed"] = True
 
@@ -360,6 +362,7 @@ class BackupRun:
                                 self.options.max_age_days, protect=protect)
         for backup in doomed:
             self.store.remove(backup.path)
+            record(f"backup {backup.backup_id} removed (retention)")
             self.result["removed"].append(backup.backup_id)
             self.result["changed"] = True
 

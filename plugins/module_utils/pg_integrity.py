@@ -5,6 +5,7 @@ indexes left INVALID by a failed CREATE INDEX CONCURRENTLY."""
 
 from __future__ import annotations
 
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams, psycopg, sql
 
 _TABLES = """
@@ -97,6 +98,7 @@ def repair_invalid_indexes(params: ConnParams, database: str, check_mode: bool) 
             try:
                 conn.execute(statement)
                 result["rebuilt"].append(f"{index['schema']}.{index['index']}")
+                record(f"index {index['schema']}.{index['index']} of {database} rebuilt")
             except psycopg.Error as exc:
                 result["failed"].append({"index": f"{index['schema']}.{index['index']}", "error": _one_line(exc)})
         result["changed"] = bool(result["rebuilt"])

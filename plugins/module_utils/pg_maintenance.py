@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, parse_duration
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams, psycopg, sql
 
 
@@ -99,6 +100,7 @@ def maintain(params: ConnParams, database: str, mode: str, limits: Thresholds, l
                 continue
             item["seconds"] = round(time.monotonic() - started, 3)
             done.append(item)
+            record(f"{item['statement']} in {database} done")
         time.sleep(0.1)  # VACUUM reports its counts to the statistics system as it ends
         after = table_stats(conn)
     for item in done:

@@ -26,6 +26,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     utc_now,
     write_json_atomic,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record, record_undo
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_backup import BackupOptions, BackupRun
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import Recovery, count_problems
 from ansible_collections.runbook.recovery.plugins.module_utils.pitr import (
@@ -382,6 +383,8 @@ class ClusterPitr:
                 self._start()
                 self._wait_ready()
         os.unlink(self._journal_path())
+        record(f"the cluster recovery killed at step {journal['step']} undone ({journal['data']} as it was before it)"
+               if journal["step"] != "finished" else "the journal of a finished cluster recovery closed")
         self.result["undone_interrupted"] = journal
         return journal
 
@@ -466,8 +469,10 @@ class ClusterPitr:
                                 started_at=isoformat(utc_now()), os_user=self.archive.os_user, pid=os.getpid(),
                                 pid_start=process_start(os.getpid()))
             self._stop()
+            stopped = record(f"the server of {data} stopped")
             self._write_journal("moving")
             os.rename(data, kept)
+            moved = record(f"{data} moved aside to {kept}")
             self.result.update(kept_data_directory=kept)
             try:
                 for path in (data, self.spool_dir):
@@ -486,6 +491,8 @@ class ClusterPitr:
                 self._probe()
             except BaseException as exc:
                 self._put_back(data, kept)
+                record_undo(moved, "put back")
+                record_undo(stopped, "started again on it")
                 os.unlink(self._journal_path())
                 raise RunbookError(f"the cluster recovery to {self.target.describe()} failed: {exc} The old data "
                                    f"directory is back in place and the server was started on it.",

@@ -27,6 +27,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     utc_now,
     validate_name,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record, record_undo
 from ansible_collections.runbook.recovery.plugins.module_utils.pitr import (
     Throwaway,
     check_free_space,
@@ -386,6 +387,7 @@ class Recovery:
         self.force, self.no_owner, self.swap_timeout, self.lock_wait = force, no_owner, swap_timeout, lock_wait
         self.staging = staging_name(database)
         self.lock = None
+        self.swap_step = None  # this run's change, once swapped in (the outcome seam's step a rollback undoes)
         self.result = {"changed": False, "database": database, "swapped": False, "rolled_back": False}
 
     def validate(self) -> None:
@@ -510,21 +512,29 @@ class Recovery:
         owner = state.get("owner") or (current or {}).get("owner")
         # The checksums are verified while pg_restore runs (both read the same files); nothing is
         # swapped unless they pass, and a failed check drops the staging database.
+        staged = record(f"database {self.staging} created from backup {backup.backup_id}")
         with ThreadPoolExecutor(max_workers=1) as pool:
             checked = pool.submit(checksum_problems, backup)
             try:
                 self.result["restore"] = restore_into(self.params, backup, self.staging, self.jobs, owner=owner,
                                                       no_owner=self.no_owner)
-            except RunbookError:
-                require_checksums(backup, checked.result())  # a damaged file explains the failure best
+            except BaseException as exc:
+                record_undo(staged, "dropped")  # restore_into drops what it created
+                if isinstance(exc, RunbookError):
+                    require_checksums(backup, checked.result())  # a damaged file explains the failure best
                 raise
         try:
             require_checksums(backup, checked.result())
             self._prepare_staging(state)
             kept = self._swap(plan["keep_current_as"])
+            if staged is not None:  # one change from here on: the database replaced, what it was kept
+                staged.what = (f"{self.database} replaced by backup {backup.backup_id} (the database it was kept as "
+                               f"{kept})" if kept else f"{self.database} created from backup {backup.backup_id}")
+            self.swap_step = staged
         except BaseException:
             with self.params.connect() as conn:
                 drop_database(conn, self.staging)
+            record_undo(staged, "dropped")
             raise
         with self.params.connect() as conn:
             recovered_oid = database_oid(conn, self.database)
@@ -556,6 +566,7 @@ class Recovery:
         if database_exists(conn, self.staging):
             self.lock.require("drop the staging database left by an earlier run")
             drop_database(conn, self.staging)
+            record(f"database {self.staging}, left by an earlier run, dropped")
             self.result["dropped_leftover_staging"] = self.staging
 
     def _prepare_staging(self, state: dict) -> None:
@@ -651,6 +662,12 @@ class Recovery:
                 if kept:
                     self._rename(conn, kept, self.database)
             drop_database(conn, failed)
+        how = f"{kept} put back as {self.database}, the restored copy dropped" if kept else \
+            f"the restored {self.database} dropped"
+        if self.swap_step is not None:
+            record_undo(self.swap_step, how)
+        else:  # a rollback run on its own, of an earlier run's swap
+            record(how)
         self.result.update(rolled_back=True, swapped=False, changed=True)
 
     def _trim_kept(self, conn, keep: str | None) -> list[str]:
@@ -661,6 +678,7 @@ class Recovery:
         doomed = [n for n in names if n != keep][max(0, self.keep_previous - (1 if keep else 0)):]
         for name in doomed:
             drop_database(conn, name)
+            record(f"database {name}, kept by an earlier recovery, dropped (keep_previous={self.keep_previous})")
         return doomed
 
 

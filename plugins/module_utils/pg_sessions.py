@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, parse_duration
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import ConnParams, ours
 
 # Client backends only: autovacuum workers, WAL senders and other background processes have their own types.
@@ -161,6 +162,7 @@ def control(params: ConnParams, max_duration: str, idle_in_transaction: str, ter
                 continue
             if conn.execute("SELECT pg_cancel_backend(%s)", (entry["pid"],)).fetchone()[0]:
                 result["cancelled"].append(entry["pid"])
+                record(f"query of pid {entry['pid']} ({entry['user']}, {entry['database']}) cancelled")
         deadline = time.monotonic() + grace
         remaining = set(result["cancelled"])
         while remaining and time.monotonic() < deadline:
@@ -172,5 +174,6 @@ def control(params: ConnParams, max_duration: str, idle_in_transaction: str, ter
             if entry["action"] == "terminate" or entry["pid"] in remaining:
                 if conn.execute("SELECT pg_terminate_backend(%s)", (entry["pid"],)).fetchone()[0]:
                     result["terminated"].append(entry["pid"])
+                    record(f"session pid {entry['pid']} ({entry['user']}, {entry['database']}) terminated")
         result["changed"] = bool(result["cancelled"] or result["terminated"])
         return result

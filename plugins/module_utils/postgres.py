@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
     compact_timestamp,
-    failure_details,
     utc_now,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import reported
 
 try:
     import psycopg
@@ -55,16 +55,11 @@ _PG_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGPASSFILE
            "PGOPTIONS", "PGCONNECT_TIMEOUT", "PGAPPNAME")
 
 
-@contextlib.contextmanager
 def failures_reported(module, *context: dict):
-    """The two expected kinds of failure, each mapped to one fail_json with a message for a person;
-    anything else is a bug and keeps its traceback. `context` adds facts to a RunbookError's result."""
-    try:
-        yield
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **failure_details(*context, exc.details))
-    except DatabaseError as exc:
-        module.fail_json(msg=describe_database_error(exc))
+    """The outcome seam (outcome.reported) for a PostgreSQL, Redis or Docker module: a database error's message is
+    written for a person. `context` adds facts to the failure's result."""
+    return reported(module, lambda exc: describe_database_error(exc) if isinstance(exc, DatabaseError) else None,
+                    *context)
 
 
 def postgres_argument_spec() -> dict:

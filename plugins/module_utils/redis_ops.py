@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record
 
 try:
     import redis
@@ -71,12 +72,17 @@ def configure(client, maxmemory, policy: str | None, rewrite: bool, check_mode: 
               "config_file": config_file or None, "rewritten": False}
     if not changes or check_mode:
         return result
+    call = ""
     try:
         for key, value in changes.items():
+            call = f"CONFIG SET {key} {value}"
             client.config_set(key, value)
+            record(f"{key} set to {value} (was {before[key]}) on the running server")
         if rewrite and config_file:
+            call = f"CONFIG REWRITE of {config_file}"
             client.config_rewrite()
+            record(f"{config_file} rewritten with it (kept across a restart)")
             result["rewritten"] = True
     except redis.RedisError as exc:
-        raise RunbookError(f"Redis refused the change {changes}: {exc}") from exc
+        raise RunbookError(f"Redis refused {call}: {exc}.") from exc
     return result

@@ -175,8 +175,14 @@ unhealthy:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.recovery.plugins.module_utils.app_services import AppServices, parse_services, select
-from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, require_non_negative
+from ansible_collections.runbook.recovery.plugins.module_utils.app_services import (
+    AppServices,
+    docker_failure,
+    parse_services,
+    select,
+)
+from ansible_collections.runbook.recovery.plugins.module_utils.common import require_non_negative
+from ansible_collections.runbook.recovery.plugins.module_utils.outcome import reported
 
 
 def main():
@@ -195,7 +201,7 @@ def main():
     ), supports_check_mode=True, required_if=[("state", "scaled", ["replicas"])])
     p = module.params
     health = (p["health_url"], p["health_timeout"], p["settle"])
-    try:
+    with reported(module, docker_failure):
         require_non_negative(p, "stop_timeout", "health_timeout", "settle", "replicas")
         app = AppServices(select(parse_services(p["services"]), p["only"]), p["record"], p["docker_host"], p["stop_timeout"],
                           module.check_mode)
@@ -206,8 +212,6 @@ def main():
             "scaled": lambda: app.scale(p["replicas"], p["actor"], *health),
             "unscaled": lambda: app.unscale(*health),
         }[p["state"]]()
-    except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
     module.exit_json(changed=outcome.changed, actions=outcome.actions, services=outcome.services, record=record)
 
 

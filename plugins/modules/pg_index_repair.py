@@ -55,7 +55,7 @@ rebuilt:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
-    failure_details,
+    RunbookError,
     validate_name,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_integrity import repair_invalid_indexes
@@ -74,9 +74,8 @@ def main():
     with failures_reported(module):
         validate_name(p["database"])
         result = repair_invalid_indexes(ConnParams.from_params(p), p["database"], module.check_mode)
-    if result["failed"]:
-        module.fail_json(msg=f"could not rebuild {len(result['failed'])} index(es): {result['failed']}",
-                         **failure_details(result))
+        if result["failed"]:
+            raise RunbookError(f"could not rebuild {len(result['failed'])} index(es): {result['failed']}", **result)
     names = ", ".join(f"{i['schema']}.{i['index']}" for i in result["invalid"]) or "none"
     result["msg"] = f"invalid indexes in {p['database']}: {names}"
     module.exit_json(**result)
