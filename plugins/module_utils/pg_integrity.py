@@ -95,11 +95,28 @@ def repair_invalid_indexes(params: ConnParams, database: str, check_mode: bool) 
         for index in found:
             statement = sql.SQL("REINDEX INDEX CONCURRENTLY {}.{}").format(sql.Identifier(index["schema"]),
                                                                            sql.Identifier(index["index"]))
+            before = {(i["schema"], i["index"]) for i in invalid_indexes(conn)}
             try:
                 conn.execute(statement)
                 result["rebuilt"].append(f"{index['schema']}.{index['index']}")
                 record(f"index {index['schema']}.{index['index']} of {database} rebuilt")
             except psycopg.Error as exc:
-                result["failed"].append({"index": f"{index['schema']}.{index['index']}", "error": _one_line(exc)})
+                result["failed"].append({"index": f"{index['schema']}.{index['index']}", "error": _one_line(exc),
+                                         "dropped_leftovers": _drop_new_copies(conn, index, before)})
         result["changed"] = bool(result["rebuilt"])
     return result
+
+
+def _drop_new_copies(conn, index: dict, before: set) -> list[str]:
+    """A REINDEX CONCURRENTLY that fails leaves the copy it was building behind, invalid (<index>_ccnew): it is
+    dropped, so a failed rebuild leaves the database as it found it, and the next run does not take it for one more
+    invalid index to rebuild."""
+    dropped = []
+    for leftover in invalid_indexes(conn):
+        key = (leftover["schema"], leftover["index"])
+        if key not in before and leftover["table"] == index["table"] and \
+                leftover["index"].startswith(index["index"][:59] + "_ccnew"):
+            conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(*map(sql.Identifier, key)))
+            dropped.append(f"{key[0]}.{key[1]}")
+    return dropped
+

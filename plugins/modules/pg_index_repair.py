@@ -75,7 +75,11 @@ def main():
         validate_name(p["database"])
         result = repair_invalid_indexes(ConnParams.from_params(p), p["database"], module.check_mode)
         if result["failed"]:
-            raise RunbookError(f"could not rebuild {len(result['failed'])} index(es): {result['failed']}", **result)
+            failed = "; ".join(f"{f['index']}: {f['error']}" + (
+                f" (the copy the rebuild left, {', '.join(f['dropped_leftovers'])}, was dropped)"
+                if f["dropped_leftovers"] else "") for f in result["failed"])
+            raise RunbookError(f"could not rebuild {len(result['failed'])} index(es): {failed}. Fix what the error "
+                               "names (the data or the index definition), then run again.", **result)
     names = ", ".join(f"{i['schema']}.{i['index']}" for i in result["invalid"]) or "none"
     result["msg"] = f"invalid indexes in {p['database']}: {names}"
     module.exit_json(**result)

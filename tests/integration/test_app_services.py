@@ -209,7 +209,9 @@ def test_a_rolling_restart_goes_one_container_at_a_time_and_stops_at_an_unhealth
     containers[1].exec_run(["touch", "/fail-on-start"])  # its next start comes up unhealthy
     broken = ws.play("restart-app.yml", service="backend", confirm=True)
     assert broken.rc != 0 and broken.says(f"{names[1]} is not healthy after its restart"), broken.output[-3000:]
-    assert broken.says(f"restarted and healthy before it: restarted container {names[0]}")
+    service = f"compose:{project}/backend"
+    assert broken.says(f"Changed before the failure and still in place: container {names[0]} ({service}) restarted; "
+                       f"container {names[1]} ({service}) restarted."), broken.output[-3000:]
     assert started(dockerd, names[0]) > second[names[0]] and started(dockerd, names[1]) > second[names[1]]
     assert started(dockerd, names[2]) == second[names[2]], "the one after the unhealthy one was restarted"
     sick = ws.play("restart-app.yml", check=True, service="backend", verify=True)

@@ -179,6 +179,9 @@ def test_failed_sql_probe_rolls_back(workspace, pg, chat_db):
     run = workspace.play("recover-db.yml", confirm=True, pg_recover_health_query="SELECT * FROM app_ready_check")
     assert run.rc != 0
     assert "health probe" in run.output and "rolled back" in run.output
+    # The outcome seam: the one change (the restored copy swapped in) and its undo, nothing left changed.
+    assert run.says(f"Changed before the failure, then undone: {chat_db} replaced by backup"), run.output[-3000:]
+    assert run.says(f"put back as {chat_db}, the restored copy dropped). Nothing is left changed."), run.output[-3000:]
     assert table_fingerprints(pg, chat_db) == before, "back to the database as it was"
     assert not [d for d in databases(pg) if d.startswith(chat_db + "__")]
     assert workspace.audit()[-1]["result"] == "rolled_back"

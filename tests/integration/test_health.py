@@ -95,6 +95,23 @@ def test_redis_fix_sets_persists_and_is_idempotent(sweep, redis_server):
     assert again.rc == 0 and again.changed == 0
 
 
+def test_a_refused_config_rewrite_says_the_live_change_stays(sweep, redis_server):
+    """The outcome seam for Redis: CONFIG SET took, CONFIG REWRITE failed (the configuration file's directory is gone,
+    as when its volume is lost): the failure says the running server has the new value and the file does not."""
+    client = redis_server.client()
+    moved = redis_server.dir.with_name(redis_server.dir.name + "-moved")
+    redis_server.dir.rename(moved)
+    try:
+        run = sweep.play("redis-fix.yml", redis_maxmemory="256mb")
+    finally:
+        moved.rename(redis_server.dir)
+    assert run.rc != 0 and run.says(f"Redis refused CONFIG REWRITE of {redis_server.config}"), run.output[-3000:]
+    assert run.says(f"Changed before the failure and still in place: maxmemory set to {256 * 1024 ** 2} (was "
+                    f"{64 * 1024 ** 2}) on the running server."), run.output[-3000:]
+    assert client.config_get("maxmemory")["maxmemory"] == str(256 * 1024 ** 2)
+    assert "maxmemory 64mb" in redis_server.config.read_text(), "the file was rewritten after all"
+
+
 @pytest.mark.parametrize("playbook, extra, message", [
     ("db-maintenance.yml", {"pg_maintenance_vacuum_threshold": -1}, "vacuum_threshold=-1 is negative"),
     ("db-maintenance.yml", {"database": "chat'; DROP TABLE users; --"}, "is not accepted"),

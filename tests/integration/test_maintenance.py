@@ -147,6 +147,29 @@ def test_invalid_index_is_rebuilt(pg, tmp_path):
     assert workspace.play("db-maintenance.yml").changed == 0
 
 
+def test_a_rebuild_that_fails_after_another_succeeded_says_which_one_stands(pg, tmp_path):
+    """The outcome seam for PostgreSQL: two invalid indexes, each left by a CREATE INDEX CONCURRENTLY that failed;
+    one can be rebuilt now (its duplicate is gone), the other cannot (its expression fails on a row)."""
+    database = many_tables_db(pg, tables=1)
+    with connect(pg, database) as conn:
+        conn.execute("INSERT INTO t0 SELECT 5000, v FROM t0 WHERE id = 1")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY t0_u ON t0 (v)")
+        conn.execute("DELETE FROM t0 WHERE id = 5000")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("CREATE INDEX CONCURRENTLY t0_x ON t0 ((1 / (id - 5)))")
+    workspace = Workspace(pg, [database], tmp_path)
+    run = workspace.play("db-maintenance.yml")
+    assert run.rc != 0 and run.says("could not rebuild 1 index(es): public.t0_x: division by zero (the copy the "
+                                    "rebuild left, public.t0_x_ccnew, was dropped)"), run.output[-3000:]
+    assert run.says(f"Changed before the failure and still in place: index public.t0_u of {database} rebuilt."), \
+        run.output[-3000:]
+    with connect(pg, database) as conn:
+        valid = dict(conn.execute("SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+                                  "WHERE indrelid = 't0'::regclass AND indexrelid::regclass::text <> 't0_pkey'"))
+    assert valid == {"t0_u": True, "t0_x": False}
+
+
 class Sleeper(threading.Thread):
     """A session running pg_sleep, as an application would run a runaway query."""
 
