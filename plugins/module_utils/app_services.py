@@ -32,6 +32,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     utc_now,
     write_json_atomic,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.journal import crash_point
 from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record as say_changed
 
 try:
@@ -344,6 +345,8 @@ class AppServices:
                 if not self.check_mode:
                     self.systemd.act("stop", service.name)
             outcome.services.append({"service": service.key, "before": current})
+        if not self.check_mode:
+            crash_point("app-stopped")  # a test stops the whole run here: the record says what to start again
         return outcome, record
 
     def _stop_container(self, ident: str, service: Service) -> None:

@@ -119,4 +119,3 @@ def _drop_new_copies(conn, index: dict, before: set) -> list[str]:
             conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(*map(sql.Identifier, key)))
             dropped.append(f"{key[0]}.{key[1]}")
     return dropped
-

@@ -12,7 +12,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import time
 from contextlib import contextmanager
@@ -24,8 +23,8 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     human_size,
     isoformat,
     utc_now,
-    write_json_atomic,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.journal import Journal
 from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record, record_undo
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_backup import BackupOptions, BackupRun
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import Recovery, count_problems
@@ -303,21 +302,6 @@ def host_lock(path: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def process_start(pid: int) -> str | None:
-    """When a process started (Linux /proc, clock ticks since boot): tells it from a later one given its pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def crash_point(step: str) -> None:
-    """A test asks a procedure to die here (SIGKILL, as an OOM kill or a lost worker would): RUNBOOK_CRASH_AT=step."""
-    if os.environ.get("RUNBOOK_CRASH_AT") == step:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 class ClusterPitr:
     """Stop the server, move its data directory aside (kept, never deleted here), restore and replay into a
     fresh one, start, probe; on any failure put the old directory back and start it.
@@ -339,20 +323,15 @@ class ClusterPitr:
         self.result = {"changed": False, "scope": "cluster", "rolled_back": False}
 
     # -- the journal ------------------------------------------------------------------------------------------
-    def _journal_path(self) -> str:
-        return os.path.join(self.work_dir, self.JOURNAL)
+    @property
+    def journal(self) -> Journal:
+        return Journal(os.path.join(self.work_dir, self.JOURNAL))
 
     def _journal(self) -> dict | None:
-        try:
-            with open(self._journal_path(), encoding="utf-8") as handle:
-                return json.load(handle)
-        except (FileNotFoundError, NotADirectoryError):  # no journal, or no work directory yet
-            return None
+        return self.journal.read()
 
     def _write_journal(self, step: str, **facts) -> None:
-        entry = {**(self._journal() or {}), **facts, "step": step, "at": isoformat(utc_now())}
-        write_json_atomic(self._journal_path(), entry)
-        crash_point(step)
+        self.journal.write(step, **facts)
 
     def _lock(self):
         return host_lock(os.path.join(private_work_dir(self.work_dir), "cluster-pitr.lock"))
@@ -382,7 +361,7 @@ class ClusterPitr:
             elif not self._running(data):
                 self._start()
                 self._wait_ready()
-        os.unlink(self._journal_path())
+        self.journal.close()
         record(f"the cluster recovery killed at step {journal['step']} undone ({journal['data']} as it was before it)"
                if journal["step"] != "finished" else "the journal of a finished cluster recovery closed")
         self.result["undone_interrupted"] = journal
@@ -405,10 +384,7 @@ class ClusterPitr:
     def interrupted(self) -> dict | None:
         """The journal of a cluster recovery whose process is gone (read-only, takes no lock: for the health sweep),
         else None."""
-        journal = self._journal()
-        if journal is None or (journal.get("pid") and process_start(journal["pid"]) == journal.get("pid_start")):
-            return None  # none, or the recovery is running now
-        return journal
+        return self.journal.interrupted()
 
     def _running(self, data: str) -> bool:
         pid = self._pid(data)
@@ -466,8 +442,7 @@ class ClusterPitr:
             self.spool_dir = f"{data}.walspool"
             shutil.rmtree(self.spool_dir, ignore_errors=True)  # segments of another recovery are not ours to replay
             self._write_journal("stopping", data=data, kept=kept, target=self.target.describe(),
-                                started_at=isoformat(utc_now()), os_user=self.archive.os_user, pid=os.getpid(),
-                                pid_start=process_start(os.getpid()))
+                                os_user=self.archive.os_user)
             self._stop()
             stopped = record(f"the server of {data} stopped")
             self._write_journal("moving")
@@ -493,7 +468,7 @@ class ClusterPitr:
                 self._put_back(data, kept)
                 record_undo(moved, "put back")
                 record_undo(stopped, "started again on it")
-                os.unlink(self._journal_path())
+                self.journal.close()
                 raise RunbookError(f"the cluster recovery to {self.target.describe()} failed: {exc} The old data "
                                    f"directory is back in place and the server was started on it.",
                                    **self.result) from exc
@@ -501,7 +476,7 @@ class ClusterPitr:
                 shutil.rmtree(self.spool_dir, ignore_errors=True)
             self._write_journal("finished")
             self._write_record()
-            os.unlink(self._journal_path())
+            self.journal.close()
             self.result.update(changed=True, elapsed_seconds=round(time.monotonic() - started, 3), msg=(
                 f"the cluster is back to {self.target.describe()}; the previous data directory is kept as {kept} "
                 "(remove it once you are sure)"))

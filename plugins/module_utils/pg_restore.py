@@ -6,6 +6,7 @@ swap by rename, probe, roll back), one run per database at a time under an advis
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -27,6 +28,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     utc_now,
     validate_name,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.journal import Journal
 from ansible_collections.runbook.recovery.plugins.module_utils.outcome import record, record_undo
 from ansible_collections.runbook.recovery.plugins.module_utils.pitr import (
     Throwaway,
@@ -61,6 +63,26 @@ _TIMESTAMP_LENGTH = len("20261123T051200Z")
 # What a database carries besides its contents, in the words of the plan.
 CARRIED = ("owner", "connection limit", "ALTER DATABASE SET settings", "ACL (GRANT/REVOKE on the database)",
            "comment", "ALTER ROLE ... IN DATABASE ... SET settings")
+
+
+JOURNALS = ".journals"  # under the backup store: where a recovery's journal lives, beside its backups
+
+
+def recovery_journal(store_root: str, params: ConnParams, database: str) -> Journal:
+    """The journal of the recovery of `database` on the server `params` reaches (on the host it runs on)."""
+    server = hashlib.sha256(f"{params.host or params.unix_socket}:{params.port}".encode()).hexdigest()[:8]
+    return Journal(os.path.join(store_root, JOURNALS, f"recover-db-{database}-{server}.json"))
+
+
+def interrupted_recoveries(store_root: str) -> list[dict]:
+    """The journals of recoveries killed mid-run (their process is gone), for the health sweep."""
+    directory = os.path.join(store_root, JOURNALS)
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.startswith("recover-db-") and n.endswith(".json"))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = (Journal(os.path.join(directory, name)).interrupted() for name in names)
+    return [entry for entry in found if entry is not None]
 
 
 def staging_name(database: str) -> str:
@@ -388,6 +410,7 @@ class Recovery:
         self.staging = staging_name(database)
         self.lock = None
         self.swap_step = None  # this run's change, once swapped in (the outcome seam's step a rollback undoes)
+        self.journal = recovery_journal(store.root, params, database)
         self.result = {"changed": False, "database": database, "swapped": False, "rolled_back": False}
 
     def validate(self) -> None:
@@ -410,6 +433,9 @@ class Recovery:
             return self._plan(verify_checksums)
 
     def _plan(self, verify_checksums: bool) -> tuple[Backup, dict]:
+        interrupted = self.journal.read()
+        if interrupted is not None:  # the real run finishes or undoes it first (_resolve_interrupted)
+            return self._interrupted_plan(interrupted)
         backup = self.store.resolve(self.database, self.wanted)
         self.result["backup"] = backup.summary()
         with self.params.connect() as conn:
@@ -449,6 +475,74 @@ class Recovery:
                 self.result["msg"] += f"; the current rows of {before['not_counted']}"
         self.result["changed"] = needed
         return backup, plan
+
+    def _interrupted_plan(self, entry: dict) -> tuple[Backup, dict]:
+        backup = self.store.resolve(self.database, self.wanted)
+        with self.params.connect() as conn:
+            swapped = self._swapped(conn, entry)
+            self.result.update(backup=backup.summary(),
+                               before=self.snapshot(conn, database_properties(conn, self.database)))
+        what = (f"finished ({self.database} holds backup {entry['backup']}: probed, recorded, the database it "
+                f"replaced kept as {entry.get('kept')})" if swapped else
+                f"undone ({entry['staging']} dropped, {self.database} left as it is)")
+        plan = {"needed": True, "backup": backup.backup_id, "database": self.database, "interrupted": entry}
+        self.result.update(plan=plan, changed=True, msg=(
+            f"an interrupted recovery of {self.database} (backup {entry['backup']}, started {entry['started_at']}) "
+            f"stopped at step {entry['step']}: it will be {what} first, then backup {backup.backup_id} restored if "
+            f"{self.database} does not hold it"))
+        return backup, plan
+
+    @staticmethod
+    def _swapped(conn, entry: dict) -> bool:
+        """Whether the interrupted run's swap committed: the database under the name is the one it staged."""
+        return entry.get("staging_oid") is not None and database_oid(conn, entry["database"]) == entry["staging_oid"]
+
+    def _resolve_interrupted(self) -> None:
+        """Finish or undo the run a journal tells of (the caller holds the database's recovery lock, so that run is
+        gone). Killed before its swap committed: its staging database is dropped and the database, which the swap
+        refuses connections to while it waits for its sessions, takes connections again. Killed after: it is
+        finished as it would have ended: probed (and rolled back if the probe fails), recorded, old copies trimmed."""
+        entry = self.journal.read()
+        if entry is None:
+            return
+        self.lock.require("finish or undo the interrupted recovery")
+        with self.params.connect() as conn:
+            swapped = self._swapped(conn, entry)
+            if not swapped:
+                if database_exists(conn, self.staging):
+                    drop_database(conn, self.staging)
+                if database_exists(conn, self.database):
+                    self._allow_connections(conn, self.database, True)
+                record(f"the recovery of {self.database} killed at step {entry['step']} undone ({self.staging} "
+                       "dropped)")
+            elif entry.get("kept") and database_exists(conn, entry["kept"]):
+                self._allow_connections(conn, entry["kept"], True)
+        self.result["interrupted"] = entry
+        if swapped:
+            self.swap_step = record(f"{self.database} replaced by backup {entry['backup']} (the recovery killed at "
+                                    f"step {entry['step']}, finished)")
+            try:
+                self._probe()
+            except RunbookError as exc:
+                self._rollback(entry.get("kept"), entry["staging_oid"])
+                self.journal.close()
+                raise RunbookError(f"the recovery of {self.database} killed at step {entry['step']} was finished "
+                                   f"with its probe, which failed: {exc} It was rolled back: {self.database} is the "
+                                   "database it was before.", **self.result) from exc
+            with self.params.connect() as conn:
+                self._record_restored(conn, entry["backup"], entry["staging_oid"])
+                self.result["removed_previous"] = self._trim_kept(conn, keep=entry.get("kept"))
+            self.result.update(changed=True, swapped=True, kept_database=entry.get("kept"),
+                               recovered_oid=entry["staging_oid"])
+        self.journal.close()
+
+    def _record_restored(self, conn, backup_id: str, oid: int) -> None:
+        try:
+            self.store.record_restored(self.database, server_identity(conn, oid), backup_id)
+        except OSError as exc:  # the recovery is done; only its idempotency record is missing
+            self.result.setdefault("warnings", []).append(
+                f"could not record which backup {self.database} holds in {self.store.root} ({exc}): a rerun "
+                "of this recovery will restore it again instead of reporting nothing to do.")
 
     def snapshot(self, conn, props: dict | None) -> dict:
         """What a person would check before and after: does it exist, its size, its tables' row counts,
@@ -501,8 +595,16 @@ class Recovery:
         return self._run()
 
     def _run(self) -> dict:
+        self._resolve_interrupted()
+        finished = dict(self.result)
         backup, plan = self._plan(verify_checksums=False)
         if not plan["needed"]:
+            if finished.get("interrupted"):  # what finishing the interrupted run did is this run's change
+                self.result.update({k: v for k, v in finished.items() if k not in ("plan", "msg", "before")},
+                                   after=self.result["before"],
+                                   msg=f"the interrupted recovery of {self.database} (stopped at step "
+                                       f"{finished['interrupted']['step']}) was finished: {self.database} holds "
+                                       f"backup {backup.backup_id}")
             return self.result
         started = time.monotonic()
         with self.params.connect() as conn:
@@ -512,6 +614,7 @@ class Recovery:
         owner = state.get("owner") or (current or {}).get("owner")
         # The checksums are verified while pg_restore runs (both read the same files); nothing is
         # swapped unless they pass, and a failed check drops the staging database.
+        self.journal.write("restoring", database=self.database, backup=backup.backup_id, staging=self.staging)
         staged = record(f"database {self.staging} created from backup {backup.backup_id}")
         with ThreadPoolExecutor(max_workers=1) as pool:
             checked = pool.submit(checksum_problems, backup)
@@ -520,12 +623,16 @@ class Recovery:
                                                       no_owner=self.no_owner)
             except BaseException as exc:
                 record_undo(staged, "dropped")  # restore_into drops what it created
+                self.journal.close()
                 if isinstance(exc, RunbookError):
                     require_checksums(backup, checked.result())  # a damaged file explains the failure best
                 raise
         try:
             require_checksums(backup, checked.result())
             self._prepare_staging(state)
+            with self.params.connect() as conn:
+                staging_oid = database_oid(conn, self.staging)
+            self.journal.write("swapping", kept=plan["keep_current_as"], staging_oid=staging_oid)
             kept = self._swap(plan["keep_current_as"])
             if staged is not None:  # one change from here on: the database replaced, what it was kept
                 staged.what = (f"{self.database} replaced by backup {backup.backup_id} (the database it was kept as "
@@ -535,26 +642,26 @@ class Recovery:
             with self.params.connect() as conn:
                 drop_database(conn, self.staging)
             record_undo(staged, "dropped")
+            self.journal.close()
             raise
         with self.params.connect() as conn:
             recovered_oid = database_oid(conn, self.database)
         self.result.update(changed=True, swapped=True, kept_database=kept, recovered_oid=recovered_oid)
+        self.journal.write("probing")
         try:
             self._probe()
         except RunbookError as exc:
             self._rollback(kept, recovered_oid)
+            self.journal.close()
             raise RunbookError(f"{exc} The recovery was rolled back: {self.database} is the database it was before "
                                "(the restored copy was dropped).", **self.result) from exc
+        self.journal.write("recording")
         with self.params.connect() as conn:
             props = database_properties(conn, self.database)
-            try:
-                self.store.record_restored(self.database, server_identity(conn, recovered_oid), backup.backup_id)
-            except OSError as exc:  # the recovery is done; only its idempotency record is missing
-                self.result.setdefault("warnings", []).append(
-                    f"could not record which backup {self.database} holds in {self.store.root} ({exc}): a rerun "
-                    "of this recovery will restore it again instead of reporting nothing to do.")
+            self._record_restored(conn, backup.backup_id, recovered_oid)
             self.result["removed_previous"] = self._trim_kept(conn, keep=kept)
             self.result["after"] = self.snapshot(conn, props)
+        self.journal.close()
         self.result["elapsed_seconds"] = round(time.monotonic() - started, 3)
         self.result["msg"] = (f"{self.database} now holds backup {backup.backup_id}; the previous database is kept as "
                               f"{kept}" if kept else f"{self.database} created from backup {backup.backup_id}")

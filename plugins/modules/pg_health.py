@@ -45,7 +45,10 @@ options:
     type: dict
     default: {}
   backup_root:
-    description: The backup store (C(pg_backup_root)) whose backups of O(databases) are checked. Unset, none are.
+    description:
+      - The backup store (C(pg_backup_root)) whose backups of O(databases) are checked. Unset, none are.
+      - A recovery from a backup that was killed mid-run, whose journal is in the store, is a critical finding
+        (C(interrupted_procedure)) until a run of C(recover-db.yml) finishes or undoes it.
     type: path
   pitr_work_dir:
     description:
@@ -129,6 +132,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.pg_pitr import (
     archive_argument_spec,
     archive_config,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import interrupted_recoveries
 from ansible_collections.runbook.recovery.plugins.module_utils.pitr import Archive
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     ConnParams,
@@ -149,6 +153,15 @@ def interrupted_findings(work_dir: str) -> list[dict]:
                         "(scope=cluster) again, which undoes it first, or pg_pitr state=undone"}]
 
 
+def interrupted_recovery_findings(backup_root: str) -> list[dict]:
+    """A recovery from a backup killed mid-run: a staging database left, or a swapped-in database never probed."""
+    return [{"target": entry["database"], "check": "interrupted_procedure", "value": entry["step"],
+             "severity": "critical",
+             "message": f"a recovery of {entry['database']} from backup {entry['backup']} (started "
+                        f"{entry['started_at']}) was killed at step {entry['step']}: run recover-db.yml for it "
+                        "again, which finishes or undoes it first"} for entry in interrupted_recoveries(backup_root)]
+
+
 def main():
     argument_spec = postgres_argument_spec()
     argument_spec.update(
@@ -167,6 +180,7 @@ def main():
         findings = postgres_findings(ConnParams.from_params(p), p["databases"], thresholds)
         if p["backup_root"]:
             findings += backup_findings(LocalStore(p["backup_root"]), p["databases"], thresholds)
+            findings += interrupted_recovery_findings(p["backup_root"])
         if p["archive"]:
             findings += archive_findings(ConnParams.from_params(p), Archive(archive_config(p)), thresholds)
         if p["pitr_work_dir"]:

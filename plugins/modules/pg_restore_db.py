@@ -22,6 +22,12 @@ description:
   - Large objects are restored and counted against the manifest.
   - One run per database at a time (O(lock_wait)); a staging database found while holding the lock was left by
     a run that died, and is dropped.
+  - "Each step is written first to a journal (C(<backup_root>/.journals/recover-db-<db>-<server>.json), 0600). A
+    run killed mid-way (SIGKILL, an OOM kill, a lost worker) is found by the next run, which settles it before
+    anything else: killed before its swap committed, its staging database is dropped and the database takes
+    connections again; killed after, it is finished as it would have ended (probed, rolled back if the probe
+    fails, recorded, old copies trimmed), so the database it replaced is never taken for an old copy. The health
+    sweep reports such a journal as critical (C(interrupted_procedure)) until then."
   - The backup store records which backup the recovered database holds (C(<backup_root>/<db>/.restored.json),
     by the database's oid), so running the same recovery again reports C(changed=false). Use O(force=true) to
     restore it again.
@@ -167,6 +173,12 @@ rolled_back:
   returned: always
   type: bool
   sample: false
+interrupted:
+  description: The journal of a run killed mid-way that this run finished or undid first.
+  returned: when there was one
+  type: dict
+  sample: {"step": "probing", "database": "chat", "backup": "20261123T051200Z", "staging": "chat__recovery_staging",
+           "kept": "chat__pre_recovery_20261123T060000Z", "staging_oid": 16521, "started_at": "2026-11-23T06:00:00Z"}
 removed_previous:
   description: Older kept databases dropped by O(keep_previous).
   returned: after a swap

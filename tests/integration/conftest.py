@@ -373,6 +373,25 @@ def redis_server():
     server.stop()
 
 
+@pytest.fixture
+def backend(dockerd):
+    """backend(count): a compose project with `count` healthy backend containers and one container of another
+    service; removed after the test (their health checks cost CPU while they run)."""
+    projects = []
+
+    def make(count: int = 3) -> tuple[str, list]:
+        project = f"chat{uuid.uuid4().hex[:6]}"
+        projects.append(project)
+        containers = dockerd.compose_service(project, "backend", count)
+        dockerd.compose_service(project, "cache", 1, healthcheck=False)
+        dockerd.wait_healthy(containers)
+        return project, containers
+
+    yield make
+    for project in projects:
+        dockerd.remove_project(project)
+
+
 @pytest.fixture(scope="session")
 def dockerd():
     """A Docker daemon of the tests' own (docker_world), one per xdist worker, shared by the files that worker runs

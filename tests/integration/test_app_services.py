@@ -8,31 +8,10 @@ from __future__ import annotations
 import datetime
 import json
 import sys
-import uuid
 
-import pytest
 import yaml
 from conftest import PlaybookWorkspace, Workspace, create_chat_db, disaster, table_fingerprints
 from docker_world import DockerDaemon
-
-
-@pytest.fixture
-def backend(dockerd):
-    """backend(count): a compose project with `count` healthy backend containers and one container of another
-    service; removed after the test (their health checks cost CPU while they run)."""
-    projects = []
-
-    def make(count: int = 3) -> tuple[str, list]:
-        project = f"chat{uuid.uuid4().hex[:6]}"
-        projects.append(project)
-        containers = dockerd.compose_service(project, "backend", count)
-        dockerd.compose_service(project, "cache", 1, healthcheck=False)
-        dockerd.wait_healthy(containers)
-        return project, containers
-
-    yield make
-    for project in projects:
-        dockerd.remove_project(project)
 
 
 def state(dockerd: DockerDaemon, name: str) -> dict:

@@ -1,0 +1,55 @@
+"""A crash matrix: a procedure SIGKILLed at each of its step boundaries (RUNBOOK_CRASH_AT: the ansible-playbook
+controller, its worker and the module all killed, so no rescue and no later task runs), then run again. Every case
+ends consistent, with nothing lost and nothing left behind: the rows of the backup are back, the database it replaced
+is kept (the only kept copy), no staging database, no journal, the database takes connections, the application
+runs. Between the two runs, a killed recovery's journal is a critical finding of the health sweep."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Workspace, connect, create_chat_db, databases, disaster, table_fingerprints
+
+# Step boundaries of recover-db from a backup, in order: the application stopped, then the module's journal steps.
+STEPS = ["app-stopped", "restoring", "swapping", "probing", "recording"]
+JOURNALED = STEPS[1:]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_recover_db_killed_at_a_step_is_settled_by_the_next_run(pg, tmp_path, dockerd, backend, step):
+    project, containers = backend(1)
+    database = create_chat_db(pg)
+    ws = Workspace(pg, [database], tmp_path)
+    ws.write_inventory(pg_app_services=[{"type": "compose", "project": project, "service": "backend"}],
+                       app_docker_host=dockerd.host, app_state_dir=str(tmp_path / "app"))
+    assert ws.play("backup-db.yml").rc == 0
+    backed_up = table_fingerprints(pg, database)
+    disaster(pg, database)
+    damaged = table_fingerprints(pg, database)
+    journals = ws.backup_root / ".journals"
+
+    ws.env["RUNBOOK_CRASH_AT"] = step
+    try:
+        killed = ws.play("recover-db.yml", confirm=True)
+    finally:
+        ws.env.pop("RUNBOOK_CRASH_AT")
+    assert killed.rc == -9, (killed.rc, killed.output[-3000:])
+    assert dockerd.running(project, "backend") == [], "the kill came after the application was stopped"
+    assert (len(list(journals.glob("*.json"))) == 1) == (step in JOURNALED), step
+    if step == "probing":  # swapped in, never probed: the sweep says so until a run settles it
+        sweep = ws.play("health-sweep.yml")
+        assert sweep.rc != 0 and sweep.says(f"a recovery of {database} from backup") and \
+            sweep.says("was killed at step probing: run recover-db.yml"), sweep.output[-3000:]
+
+    done = ws.play("recover-db.yml", confirm=True)
+    assert done.rc == 0, done.output[-4000:]
+    assert table_fingerprints(pg, database) == backed_up, "the rows of the backup are not back"
+    left = sorted(d for d in databases(pg) if d.startswith(database + "__"))
+    assert len(left) == 1 and left[0].startswith(database + "__pre_recovery_"), left
+    assert table_fingerprints(pg, left[0]) == damaged, "the database the recovery replaced is lost"
+    assert list(journals.glob("*")) == []
+    with connect(pg) as conn:
+        assert conn.execute("SELECT bool_and(datallowconn) FROM pg_database WHERE datname = ANY(%s)",
+                            ([database, left[0]],)).fetchone() == (True,)
+    assert dockerd.running(project, "backend") == [c.name for c in containers]
+    [record] = [r for r in ws.audit() if r["result"] == "recovered"]
+    assert (record.get("interrupted") or {}).get("step") == (step if step in JOURNALED else None), record
