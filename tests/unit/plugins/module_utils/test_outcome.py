@@ -109,6 +109,7 @@ def test_an_error_the_seam_describes_fails_with_its_words_and_anything_else_keep
 
 def test_nothing_written_is_said_once_and_a_write_outside_a_seam_goes_nowhere():
     assert record("written with no seam") is None
+
     def refused():
         raise RunbookError("bad input: nothing was changed.")
 
