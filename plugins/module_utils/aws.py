@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
+from ansible_collections.runbook.recovery.plugins.module_utils.journal import crash_after
 from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome, reported
 
 # boto3 itself is imported when the first client is made (half a second of every module run that needs none:
@@ -148,6 +149,7 @@ def exit_with_rows(module, result: dict, rows: list[dict], failures: str, name: 
         message = f"{len(failed)} of {len(rows)} {failures}: " + "; ".join(r["error"] for r in failed[:5])
         facts = done.facts()
         module.fail_json(msg=done.told(message), **{**result, "changes": facts["changes"]})
+    crash_after(module, bool(result.get("changed")))
     module.exit_json(**result)
 
 

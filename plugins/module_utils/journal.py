@@ -63,6 +63,13 @@ def crash_point(step: str) -> None:
         os.kill(victim, signal.SIGKILL)
 
 
+def crash_after(module, changed: bool) -> None:
+    """A test can stop the whole run right after a module wrote, before its result reaches Ansible:
+    RUNBOOK_CRASH_AT=after:<module> (for example after:lambda_concurrency); a run that changed nothing goes on."""
+    if changed and not getattr(module, "check_mode", False):
+        crash_point("after:" + str(getattr(module, "_name", "")).rsplit(".", 1)[-1].removesuffix(".py"))
+
+
 class Journal:
     """One procedure's journal at `path`."""
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, failure_details
+from ansible_collections.runbook.recovery.plugins.module_utils.journal import crash_after
 
 _NOTHING_CHANGED = re.compile(r"\s*\(?\bnothing (?:was|has been) changed\b[^.;)]*[.;)]?", re.IGNORECASE)
 SHOWN = 8  # changes named in a message; the result keeps them all
@@ -109,6 +110,7 @@ def reported(module, describe: Callable[[Exception], str | None], *context: dict
     _ACTIVE.append(outcome)
     try:
         yield outcome
+        crash_after(module, bool(outcome.steps))
     except RunbookError as exc:
         module.fail_json(msg=outcome.told(str(exc)), **failure_details(*context, exc.details, outcome.facts()))
     except Exception as exc:

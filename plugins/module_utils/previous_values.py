@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import DEFAULT_WORKERS, describe_error, for_each
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, utc_now
+from ansible_collections.runbook.recovery.plugins.module_utils.journal import crash_after
 from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome
 
 NOT_SET = "none"
@@ -440,4 +441,5 @@ def finish(module, result: dict) -> None:
         result["diff"] = diff(result["resources"])
     if result["failed_resources"]:
         module.fail_json(**result)
+    crash_after(module, bool(result.get("changed")))
     module.exit_json(**result)

@@ -2,11 +2,14 @@
 controller, its worker and the module all killed, so no rescue and no later task runs), then run again. Every case
 ends consistent, with nothing lost and nothing left behind: the rows of the backup are back, the database it replaced
 is kept (the only kept copy), no staging database, no journal, the database takes connections, the application
-runs. Between the two runs, a killed recovery's journal is a critical finding of the health sweep."""
+runs. Between the two runs, a killed recovery's journal is a critical finding of the health sweep. An emergency
+shutdown killed between its kinds of resources is completed by the next run and resumed to the values from before
+it."""
 
 from __future__ import annotations
 
 import pytest
+from aws_world import AwsWorkspace, World
 from conftest import Workspace, connect, create_chat_db, databases, disaster, table_fingerprints
 
 # Step boundaries of recover-db from a backup, in order: the application stopped, then the module's journal steps.
@@ -53,3 +56,41 @@ def test_recover_db_killed_at_a_step_is_settled_by_the_next_run(pg, tmp_path, do
     assert dockerd.running(project, "backend") == [c.name for c in containers]
     [record] = [r for r in ws.audit() if r["result"] == "recovered"]
     assert (record.get("interrupted") or {}).get("step") == (step if step in JOURNALED else None), record
+
+
+# Step boundaries of emergency-shutdown: right after each kind of resource was written (stages, then functions and
+# their event source mappings, then ECS services), before Ansible heard of it.
+SHUTDOWN_STEPS = ["after:apigateway_stage_throttle", "after:lambda_concurrency", "after:ecs_service_count"]
+
+
+def test_emergency_shutdown_killed_at_each_step_is_completed_and_resumed_exactly(tmp_path, aws_emulator):
+    """Half a shutdown (some resources at 0, the rest serving) is completed by the next run, itself killed at the
+    next step, and so on; the resume then puts back the values from before the first run: the previous values were
+    recorded on each resource before its write, so no kill loses one and no later run records a 0 as one."""
+    aws_emulator.clear_faults()
+    world = World(dict(aws_emulator))
+    world.build(reserved=(7, None), rest_stage=False, unthrottled_stage=False)
+    ws = AwsWorkspace(tmp_path, world.env, {"incident": world.scope()})
+    before, t = world.observe(cli=False), world.tag
+
+    for done_by_then, step in enumerate(SHUTDOWN_STEPS, start=1):
+        ws.env["RUNBOOK_CRASH_AT"] = step
+        try:
+            killed = ws.play("emergency-shutdown.yml", confirm=True, shutdown_scope="incident")
+        finally:
+            ws.env.pop("RUNBOOK_CRASH_AT")
+        assert killed.rc == -9, (step, killed.rc, killed.output[-3000:])
+        half = world.observe(cli=False)
+        assert [half[f"stage:{t}-ws"] == (0, 0.0), half[f"lambda:{t}-fn-0"] == 0, half["ecs:backend"][0] == 0] == \
+            [i < done_by_then for i in range(3)], (step, half)
+
+    done = ws.play("emergency-shutdown.yml", confirm=True, shutdown_scope="incident")
+    assert done.rc == 0 and done.changed == 0, done.output[-3000:]  # the last kill came after the last write
+    stopped = world.observe(cli=False)
+    assert stopped[f"lambda:{t}-fn-0"] == 0 and stopped[f"lambda:{t}-fn-1"] == 0
+    assert stopped[f"lambda:{t}-fn-0:tags"]["runbook:previous-reserved-concurrency"] == "7"
+    assert stopped["ecs:backend"][1]["runbook:previous-desired-count"] == "3"
+
+    resume = ws.play("emergency-resume.yml", confirm=True, shutdown_scope="incident")
+    assert resume.rc == 0, resume.output[-3000:]
+    assert world.observe() == before
