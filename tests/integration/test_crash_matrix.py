@@ -3,14 +3,15 @@ controller, its worker and the module all killed, so no rescue and no later task
 ends consistent, with nothing lost and nothing left behind: the rows of the backup are back, the database it replaced
 is kept (the only kept copy), no staging database, no journal, the database takes connections, the application
 runs. Between the two runs, a killed recovery's journal is a critical finding of the health sweep. An emergency
-shutdown killed between its kinds of resources is completed by the next run and resumed to the values from before
-it."""
+shutdown, and a scaling, killed between their kinds of resources are completed by the next run and resumed (undone)
+to the values from before them."""
 
 from __future__ import annotations
 
 import pytest
 from aws_world import AwsWorkspace, World
 from conftest import Workspace, connect, create_chat_db, databases, disaster, table_fingerprints
+from test_scale import capacity, configuration, create_table, function_with_everything
 
 # Step boundaries of recover-db from a backup, in order: the application stopped, then the module's journal steps.
 STEPS = ["app-stopped", "restoring", "swapping", "probing", "recording"]
@@ -94,3 +95,41 @@ def test_emergency_shutdown_killed_at_each_step_is_completed_and_resumed_exactly
     resume = ws.play("emergency-resume.yml", confirm=True, shutdown_scope="incident")
     assert resume.rc == 0, resume.output[-3000:]
     assert world.observe() == before
+
+
+SCALE_STEPS = ["after:lambda_capacity", "after:dynamodb_capacity", "after:ecs_service_count"]
+
+
+def test_scaling_killed_at_each_step_is_completed_and_undone_exactly(tmp_path, aws_emulator):
+    """A scaling of a function, a table and a service, killed after each kind in turn (each run completing the one
+    before): the next run completes it, and the undo puts back the values from before the first run."""
+    aws_emulator.clear_faults()
+    world = World(dict(aws_emulator))
+    world.build(reserved=(), throttled_stage=False, unthrottled_stage=False, rest_stage=False, ecs_desired=3)
+    name, table = function_with_everything(world), create_table(world)
+    ws = AwsWorkspace(tmp_path, world.env, {}, targets={"all": {
+        "lambda": {"names": [name]}, "dynamodb_tables": [table], "ecs_services": world.services}})
+    wanted = {"scale_target": "all", "lambda_memory_mb": 1024, "dynamodb_read_capacity": 10,
+              "dynamodb_write_capacity": 20, "ecs_desired_count": 6}
+
+    def observe() -> tuple:
+        return (configuration(world, name, cli=False)["MemorySize"], capacity(world, table)["table"],
+                world.observe(cli=False)["ecs:backend"][0])
+
+    before = (configuration(world, name), capacity(world, table), world.observe()["ecs:backend"])
+    assert observe() == (256, (5, 5), 3)
+    for done_by_then, step in enumerate(SCALE_STEPS, start=1):
+        ws.env["RUNBOOK_CRASH_AT"] = step
+        try:
+            killed = ws.play("scale.yml", confirm=True, **wanted)
+        finally:
+            ws.env.pop("RUNBOOK_CRASH_AT")
+        assert killed.rc == -9, (step, killed.rc, killed.output[-3000:])
+        assert observe() == tuple(new if i < done_by_then else old for i, (old, new) in
+                                  enumerate(zip((256, (5, 5), 3), (1024, (10, 20), 6), strict=True))), step
+
+    done = ws.play("scale.yml", confirm=True, **wanted)
+    assert done.rc == 0 and done.changed == 0, done.output[-3000:]
+    undo = ws.play("scale-undo.yml", confirm=True, scale_target="all")
+    assert undo.rc == 0, undo.output[-3000:]
+    assert (configuration(world, name), capacity(world, table), world.observe()["ecs:backend"]) == before
