@@ -42,6 +42,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     parse_iso,
     utc_now,
 )
+from ansible_collections.runbook.recovery.plugins.module_utils.journal import crash_point
 from ansible_collections.runbook.recovery.plugins.module_utils.outcome import Outcome, said
 from ansible_collections.runbook.recovery.plugins.module_utils.previous_values import (
     SCALE,
@@ -1050,6 +1051,7 @@ class TableRestore:
             restore(ddb, self.table, self.source, target)
             outcome.wrote(f"table {target} restored from {self.source['name']}")
             result["changed"] = True
+            crash_point("dynamodb-restore-requested")  # a test's kill: the next run finds the table by its name
         wait_table_active(ddb, target, WAIT_SECONDS)
         result["item_count"] = count_items(ddb, target, self.segments)
         result["count_check"], problem = compare_counts(result["item_count"], self.recorded,
@@ -1058,11 +1060,13 @@ class TableRestore:
             raise RunbookError(f"{target} failed the count check: {problem}. Nothing was repointed; {target} is "
                                "kept for inspection.")
         copied = self.settings.apply(outcome)
+        crash_point("dynamodb-settings-copied")
         result.update(settings_copied=copied, changed=result["changed"] or bool(copied))
         result["settings_checked"] = self.settings.verify()
         if self.function and self.variables.get(self.variable) != target:
             repoint_and_check(ddb, self.clients("lambda"), self.function, self.variables, self.variable, target,
                               self.check_item, outcome)
+            crash_point("dynamodb-repointed")
             result.update(changed=True, repointed=True)
         elif self.function:
             result["repointed"] = True

@@ -4,13 +4,14 @@ ends consistent, with nothing lost and nothing left behind: the rows of the back
 is kept (the only kept copy), no staging database, no journal, the database takes connections, the application
 runs. Between the two runs, a killed recovery's journal is a critical finding of the health sweep. An emergency
 shutdown, and a scaling, killed between their kinds of resources are completed by the next run and resumed (undone)
-to the values from before them."""
+to the values from before them. A DynamoDB restore-and-repoint killed at each step restores once and repoints."""
 
 from __future__ import annotations
 
 import pytest
 from aws_world import AwsWorkspace, World
 from conftest import Workspace, connect, create_chat_db, databases, disaster, table_fingerprints
+from test_dynamodb import dynamo, items, restored_tables, variables  # noqa: F401 (a fixture, used by name)
 from test_scale import capacity, configuration, create_table, function_with_everything
 
 # Step boundaries of recover-db from a backup, in order: the application stopped, then the module's journal steps.
@@ -133,3 +134,33 @@ def test_scaling_killed_at_each_step_is_completed_and_undone_exactly(tmp_path, a
     undo = ws.play("scale-undo.yml", confirm=True, scale_target="all")
     assert undo.rc == 0, undo.output[-3000:]
     assert (configuration(world, name), capacity(world, table), world.observe()["ecs:backend"]) == before
+
+
+DYNAMODB_STEPS = ["dynamodb-restore-requested", "dynamodb-settings-copied", "dynamodb-repointed"]
+
+
+def test_dynamodb_restore_and_repoint_killed_at_each_step_restores_once_and_repoints(dynamo):  # noqa: F811
+    """Killed after asking AWS for the restore, after putting back what the restore drops, and after repointing the
+    consumer (each run going one step further): the next run finds the restored table by its name instead of
+    restoring a second one, and ends with every item back and the consumer pointed at it."""
+    ws, table, ddb, lam, function = dynamo["ws"], dynamo["table"], dynamo["ddb"], dynamo["lam"], dynamo["function"]
+    assert ws.play("backup-dynamodb.yml").rc == 0
+    original = items(ddb, table)
+    ddb.delete_item(TableName=table, Key={"pk": {"S": "session-3"}})  # the incident
+
+    for step in DYNAMODB_STEPS:
+        ws.env["RUNBOOK_CRASH_AT"] = step
+        try:
+            killed = ws.play("recover-dynamodb.yml", confirm=True, table=table)
+        finally:
+            ws.env.pop("RUNBOOK_CRASH_AT")
+        assert killed.rc == -9, (step, killed.rc, killed.output[-3000:])
+        assert len(restored_tables(ddb, table)) == 1, (step, restored_tables(ddb, table))
+        pointed = variables(lam, function)["SESSIONS_TABLE"]
+        assert (pointed == table) == (step != "dynamodb-repointed"), (step, pointed)
+
+    done = ws.play("recover-dynamodb.yml", confirm=True, table=table)
+    assert done.rc == 0 and done.changed == 0, done.output[-3000:]
+    [restored] = restored_tables(ddb, table)
+    assert variables(lam, function) == {"SESSIONS_TABLE": restored, "MODEL": "claude"}
+    assert items(ddb, restored) == original and len(items(ddb, table)) == 29
