@@ -215,16 +215,31 @@ class DatabasePitr:
                 + (f" (the current database is kept as {plan['keep_current_as']})" if before["exists"] else ""))
         else:
             self.result["msg"] = f"{self.database} already holds {self.target.describe()}: nothing to do"
+        interrupted = self.current.journal.read()
+        if interrupted is not None:  # a real run settles it first (Recovery._resolve_interrupted)
+            plan.update(needed=True, interrupted=interrupted)
+            self.result.update(changed=True, msg=(
+                f"an interrupted recovery of {self.database} (started {interrupted['started_at']}) stopped at step "
+                f"{interrupted['step']}: it will be finished or undone first; then " + self.result["msg"]))
         return plan
 
     def run(self) -> dict:
         self.current.validate()
         with self.current.locked() as lock:
+            self.current.lock = lock
+            self.current._resolve_interrupted()  # a recovery of this database killed mid-run: settled first
+            finished = {k: v for k, v in self.result.items() if k in ("interrupted", "kept_database", "swapped",
+                                                                     "recovered_oid", "removed_previous")}
             plan = self._plan()
+            # Throwaway clusters and dumps of runs that died go first, also when nothing else needs doing.
+            self.result["removed_leftovers"] = remove_leftovers(self.work_dir, self.archive.os_user)
             if not plan["needed"]:
+                if finished.get("interrupted"):
+                    self.result.update(finished, changed=True, msg=(
+                        f"the interrupted recovery of {self.database} (stopped at step "
+                        f"{finished['interrupted']['step']}) was finished: it holds {self.target.describe()}"))
                 return self.result
             started = time.monotonic()
-            self.result["removed_leftovers"] = remove_leftovers(self.work_dir, self.archive.os_user)
             with self.params.connect() as conn:
                 self.result["archived_through"] = archive_everything_until_now(conn)
             dumps, claim = claimed_directory(self.work_dir, "runbook-pitr-dump-")
@@ -237,7 +252,7 @@ class DatabasePitr:
                     throwaway.destroy()
                 self.result["replay"] = {**replay, "dumped_backup": backup["id"]}
                 recovery = Recovery(self.params, LocalStore(dumps), self.database, backup=backup["id"],
-                                    **self.options)
+                                    journal=self.current.journal, label=self.target.label, **self.options)
                 recovery.result = self.result  # one result: what the replay did and what the recovery did
                 result = recovery.apply(lock)
             finally:

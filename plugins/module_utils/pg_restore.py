@@ -403,14 +403,18 @@ class Recovery:
 
     def __init__(self, params: ConnParams, store: LocalStore, database: str, backup: str, jobs: int = 2,
                  keep_previous: int = 2, health_query: str = "SELECT 1", force: bool = False,
-                 no_owner: bool = False, swap_timeout: float = 30, lock_wait: float = 10):
+                 no_owner: bool = False, swap_timeout: float = 30, lock_wait: float = 10,
+                 journal: Journal | None = None, label: str | None = None):
         self.params, self.store, self.database, self.wanted = params, store, database, backup
         self.jobs, self.keep_previous, self.health_query = jobs, keep_previous, health_query
         self.force, self.no_owner, self.swap_timeout, self.lock_wait = force, no_owner, swap_timeout, lock_wait
         self.staging = staging_name(database)
         self.lock = None
         self.swap_step = None  # this run's change, once swapped in (the outcome seam's step a rollback undoes)
-        self.journal = recovery_journal(store.root, params, database)
+        # Where the steps are written (a point-in-time recovery restores from a dump of its own, and gives the
+        # journal of the database's own store), and what the store records the database to hold once done.
+        self.journal = journal or recovery_journal(store.root, params, database)
+        self.label = label
         self.result = {"changed": False, "database": database, "swapped": False, "rolled_back": False}
 
     def validate(self) -> None:
@@ -530,7 +534,7 @@ class Recovery:
                                    f"with its probe, which failed: {exc} It was rolled back: {self.database} is the "
                                    "database it was before.", **self.result) from exc
             with self.params.connect() as conn:
-                self._record_restored(conn, entry["backup"], entry["staging_oid"])
+                self._record_restored(conn, entry.get("label") or entry["backup"], entry["staging_oid"])
                 self.result["removed_previous"] = self._trim_kept(conn, keep=entry.get("kept"))
             self.result.update(changed=True, swapped=True, kept_database=entry.get("kept"),
                                recovered_oid=entry["staging_oid"])
@@ -614,7 +618,8 @@ class Recovery:
         owner = state.get("owner") or (current or {}).get("owner")
         # The checksums are verified while pg_restore runs (both read the same files); nothing is
         # swapped unless they pass, and a failed check drops the staging database.
-        self.journal.write("restoring", database=self.database, backup=backup.backup_id, staging=self.staging)
+        self.journal.write("restoring", database=self.database, backup=backup.backup_id, staging=self.staging,
+                           label=self.label or backup.backup_id)
         staged = record(f"database {self.staging} created from backup {backup.backup_id}")
         with ThreadPoolExecutor(max_workers=1) as pool:
             checked = pool.submit(checksum_problems, backup)

@@ -141,6 +141,45 @@ def test_one_database_back_to_a_second_while_the_cluster_serves(archived):
     assert again.rc == 0 and again.changed == 0, again.output[-3000:]
 
 
+def test_a_database_recovery_killed_before_and_after_its_swap_is_settled_by_the_next_run(archived):
+    """The crash matrix's point-in-time recovery of one database: killed (the whole run, RUNBOOK_CRASH_AT) once its
+    staging database is complete but before the swap, then, by the next run, right after the swap: the run after
+    finishes the second one (probes and records it) instead of recovering again, which would have kept its
+    unprobed copy and let the trim take the database it replaced. Nothing is left: no staging database, no journal,
+    no throwaway cluster or dump, one kept copy holding the rows from before."""
+    name = f"crashdb_{uuid.uuid4().hex[:6]}"
+    make_database(archived, name, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+    time.sleep(1.1)
+    moment = utc_iso(server_now(archived))
+    time.sleep(1.1)
+    with connect(archived.cluster, name) as conn:
+        conn.execute("INSERT INTO t VALUES (2)")
+    ws, journals = archived.workspace, archived.workspace.backup_root / ".journals"
+
+    for step in ("swapping", "probing"):
+        ws.env["RUNBOOK_CRASH_AT"] = step
+        try:
+            killed = ws.play("recover-db.yml", database=name, target_time=moment, confirm=True)
+        finally:
+            ws.env.pop("RUNBOOK_CRASH_AT")
+        assert killed.rc == -9 and len(list(journals.glob("*.json"))) == 1, (step, killed.output[-3000:])
+    plan = ws.play("recover-db.yml", check=True, database=name, target_time=moment)
+    assert plan.rc == 0 and plan.says("stopped at step probing: it will be finished or undone first"), \
+        plan.output[-3000:]
+
+    done = ws.play("recover-db.yml", database=name, target_time=moment, confirm=True)
+    assert done.rc == 0, done.output[-4000:]  # finished, not recovered again: that would keep a second copy
+    assert archived.rows(name, "SELECT n FROM t ORDER BY n") == [(1,)]
+    with connect(archived.cluster) as conn:
+        left = [row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s) "
+                                               "ORDER BY 1", (name + "__",)).fetchall()]
+    assert len(left) == 1 and left[0].startswith(name + "__pre_recovery_"), left
+    assert archived.rows(left[0], "SELECT n FROM t ORDER BY n") == [(1,), (2,)], "the replaced database is lost"
+    assert list(journals.glob("*")) == [] and list(archived.work_dir.iterdir()) == []
+    again = ws.play("recover-db.yml", database=name, target_time=moment, confirm=True)
+    assert again.rc == 0 and again.changed == 0, again.output[-3000:]
+
+
 def switch_and_wait(world: ArchivedCluster, times: int = 1) -> str:
     """archive_now, `times` over: that many segments finished and archived."""
     for _ in range(times):
