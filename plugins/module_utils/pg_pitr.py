@@ -376,6 +376,9 @@ class ClusterPitr:
             elif not self._running(data):
                 self._start()
                 self._wait_ready()
+        elif journal.get("label"):  # killed before it recorded what it reached: recorded now, not recovered again
+            self.data_directory = journal["data"]
+            self._write_record(journal["label"])
         self.journal.close()
         record(f"the cluster recovery killed at step {journal['step']} undone ({journal['data']} as it was before it)"
                if journal["step"] != "finished" else "the journal of a finished cluster recovery closed")
@@ -457,7 +460,7 @@ class ClusterPitr:
             self.spool_dir = f"{data}.walspool"
             shutil.rmtree(self.spool_dir, ignore_errors=True)  # segments of another recovery are not ours to replay
             self._write_journal("stopping", data=data, kept=kept, target=self.target.describe(),
-                                os_user=self.archive.os_user)
+                                label=self.target.label, os_user=self.archive.os_user)
             self._stop()
             stopped = record(f"the server of {data} stopped")
             self._write_journal("moving")
@@ -507,10 +510,10 @@ class ClusterPitr:
                                            "FROM pg_control_system()").fetchone()
         return f"{system}:{int(walfile[:8], 16)}"
 
-    def _write_record(self) -> None:
+    def _write_record(self, label: str | None = None) -> None:
         try:
             with open(self._record_path(), "w") as handle:
-                json.dump({"identity": self._identity(), "target": self.target.label}, handle)
+                json.dump({"identity": self._identity(), "target": label or self.target.label}, handle)
         except OSError as exc:
             self.result.setdefault("warnings", []).append(f"could not record the recovered target ({exc}): a rerun "
                                                           "recovers again.")

@@ -389,11 +389,12 @@ def test_cluster_round_trip_and_a_failed_probe_puts_the_old_directory_back(archi
 
 
 def test_a_cluster_recovery_killed_mid_run_is_undone_by_the_next_run(archived):
-    """SIGKILL reaches no exception handler: a cluster recovery killed after stopping the server (it stays down) and
-    one killed after moving the data directory aside and restoring a new one (the server is down, its directory
-    moved) are each found by the next run, through the journal in the work directory, and undone before anything
-    else (the check mode says so first); the recovery then completes. Nothing is left: no journal, no half-restored
-    directory, one kept previous directory."""
+    """The crash matrix's cluster recovery: SIGKILL (the whole run) reaches no exception handler. Killed at each of
+    its steps in turn (before the stop, with the server stopped, with its directory moved aside, while restoring,
+    replaying and probing a new one, and once finished but not yet recorded), each run is found by the next,
+    through the journal in the work directory, and undone before anything else (the check mode and the health
+    sweep say so first), or, when it had finished, recorded instead of recovered again. Nothing is left: no
+    journal, no half-restored directory, one kept previous directory."""
     assert archived.workspace.play("base-backup.yml").rc == 0
     clusterdb = f"crash_{uuid.uuid4().hex[:6]}"
     make_database(archived, clusterdb, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
@@ -416,23 +417,33 @@ def test_a_cluster_recovery_killed_mid_run_is_undone_by_the_next_run(archived):
         finally:
             ws.env.pop("RUNBOOK_CRASH_AT", None)
 
+    running = recover(crash_at="stopping")  # killed before it stopped anything: the next run only closes its journal
+    assert running.rc == -9 and journal.exists() and archived.cluster.running(), running.output[-3000:]
     stopped = recover(crash_at="moving")  # killed with the server stopped, its directory still in place
-    assert stopped.rc != 0 and journal.exists() and not archived.cluster.running(), stopped.output[-3000:]
+    assert stopped.rc == -9 and journal.exists() and not archived.cluster.running(), stopped.output[-3000:]
     plan = recover(check=True)
     assert plan.rc == 0 and plan.says("an interrupted cluster recovery"), plan.output[-3000:]
     sweep = ws.play("health-sweep.yml")
     assert sweep.rc != 0 and sweep.says("was killed at step moving: run recover-db.yml"), sweep.output[-3000:]
     assert not archived.cluster.running(), "the check mode changed something"
 
-    moved = recover(crash_at="replaying")  # undoes the first (starts the server), then is killed itself
-    assert moved.rc != 0 and journal.exists(), moved.output[-3000:]
-    assert not archived.cluster.running(), moved.output[-3000:]
-    assert set(data.parent.glob("data.pre_pitr_*")) - kept_before, "the directory was not moved aside"
+    # Each next run undoes the one before (starts the server on its directory), then is killed itself, a step later.
+    for step in ("restoring", "replaying", "probing"):
+        moved = recover(crash_at=step)
+        assert moved.rc == -9 and journal.exists(), (step, moved.output[-3000:])
+        assert json.loads(journal.read_text())["step"] == step
+        assert set(data.parent.glob("data.pre_pitr_*")) - kept_before, "the directory was not moved aside"
+        assert archived.cluster.running() == (step == "probing"), step  # up on the new directory, not yet probed
 
-    done = recover()
+    finished = recover(crash_at="finished")  # undoes the one killed while probing, recovers, killed at the end
+    assert finished.rc == -9 and json.loads(journal.read_text())["step"] == "finished", finished.output[-3000:]
+    kept_now = set(data.parent.glob("data.pre_pitr_*"))
+
+    done = recover()  # only records what the last one reached: it does not recover again
     assert done.rc == 0, done.output[-4000:]
+    assert set(data.parent.glob("data.pre_pitr_*")) == kept_now, "the cluster was recovered a second time"
     [record] = [r for r in ws.audit() if r.get("result") == "recovered" and r.get("undone_interrupted")]
-    assert record["undone_interrupted"]["step"] == "replaying" and record["scope"] == "cluster", record
+    assert record["undone_interrupted"]["step"] == "finished" and record["scope"] == "cluster", record
     assert archived.rows(clusterdb, "SELECT n FROM t ORDER BY n") == [(1,)]
     assert not journal.exists() and set(data.parent.glob("data.failed_pitr_*")) == failed_before
     assert len(set(data.parent.glob("data.pre_pitr_*")) - kept_before) == 1  # this recovery's, kept as always
