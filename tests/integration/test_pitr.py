@@ -99,6 +99,18 @@ def make_database(world: ArchivedCluster, name: str, sql: str) -> None:
         conn.execute(sql)
 
 
+def one_row_then_another(world: ArchivedCluster, prefix: str) -> tuple[str, str]:
+    """A new database whose table t holds row 1 at the moment returned, and rows 1 and 2 after it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:6]}"
+    make_database(world, name, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+    time.sleep(1.1)
+    moment = utc_iso(server_now(world))
+    time.sleep(1.1)
+    with connect(world.cluster, name) as conn:
+        conn.execute("INSERT INTO t VALUES (2)")
+    return name, moment
+
+
 def test_one_database_back_to_a_second_while_the_cluster_serves(archived):
     shop, busy = f"shop_{uuid.uuid4().hex[:6]}", f"busy_{uuid.uuid4().hex[:6]}"
     make_database(archived, shop, "CREATE TABLE items (id int PRIMARY KEY, batch text NOT NULL)")
@@ -147,13 +159,7 @@ def test_a_database_recovery_killed_before_and_after_its_swap_is_settled_by_the_
     finishes the second one (probes and records it) instead of recovering again, which would have kept its
     unprobed copy and let the trim take the database it replaced. Nothing is left: no staging database, no journal,
     no throwaway cluster or dump, one kept copy holding the rows from before."""
-    name = f"crashdb_{uuid.uuid4().hex[:6]}"
-    make_database(archived, name, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
-    time.sleep(1.1)
-    moment = utc_iso(server_now(archived))
-    time.sleep(1.1)
-    with connect(archived.cluster, name) as conn:
-        conn.execute("INSERT INTO t VALUES (2)")
+    name, moment = one_row_then_another(archived, "crashdb")
     ws, journals = archived.workspace, archived.workspace.backup_root / ".journals"
 
     for step in ("swapping", "probing"):
@@ -396,13 +402,7 @@ def test_a_cluster_recovery_killed_mid_run_is_undone_by_the_next_run(archived):
     sweep say so first), or, when it had finished, recorded instead of recovered again. Nothing is left: no
     journal, no half-restored directory, one kept previous directory."""
     assert archived.workspace.play("base-backup.yml").rc == 0
-    clusterdb = f"crash_{uuid.uuid4().hex[:6]}"
-    make_database(archived, clusterdb, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
-    time.sleep(1.1)
-    moment = utc_iso(server_now(archived))
-    time.sleep(1.1)
-    with connect(archived.cluster, clusterdb) as conn:
-        conn.execute("INSERT INTO t VALUES (2)")
+    clusterdb, moment = one_row_then_another(archived, "crash")
     data = archived.cluster.data
     kept_before = set(data.parent.glob("data.pre_pitr_*"))
     failed_before = set(data.parent.glob("data.failed_pitr_*"))  # an earlier test's failed probe, kept for a look
