@@ -12,7 +12,7 @@ import threading
 import psycopg
 from aws_world import AwsWorkspace, World, clients
 from conftest import Workspace, connect, finish
-from test_app_services import AppWorkspace, backend, started  # noqa: F401 (backend: a fixture)
+from test_app_services import AppWorkspace, started  # the backend fixture: tests/integration/conftest.py
 from test_bootstrap_fixes import bootstrap_toolkit, broken, snapshot  # noqa: F401 (broken: a fixture)
 from test_deploy_rollback import DeployWorld
 
