@@ -228,8 +228,8 @@ class DatabasePitr:
         with self.current.locked() as lock:
             self.current.lock = lock
             self.current._resolve_interrupted()  # a recovery of this database killed mid-run: settled first
-            finished = {k: v for k, v in self.result.items() if k in ("interrupted", "kept_database", "swapped",
-                                                                     "recovered_oid", "removed_previous")}
+            settled = ("interrupted", "kept_database", "swapped", "recovered_oid", "removed_previous")
+            finished = {k: v for k, v in self.result.items() if k in settled}
             plan = self._plan()
             # Throwaway clusters and dumps of runs that died go first, also when nothing else needs doing.
             self.result["removed_leftovers"] = remove_leftovers(self.work_dir, self.archive.os_user)
