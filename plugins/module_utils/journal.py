@@ -21,23 +21,25 @@ import signal
 from ansible_collections.runbook.recovery.plugins.module_utils.common import isoformat, utc_now, write_json_atomic
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (state first), or [] when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def process_start(pid: int) -> str | None:
     """When a process started (Linux /proc, clock ticks since boot): tells it from a later one given its pid. None
     when it is gone, a zombie included (killed, its parent killed too, and nobody has reaped it yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
+    fields = _stat(pid)
     return fields[19] if len(fields) > 19 and fields[0] not in ("Z", "X") else None
 
 
 def _parent(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return int(handle.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
+    fields = _stat(pid)
+    return int(fields[1]) if len(fields) > 1 else 0
 
 
 def _is_controller(pid: int) -> bool:

@@ -56,7 +56,8 @@ class Outcome:
             self.steps.append(step)
         return step
 
-    def undid(self, step: Step, how: str) -> None:
+    @staticmethod
+    def undid(step: Step, how: str) -> None:
         step.undone, step.undo_error = how, None
 
     def undo_failed(self, step: Step, why: str) -> None:
@@ -124,12 +125,13 @@ def reported(module, describe: Callable[[Exception], str | None], *context: dict
 
 def record(what: str) -> Step | None:
     """Say a write to the outcome of the seam this runs under (none: a function called on its own)."""
-    return _ACTIVE[-1].wrote(what) if _ACTIVE else None
+    return said(_ACTIVE[-1] if _ACTIVE else None, what)
 
 
 def record_undo(step: Step | None, how: str) -> None:
+    """Say the undo of a step `record` returned (None when it was said to no seam)."""
     if step is not None:
-        step.undone, step.undo_error = how, None
+        Outcome.undid(step, how)
 
 
 def said(outcome: Outcome | None, what: str) -> Step | None:

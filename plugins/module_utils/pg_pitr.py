@@ -342,12 +342,6 @@ class ClusterPitr:
     def journal(self) -> Journal:
         return Journal(os.path.join(self.work_dir, self.JOURNAL))
 
-    def _journal(self) -> dict | None:
-        return self.journal.read()
-
-    def _write_journal(self, step: str, **facts) -> None:
-        self.journal.write(step, **facts)
-
     def _lock(self):
         return host_lock(os.path.join(private_work_dir(self.work_dir), "cluster-pitr.lock"))
 
@@ -364,7 +358,7 @@ class ClusterPitr:
     def _resolve_interrupted(self) -> dict | None:
         """Undo (or close, if it had finished) the run a journal tells of; the caller holds the host lock, so that
         run is gone."""
-        journal = self._journal()
+        journal = self.journal.read()
         if journal is None:
             return None
         if journal["step"] != "finished":
@@ -387,7 +381,7 @@ class ClusterPitr:
 
     def undo_interrupted(self, check_mode: bool) -> dict:
         """Only the undo of an interrupted recovery (state=undone): the server answers afterwards."""
-        journal = self._journal()
+        journal = self.journal.read()
         if journal is None:
             return {"changed": False, "msg": "no interrupted cluster recovery"}
         if check_mode:
@@ -409,7 +403,7 @@ class ClusterPitr:
         return bool(pid and os.path.exists(f"/proc/{pid}"))
 
     def plan(self) -> dict:
-        journal = self._journal()
+        journal = self.journal.read()
         if journal is not None:
             return self._interrupted_plan(journal)
         with self.params.connect() as conn:
@@ -459,11 +453,11 @@ class ClusterPitr:
             mode, owner = os.stat(data).st_mode & 0o777, os.stat(data)
             self.spool_dir = f"{data}.walspool"
             shutil.rmtree(self.spool_dir, ignore_errors=True)  # segments of another recovery are not ours to replay
-            self._write_journal("stopping", data=data, kept=kept, target=self.target.describe(),
-                                label=self.target.label, os_user=self.archive.os_user)
+            self.journal.write("stopping", data=data, kept=kept, target=self.target.describe(),
+                               label=self.target.label, os_user=self.archive.os_user)
             self._stop()
             stopped = record(f"the server of {data} stopped")
-            self._write_journal("moving")
+            self.journal.write("moving")
             os.rename(data, kept)
             moved = record(f"{data} moved aside to {kept}")
             self.result.update(kept_data_directory=kept)
@@ -471,15 +465,15 @@ class ClusterPitr:
                 for path in (data, self.spool_dir):
                     os.mkdir(path, mode)
                     os.chown(path, owner.st_uid, owner.st_gid)
-                self._write_journal("restoring")
+                self.journal.write("restoring")
                 self.archive.run("barman-cloud-restore", self.archive.config.destination,
                                  self.archive.config.server_name, plan["base_backup"]["id"], data,
                                  as_server_user=True)
                 self._configure(data)
-                self._write_journal("replaying")
+                self.journal.write("replaying")
                 self._start()
                 self._wait_promoted()
-                self._write_journal("probing")
+                self.journal.write("probing")
                 self._unconfigure(data)
                 self._probe()
             except BaseException as exc:
@@ -492,7 +486,7 @@ class ClusterPitr:
                                    **self.result) from exc
             finally:
                 shutil.rmtree(self.spool_dir, ignore_errors=True)
-            self._write_journal("finished")
+            self.journal.write("finished")
             self._write_record()
             self.journal.close()
             self.result.update(changed=True, elapsed_seconds=round(time.monotonic() - started, 3), msg=(
