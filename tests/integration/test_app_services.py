@@ -198,8 +198,26 @@ def test_a_rolling_restart_goes_one_container_at_a_time_and_stops_at_an_unhealth
     assert [(r["result"], r.get("unhealthy")) for r in ws.audit()] == [
         ("refused", None), ("restarted", None), ("failed", names[1])]
 
-    unknown = ws.play("restart-app.yml", service="frontend", confirm=True)
-    assert unknown.rc != 0 and unknown.says("No application service is named 'frontend'"), unknown.output[-3000:]
+    now = {name: started(dockerd, name) for name in names}
+    for name in ("frontend", "back;rm -rf /"):
+        unknown = ws.play("restart-app.yml", service=name, confirm=True)
+        assert unknown.rc != 0 and unknown.says(f"No application service is named {name!r}"), unknown.output[-3000:]
+    assert {name: started(dockerd, name) for name in names} == now
+
+
+def test_a_procedure_with_no_host_to_act_on_fails_naming_the_groups_and_the_inventory(tmp_path):
+    """An empty app group used to skip the play ("no hosts matched") and end green having restarted nothing."""
+    ws = PlaybookWorkspace(tmp_path)
+    ws.inventory.write_text(yaml.safe_dump({"all": {"children": {"app": {"hosts": {}}, "aws": {"hosts": {}}}}}))
+    for playbook, extra, says in (
+            ("restart-app.yml", {"service": "backend", "confirm": True},
+             "restart-app acts on the hosts of group app, and the inventory"),
+            ("emergency-shutdown.yml", {"shutdown_scope": "incident", "confirm": True},
+             "emergency-shutdown acts on the hosts of groups aws or app, and the inventory")):
+        run = ws.play(playbook, **extra)
+        assert run.rc != 0 and run.says(says) and run.says(f"({ws.inventory}) has none there"), run.output[-3000:]
+        assert run.says("Nothing was changed.") and "PLAY [Rolling restart" not in run.output
+    assert not ws.audit_log.exists()
 
 
 def test_a_sealed_restart_plan_restarts_the_containers_it_listed_and_refuses_when_they_differ(tmp_path, dockerd,
