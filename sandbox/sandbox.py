@@ -1,4 +1,4 @@
-"""Start, stop, seed and describe the local sandbox: PostgreSQL, Redis and the AWS API emulator.
+"""Start, stop, seed and describe the local sandbox: PostgreSQL, Redis, the AWS API emulator and the application tier.
 
     python sandbox/sandbox.py up       # idempotent: starts what is not running, seeds what is missing,
                                        # backs up chat, archives WAL (a first base backup)
@@ -12,9 +12,10 @@
     python sandbox/sandbox.py fleet-up 3x40 | fleet-down    # only the fleet
 
 Everything lives under .sandbox/ in the checkout (ignored by git), Barman's cloud tools too (.sandbox/barman-cloud,
-where the server's OS user runs them). Ports come from inventories/local/group_vars/all/sandbox.yml, the same
-file the playbooks read; the fleet's servers listen from 55440 up (RUNBOOK_SANDBOX_FLEET_PORT), under .sandbox/fleet/,
-and RUNBOOK_FLEET_INVENTORY moves its inventory elsewhere.
+where the server's OS user runs them), and the application tier's Docker daemon (.sandbox/docker,
+sandbox/app_tier.py: the compose project `chat`, backend and frontend). Ports come from
+inventories/local/group_vars/all/sandbox.yml, the same file the playbooks read; the fleet's servers listen from 55440
+up (RUNBOOK_SANDBOX_FLEET_PORT), under .sandbox/fleet/, and RUNBOOK_FLEET_INVENTORY moves its inventory elsewhere.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sandbox import app_tier  # noqa: E402
 from sandbox.pgcluster import PgCluster, process_alive, wait_gone  # noqa: E402
 
 SANDBOX = Path(os.environ.get("RUNBOOK_SANDBOX_DIR", ROOT / ".sandbox"))
@@ -46,6 +48,7 @@ SETTINGS = yaml.safe_load((ROOT / "inventories/local/group_vars/all/sandbox.yml"
 SETTINGS.update({key: int(os.environ[f"RUNBOOK_{key.upper()}"]) for key in SETTINGS
                  if key.endswith("_port") and os.environ.get(f"RUNBOOK_{key.upper()}")})
 DEMO_DATABASE = "chat"
+DOCKER = SANDBOX / "docker"
 FLEET = SANDBOX / "fleet"
 FLEET_PORT = int(os.environ.get("RUNBOOK_SANDBOX_FLEET_PORT") or 55440)
 FLEET_INVENTORY = Path(os.environ.get("RUNBOOK_FLEET_INVENTORY", ROOT / "inventories" / "fleet" / "hosts.yml"))
@@ -455,6 +458,7 @@ def up(fleet: str | None = None) -> None:
         "aws emulator started": start_aws(),
     }
     report["aws resources seeded"] = seed_aws()
+    report.update(app_tier.up(DOCKER, SETTINGS["sandbox_app_port"]))
     (SANDBOX / "backups").mkdir(mode=0o700, exist_ok=True)
     report["chat backed up"] = first_backup()
     report["wal archiving set up"] = archiving(cluster)
@@ -470,6 +474,7 @@ def down() -> None:
         "aws emulator": stop_pid(SANDBOX / "aws" / "moto.pid"),
         "redis": stop_pid(redis_paths()[2]),
         "postgres": postgres().stop(),
+        "docker (app)": app_tier.Daemon(DOCKER).stop(),
         "fleet": bool(fleet_down()),
     }
     for what, was_running in stopped.items():
@@ -487,6 +492,7 @@ def status() -> int:
         ("aws emulator", port_open(SETTINGS["sandbox_aws_port"]),
          f"http://127.0.0.1:{SETTINGS['sandbox_aws_port']} (AWS_ENDPOINT_URL; eval \"$(make -s sandbox-env)\")"),
     ]
+    rows += app_tier.describe(DOCKER)
     for cluster in fleet_servers():
         rows.append((f"fleet {cluster.base.name}", cluster.running(),
                      f"127.0.0.1:{cluster.port} (data {cluster.data}; inventory {FLEET_INVENTORY})"))

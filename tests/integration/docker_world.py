@@ -1,23 +1,16 @@
-"""A Docker daemon of the tests' own (Debian's docker.io: private socket, data root, exec root and pid file; vfs
-storage, no bridge, no iptables), an image built FROM scratch with a static busybox (no registry is reachable), and
-compose services made through the API with the labels compose v1 and v2 set. Nothing here touches a daemon it did
-not start."""
+"""A Docker daemon of the tests' own, started and given its busybox image as the sandbox's is (sandbox/app_tier.py),
+and compose services made through the API with the labels compose v1 and v2 set. Nothing here touches a daemon it
+did not start."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import docker
+from sandbox.app_tier import IMAGE, NUMBER_LABEL, PROJECT_LABEL, SERVICE_LABEL, Daemon, compose_labels  # noqa: F401
 
-IMAGE = "rr-busybox:test"
-PROJECT_LABEL, SERVICE_LABEL = "com.docker.compose.project", "com.docker.compose.service"
-NUMBER_LABEL = "com.docker.compose.container-number"
 # The container is healthy once /ok exists; it makes /ok at start unless /fail-on-start exists, so a container can
 # be made to come back unhealthy from its next restart.
 APP_COMMAND = ["sh", "-c", "rm -f /ok; [ -e /fail-on-start ] || touch /ok; trap 'exit 0' TERM; "
@@ -33,43 +26,20 @@ HEALTHCHECK = {"test": ["CMD", "test", "-e", "/ok"], "interval": 1_000_000_000, 
 class DockerDaemon:
     def __init__(self):
         self.base = Path(tempfile.mkdtemp(prefix="rr-docker-", dir="/tmp"))
-        self.socket = self.base / "docker.sock"
-        self.host = f"unix://{self.socket}"
-        self.pidfile = self.base / "docker.pid"
-        self.log = open(self.base / "dockerd.log", "w")
-        self.process = subprocess.Popen(
-            ["dockerd", "--storage-driver", "vfs", "--bridge", "none", "--iptables=false", "--ip-masq=false",
-             "--host", self.host, "--data-root", str(self.base / "root"), "--exec-root", str(self.base / "exec"),
-             "--pidfile", str(self.pidfile)],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.client = docker.DockerClient(base_url=self.host, timeout=60)
-                self.client.ping()
-                break
-            except docker.errors.DockerException as exc:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    log = (self.base / "dockerd.log").read_text()[-3000:]
-                    self.stop()
-                    raise RuntimeError(f"dockerd did not start: {log}") from exc
-                time.sleep(0.2)
-        self.build_image()
-
-    def build_image(self) -> None:
-        context = self.base / "image"
-        context.mkdir()
-        shutil.copy(shutil.which("busybox"), context / "busybox")
-        (context / "Dockerfile").write_text(
-            'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
-            'CMD ["sh"]\n')
-        self.client.images.build(path=str(context), tag=IMAGE, rm=True)
+        self.daemon = Daemon(self.base)
+        self.host = self.daemon.host
+        try:
+            self.daemon.start()
+            self.client = self.daemon.client()
+            self.daemon.build_image(self.client)
+        except Exception:
+            self.daemon.stop()
+            raise
 
     def compose_service(self, project: str, service: str, count: int, healthcheck: bool = True) -> list:
         """`count` containers of a compose service, as compose names and labels them, running."""
-        return [self.container(f"{project}_{service}_{n}", labels={
-            PROJECT_LABEL: project, SERVICE_LABEL: service, NUMBER_LABEL: str(n),
-            "com.docker.compose.oneoff": "False"}, healthcheck=healthcheck) for n in range(1, count + 1)]
+        return [self.container(f"{project}_{service}_{n}", labels=compose_labels(project, service, n),
+                               healthcheck=healthcheck) for n in range(1, count + 1)]
 
     def container(self, name: str, labels: dict | None = None, healthcheck: bool = True):
         container = self.client.containers.run(IMAGE, APP_COMMAND, name=name, labels=labels or {}, detach=True,
@@ -107,13 +77,5 @@ class DockerDaemon:
                 container.remove(force=True)
         except Exception:  # noqa: BLE001 - the daemon may be gone already
             pass
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
-        subprocess.run(["umount", "-R", str(self.base / "exec")], capture_output=True, check=False)
+        self.daemon.stop()
         shutil.rmtree(self.base, ignore_errors=True)

@@ -260,7 +260,7 @@ def test_docker_log_options_never_restart_dockerd_unless_asked_and_never_without
             "logrotate_docker_daemon_json": str(daemon_json), "logrotate_docker_host": dockerd.host,
             "logrotate_docker_restart_command": ["false"]}  # it must never run here
     ws.inventory.write_text(yaml.safe_dump({"all": {"children": {"log_hosts": {"hosts": {"logs": host}}}}}))
-    pid = dockerd.process.pid
+    pid = dockerd.daemon.pid()
 
     # Asked to restart, confirmed: refused before daemon.json changes, since live-restore is off on this daemon.
     asked = ws.play("rotate-logs.yml", logrotate_docker_restart=True, confirm=True)
@@ -274,5 +274,5 @@ def test_docker_log_options_never_restart_dockerd_unless_asked_and_never_without
     assert run.rc == 0 and run.says("was not restarted"), run.output[-3000:]
     assert run.says("a running container keeps the log options it was created with until it is recreated")
     assert json.loads(daemon_json.read_text())["log-opts"] == {"max-size": "10m", "max-file": "3"}
-    assert dockerd.process.poll() is None and dockerd.process.pid == pid
+    assert dockerd.daemon.pid() == pid
     dockerd.client.ping()

@@ -7,9 +7,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import boto3
+import docker
 import psycopg
 import pytest
 from conftest import ROOT, free_port
@@ -24,7 +26,7 @@ def sandbox():
     base.chmod(0o755)
     env = {**os.environ, "RUNBOOK_SANDBOX_DIR": str(base / "sandbox"),
            "RUNBOOK_SANDBOX_PG_PORT": str(free_port()), "RUNBOOK_SANDBOX_REDIS_PORT": str(free_port()),
-           "RUNBOOK_SANDBOX_AWS_PORT": str(free_port())}
+           "RUNBOOK_SANDBOX_AWS_PORT": str(free_port()), "RUNBOOK_SANDBOX_APP_PORT": str(free_port())}
 
     def run(*args):
         return subprocess.run([sys.executable, str(ROOT / "sandbox" / "sandbox.py"), *args], env=env,
@@ -38,7 +40,7 @@ def sandbox():
 def pids_of(base):
     found = {}
     for name, pidfile in (("postgres", base / "pg/data/postmaster.pid"), ("redis", base / "redis/redis.pid"),
-                          ("aws", base / "aws/moto.pid")):
+                          ("aws", base / "aws/moto.pid"), ("docker", base / "docker/docker.pid")):
         if pidfile.exists():
             found[name] = int(pidfile.read_text().split()[0])
     return found
@@ -57,7 +59,9 @@ def test_sandbox_up_twice_status_and_down(sandbox):
     second = run("up")
     assert second.returncode == 0 and "yes" not in second.stdout.split("service")[0], second.stdout
     status = run("status")
-    assert status.returncode == 0 and status.stdout.count("running") == 3, status.stdout
+    states = [line[15:23].strip() for line in status.stdout.splitlines()[1:7]]  # the state column of each service
+    assert status.returncode == 0 and states == ["running"] * 6, status.stdout
+    assert "compose chat/backend: 2 of 2 running, 2 healthy (chat_backend_1, chat_backend_2)" in status.stdout
 
     password = (base / "pg/password").read_text().strip()
     with psycopg.connect(host="127.0.0.1", port=int(env["RUNBOOK_SANDBOX_PG_PORT"]), user="postgres",
@@ -93,9 +97,23 @@ def test_sandbox_up_twice_status_and_down(sandbox):
     with pytest.raises(apigw.exceptions.NotFoundException):
         apigw.update_stage(ApiId=api["ApiId"], StageName="nope", Description="x")
 
+    # The application tier: the frontend answers on the sandbox's app port, each backend container through Docker's
+    # health check, on the sandbox's own daemon.
+    with urllib.request.urlopen(f"http://127.0.0.1:{env['RUNBOOK_SANDBOX_APP_PORT']}/health", timeout=10) as answer:
+        assert answer.status == 200 and answer.read() == b"ok\n"
+    client = docker.DockerClient(base_url=f"unix://{base}/docker/docker.sock", timeout=30)
+    backend = client.containers.list(filters={"label": "com.docker.compose.service=backend"})
+    assert sorted(c.name for c in backend) == ["chat_backend_1", "chat_backend_2"]
+    assert {c.attrs["State"]["Health"]["Status"] for c in backend} == {"healthy"}
+    app_pids = [c.attrs["State"]["Pid"] for c in client.containers.list()]
+    client.close()
+
     pids = pids_of(base)
-    assert set(pids) == {"postgres", "redis", "aws"} and all(alive(p) for p in pids.values())
+    assert set(pids) == {"postgres", "redis", "aws", "docker"} and all(alive(p) for p in pids.values())
     down = run("down")
     assert down.returncode == 0
     assert not [name for name, pid in pids.items() if alive(pid)], "stopping leaves no process behind"
+    assert len(app_pids) == 3 and not [pid for pid in app_pids if alive(pid)], "a container outlived the sandbox"
+    with open("/proc/mounts") as mounts:
+        assert not [line for line in mounts if f"{base}/" in line], "a mount of the sandbox's Docker daemon is left"
     assert run("status").returncode != 0
