@@ -21,6 +21,7 @@ up (RUNBOOK_SANDBOX_FLEET_PORT), under .sandbox/fleet/, and RUNBOOK_FLEET_INVENT
 from __future__ import annotations
 
 import argparse
+import datetime
 import io
 import json
 import os
@@ -71,6 +72,8 @@ ECS_CLUSTER, ECS_SERVICE = "chat-cluster", "chat-backend"
 ECS_RELEASES = ["1.0.0", "1.1.0", "1.2.0"]
 LAMBDA_RELEASES = {"sake-sensei-recommendation": ("live", ["1", "2"])}
 REST_API = "chatbot-admin"
+# A Terraform state in S3 whose apply died holding its DynamoDB lock 3 hours ago (terraform-unlock.yml removes it).
+TERRAFORM_STATE = {"bucket": "acme-tfstate", "key": "network/terraform.tfstate", "table": "terraform-locks"}
 
 
 def aws_env() -> dict[str, str]:
@@ -427,7 +430,16 @@ def seed_aws() -> bool:
     ecs.create_service(cluster=ECS_CLUSTER, serviceName=ECS_SERVICE, taskDefinition=ECS_SERVICE,
                        desiredCount=2)
     seed_stacks(session)
+    seed_terraform_lock(session)
     return True
+
+
+def seed_terraform_lock(session) -> None:
+    from sandbox.terraform_state import StateBackend, lock_info
+
+    backend = StateBackend(session.client("s3"), session.client("dynamodb"), **TERRAFORM_STATE)
+    backend.create()
+    backend.lock_dynamodb(lock_info(backend.bucket, backend.key, datetime.timedelta(hours=3, minutes=12)))
 
 
 def seed_stacks(session) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import shutil
 import subprocess
@@ -84,6 +86,15 @@ def test_sandbox_up_twice_status_and_down(sandbox):
     assert ecs.describe_services(cluster="chat-cluster", services=["chat-backend"])["services"][0]["desiredCount"] == 2
     logs = session.client("logs", endpoint_url=endpoint)
     assert logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/ChatbotLambdaStack")["logGroups"]
+
+    # A Terraform state whose apply died holding its lock 3 h ago, as Terraform's S3 backend leaves it.
+    locks = session.client("dynamodb", endpoint_url=endpoint).scan(TableName="terraform-locks")["Items"]
+    by_id = {item["LockID"]["S"]: item for item in locks}
+    assert set(by_id) == {"acme-tfstate/network/terraform.tfstate", "acme-tfstate/network/terraform.tfstate-md5"}
+    holder = json.loads(by_id["acme-tfstate/network/terraform.tfstate"]["Info"]["S"])
+    created = datetime.datetime.fromisoformat(holder["Created"][:26] + "+00:00")
+    assert holder["Who"] and datetime.datetime.now(datetime.UTC) - created > datetime.timedelta(hours=3)
+    session.client("s3", endpoint_url=endpoint).head_object(Bucket="acme-tfstate", Key="network/terraform.tfstate")
 
     # The operation moto lacks, added by our emulator: API Gateway v2 UpdateStage over real HTTP.
     apigw = session.client("apigatewayv2", endpoint_url=endpoint)

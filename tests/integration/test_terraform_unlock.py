@@ -6,7 +6,6 @@ given, older than min_age, is removed, with confirm; the digest item and the sta
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import uuid
 
@@ -20,53 +19,26 @@ from ansible_collections.runbook.recovery.plugins.module_utils.terraform_lock im
     read_locks,
     remove,
 )
+from sandbox.terraform_state import StateBackend, state_document
+from sandbox.terraform_state import lock_info as terraform_lock_info
 
 UNLOCK = "terraform-unlock.yml"
 KEY = "network/terraform.tfstate"
-STATE = json.dumps({"version": 4, "terraform_version": "1.9.5", "serial": 12, "lineage": str(uuid.uuid4()),
-                    "outputs": {}, "resources": []}).encode()
+STATE = state_document()
 
 
-def go_time(moment: datetime.datetime) -> str:
-    """Go's JSON for a time.Time in UTC: RFC 3339 with nanoseconds."""
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}417Z"
+def lock_info(bucket: str, age: datetime.timedelta, **holder) -> dict:
+    return terraform_lock_info(bucket, KEY, age, **holder)
 
 
-def lock_info(bucket: str, age: datetime.timedelta, who: str = "alice@ci-runner-7",
-              operation: str = "OperationTypeApply") -> dict:
-    """statemgr.LockInfo, its fields in Terraform's order."""
-    created = datetime.datetime.now(datetime.UTC) - age
-    return {"ID": str(uuid.uuid4()), "Operation": operation, "Info": "", "Who": who, "Version": "1.9.5",
-            "Created": go_time(created), "Path": f"{bucket}/{KEY}"}
-
-
-class Backend:
-    """A state bucket with its state object, a DynamoDB lock table with the state's -md5 digest item, as a
-    `terraform apply` leaves them; then a lock taken the way Terraform takes it."""
+class Backend(StateBackend):
+    """A state bucket, its lock table and digest item (sandbox/terraform_state.py), in the emulator of the tests."""
 
     def __init__(self, env: dict):
         self.env = env
-        self.bucket = f"tfstate-{uuid.uuid4().hex[:10]}"
-        self.table = f"{self.bucket}-locks"
-        self.s3, self.ddb = clients(env, "s3", "dynamodb")
-        self.s3.create_bucket(Bucket=self.bucket)
-        self.s3.put_object(Bucket=self.bucket, Key=KEY, Body=STATE, ContentType="application/json")
-        self.ddb.create_table(TableName=self.table, BillingMode="PAY_PER_REQUEST",
-                              AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}],
-                              KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}])
-        self.ddb.put_item(TableName=self.table, Item={"LockID": {"S": f"{self.bucket}/{KEY}-md5"},
-                                                      "Digest": {"S": hashlib.md5(STATE).hexdigest()}})
-
-    def lock_dynamodb(self, info: dict, replace: bool = False) -> None:
-        condition = {} if replace else {"ConditionExpression": "attribute_not_exists(LockID)"}
-        self.ddb.put_item(TableName=self.table, Item={"LockID": {"S": f"{self.bucket}/{KEY}"},
-                                                      "Info": {"S": json.dumps(info, separators=(",", ":"))}},
-                          **condition)
-
-    def lock_s3(self, info: dict, replace: bool = False) -> None:
-        condition = {} if replace else {"IfNoneMatch": "*"}
-        self.s3.put_object(Bucket=self.bucket, Key=f"{KEY}.tflock", Body=json.dumps(info, separators=(",", ":")),
-                           ContentType="application/json", **condition)
+        bucket = f"tfstate-{uuid.uuid4().hex[:10]}"
+        super().__init__(*clients(env, "s3", "dynamodb"), bucket, KEY, f"{bucket}-locks")
+        self.create(STATE)
 
     def items(self, cli: bool = False) -> dict:
         """LockID -> the item's other attributes, read back from the table."""
