@@ -168,8 +168,9 @@ def up(base: Path, frontend_port: int) -> dict[str, bool]:
     return report
 
 
-def wait_healthy(containers: list, timeout: float = 120) -> None:
-    """Until each running container with a health check passes it (a failing one ends the wait with its log)."""
+def wait_healthy(containers: list, timeout: float = 90) -> None:
+    """Until each running container with a health check passes it. A check that timed out on a loaded machine may
+    have made one unhealthy for a while: only the deadline ends the wait, with the last check's output."""
     deadline = time.monotonic() + timeout
     for container in containers:
         while True:
@@ -178,7 +179,7 @@ def wait_healthy(containers: list, timeout: float = 120) -> None:
             health = state.get("Health", {}).get("Status", "healthy")
             if not state["Running"] or health == "healthy":
                 break
-            if health == "unhealthy" or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 checks = state.get("Health", {}).get("Log", [])[-1:]
                 raise RuntimeError(f"container {container.name} is {health}: {checks}")
             time.sleep(0.2)
