@@ -18,20 +18,21 @@ import subprocess
 import time
 from pathlib import Path
 
+from sandbox.pgcluster import process_alive, wait_gone
+
 IMAGE = "rr-busybox:local"
 PROJECT_LABEL, SERVICE_LABEL = "com.docker.compose.project", "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
 PROJECT = "chat"
 BACKEND_REPLICAS = 2
-# PID 1 of a container ignores SIGTERM unless it traps it: sh traps it and ends, so a stop takes no stop timeout.
-BACKEND_COMMAND = ["sh", "-c", "mkdir -p /www && echo ok > /www/health && trap 'exit 0' TERM; "
-                               "httpd -f -p 127.0.0.1:8080 -h /www & wait"]
 # A check is a `runc exec`: every 2 s per container keeps an idle sandbox cheap and a restarted one healthy soon.
 BACKEND_HEALTHCHECK = {"test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"],
                        "interval": 2_000_000_000, "timeout": 5_000_000_000, "retries": 3, "start_period": 0}
 
 
-def frontend_command(port: int) -> list[str]:
+def serve_health(port: int) -> list[str]:
+    """busybox httpd answering /health on 127.0.0.1:`port`. PID 1 of a container ignores SIGTERM unless it traps
+    it: sh traps it and ends, so a stop takes no stop timeout."""
     return ["sh", "-c", f"mkdir -p /www && echo ok > /www/health && trap 'exit 0' TERM; "
                         f"httpd -f -p 127.0.0.1:{port} -h /www & wait"]
 
@@ -51,12 +52,7 @@ class Daemon:
             pid = int(self.pidfile.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        stat = Path(f"/proc/{pid}/stat")
-        return pid if stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z" else None
+        return pid if process_alive(pid) else None
 
     def start(self, timeout: float = 60) -> bool:
         """Start it unless it runs; True when this call started it. Returns once it answers."""
@@ -114,13 +110,9 @@ class Daemon:
         pid = self.pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self.pid() is not None and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if self.pid() is not None:
+            if not wait_gone(pid, timeout):
                 os.killpg(pid, signal.SIGKILL)
-                while self.pid() is not None:
-                    time.sleep(0.1)
+                wait_gone(pid, timeout)
         # dockerd leaves mounts under its exec root (the network namespace file exec/netns/default, which is not a
         # mount point's child umount -R would find): each one, deepest first, so the directory can be removed.
         prefix = f"{self.base}/"
@@ -155,12 +147,12 @@ def up(base: Path, frontend_port: int) -> dict[str, bool]:
     common = {"detach": True, "stop_signal": "SIGTERM", "restart_policy": {"Name": "unless-stopped"}}
     if not service_containers(client, PROJECT, "backend"):
         for number in range(1, BACKEND_REPLICAS + 1):
-            client.containers.run(IMAGE, BACKEND_COMMAND, name=f"{PROJECT}_backend_{number}", network_mode="none",
+            client.containers.run(IMAGE, serve_health(8080), name=f"{PROJECT}_backend_{number}", network_mode="none",
                                   labels=compose_labels(PROJECT, "backend", number), healthcheck=BACKEND_HEALTHCHECK,
                                   **common)
         changed = True
     if not service_containers(client, PROJECT, "frontend"):
-        client.containers.run(IMAGE, frontend_command(frontend_port), name=f"{PROJECT}_frontend_1",
+        client.containers.run(IMAGE, serve_health(frontend_port), name=f"{PROJECT}_frontend_1",
                               network_mode="host", labels=compose_labels(PROJECT, "frontend", 1), **common)
         changed = True
     report["app containers created"] = changed

@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
-from sandbox.app_tier import IMAGE, NUMBER_LABEL, PROJECT_LABEL, SERVICE_LABEL, Daemon, compose_labels  # noqa: F401
+from sandbox.app_tier import (  # noqa: F401 (IMAGE and the labels are re-exported to the tests)
+    IMAGE,
+    NUMBER_LABEL,
+    PROJECT_LABEL,
+    SERVICE_LABEL,
+    Daemon,
+    compose_labels,
+    wait_healthy,
+)
 
 # The container is healthy once /ok exists; it makes /ok at start unless /fail-on-start exists, so a container can
 # be made to come back unhealthy from its next restart.
@@ -48,14 +55,7 @@ class DockerDaemon:
         return container
 
     def wait_healthy(self, containers: list, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        for container in containers:
-            while True:
-                container.reload()
-                if container.attrs["State"].get("Health", {}).get("Status", "healthy") == "healthy":
-                    break
-                assert time.monotonic() < deadline, f"{container.name} is not healthy"
-                time.sleep(0.2)
+        wait_healthy(containers, timeout)
 
     def remove_project(self, project: str) -> None:
         for container in self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"}):
