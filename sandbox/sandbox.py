@@ -74,6 +74,8 @@ LAMBDA_RELEASES = {"sake-sensei-recommendation": ("live", ["1", "2"])}
 REST_API = "chatbot-admin"
 # A Terraform state in S3 whose apply died holding its DynamoDB lock 3 hours ago (terraform-unlock.yml removes it).
 TERRAFORM_STATE = {"bucket": "acme-tfstate", "key": "network/terraform.tfstate", "table": "terraform-locks"}
+# The bucket every logical backup is copied to (backup-db.yml), which fetch-backup.yml reads back.
+BACKUP_BUCKET = yaml.safe_load((ROOT / "inventories/local/group_vars/postgres.yml").read_text())["pg_backup_s3_bucket"]
 
 
 def aws_env() -> dict[str, str]:
@@ -431,6 +433,7 @@ def seed_aws() -> bool:
                        desiredCount=2)
     seed_stacks(session)
     seed_terraform_lock(session)
+    session.client("s3").create_bucket(Bucket=BACKUP_BUCKET)
     return True
 
 

@@ -360,9 +360,13 @@ class AppServices:
                                f"{self.record_path} says what was running.") from exc
         say_changed(f"container {container.name} ({service.key}) stopped")
 
-    def start(self) -> tuple[Outcome, dict | None]:
+    def start(self, health_url: str = "", health_timeout: float = 60,
+              settle: float = 2) -> tuple[Outcome, dict | None]:
         """Start what the record says was running, then remove the record. Without a record, systemd units
-        are started (what the playbooks did before records), and docker services are left as they are."""
+        are started (what the playbooks did before records), and docker services are left as they are. Each one
+        started must become healthy (see wait_healthy) before the run goes on: the application is back, not merely
+        started."""
+        health = (health_url, health_timeout, settle)
         outcome = Outcome()
         record = read_record(self.record_path)
         recorded = (record or {}).get("services", {})
@@ -383,7 +387,7 @@ class AppServices:
                         outcome.did(f"started container {container.name} ({service.key})")
                         stopped.append(container)
                 if not self.check_mode:
-                    side_by_side(lambda container, s=service: self._start_container(container, s), stopped)
+                    side_by_side(lambda container, s=service: self._start_container(container, s, health), stopped)
                 outcome.services.append({"service": service.key, "started": [i["name"] for i in entry["running"]]})
             else:
                 wanted = entry["running"] if entry is not None else True
@@ -391,6 +395,9 @@ class AppServices:
                     outcome.did(f"started {service.name}")
                     if not self.check_mode:
                         self.systemd.act("start", service.name)
+                        problem = wait_healthy(None, *health, unit_active=lambda s=service: self.systemd.active(s.name))
+                        if problem:
+                            raise self._not_back(service.name, problem)
                 outcome.services.append({"service": service.key, "started": bool(wanted)})
         if record is not None and not self.check_mode:
             os.unlink(self.record_path)
@@ -398,13 +405,20 @@ class AppServices:
             outcome.actions.append(f"removed the record {self.record_path}")
         return outcome, record
 
-    def _start_container(self, container, service: Service) -> None:
+    def _start_container(self, container, service: Service, health: tuple) -> None:
         try:
             container.start()
         except DockerException as exc:
             raise RunbookError(f"Starting container {container.name} ({service.key}) failed: {exc}. The record "
                                f"{self.record_path} is kept: run again once it can start.") from exc
         say_changed(f"container {container.name} ({service.key}) started")
+        problem = wait_healthy(container, *health)
+        if problem:
+            raise self._not_back(f"container {container.name} ({service.key})", problem)
+
+    def _not_back(self, name: str, problem: str) -> RunbookError:
+        return RunbookError(f"{name} was started and is not healthy: {problem}. Look at its logs (docker logs, "
+                            f"journalctl); the record {self.record_path} is kept.", unhealthy=name)
 
     # rolling restart
     def restart(self, health_url: str = "", health_timeout: float = 60, settle: float = 2) -> Outcome:

@@ -151,7 +151,7 @@ def write_json_atomic(path: str, document: dict) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path))
+    fsync_dir(os.path.dirname(os.path.abspath(path)))  # a bare file name: the working directory
 
 
 def fsync_dir(path: str) -> None:

@@ -16,7 +16,9 @@ description:
   - O(state=stopped) first writes O(record) on the host, holding the containers (and units) that were running,
     then stops them. A record left by an earlier stop is kept, since it holds what ran before that stop.
   - O(state=started) starts exactly what O(record) says was running, at the same count, and removes the record.
-    Without a record, systemd units are started and docker services are left as they are.
+    Without a record, systemd units are started and docker services are left as they are. Each one started must
+    become healthy (as for O(state=restarted)); the first that does not fails the run, naming it, and the record
+    is kept.
   - O(state=restarted) restarts one container (or unit) at a time and waits for it to be healthy before the
     next, with Docker's health status when the container has a health check, and O(health_url) when given.
     The first one that does not become healthy stops the run; the failure names it.
@@ -87,8 +89,8 @@ options:
     default: 10
   health_url:
     description: >-
-      For O(state=restarted), O(state=scaled) and O(state=unscaled), an HTTP URL that must answer 2xx/3xx after
-      each restart or start; empty skips it.
+      For O(state=started), O(state=restarted), O(state=scaled) and O(state=unscaled), an HTTP URL that must answer
+      2xx/3xx after each restart or start; empty skips it.
     type: str
     default: ""
   health_timeout:
@@ -207,7 +209,7 @@ def main():
                           module.check_mode)
         outcome, record = {
             "stopped": lambda: app.stop(by=p["actor"]),
-            "started": app.start,
+            "started": lambda: app.start(*health),
             "restarted": lambda: (app.restart(*health), None),
             "scaled": lambda: app.scale(p["replicas"], p["actor"], *health),
             "unscaled": lambda: app.unscale(*health),

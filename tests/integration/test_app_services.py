@@ -69,6 +69,24 @@ def test_a_failed_probe_rolls_back_and_starts_the_backend_again(pg, tmp_path, do
     assert ws.audit()[-1]["result"] == "rolled_back"
 
 
+
+def test_a_backend_that_comes_back_unhealthy_fails_the_recovery_naming_it_and_rolls_back(pg, tmp_path, dockerd,
+                                                                                         backend):
+    """recover-db waits for what it started to be healthy: the application back, not merely started."""
+    project, containers = backend(2)
+    ws, database = recovery_workspace(pg, tmp_path, dockerd, [{"type": "compose", "project": project,
+                                                               "service": "backend"}])
+    damaged = table_fingerprints(pg, database)
+    containers[1].exec_run(["touch", "/fail-on-start"])  # its next start comes up unhealthy
+    run = ws.play("recover-db.yml", confirm=True)
+    assert run.rc != 0, run.output[-3000:]
+    assert run.says(f"container {containers[1].name} (compose:{project}/backend) was started and is not healthy: "
+                    "Docker's health check says unhealthy"), run.output[-3000:]
+    assert run.says("rolled back"), run.output[-3000:]
+    assert table_fingerprints(pg, database) == damaged
+    assert dockerd.running(project, "backend") == sorted(c.name for c in containers)
+    assert ws.audit()[-1]["result"] == "rolled_back"
+
 def test_a_service_with_no_container_or_an_unknown_type_is_refused_before_any_change(pg, tmp_path, dockerd, backend):
     project, containers = backend(1)
     ws, database = recovery_workspace(pg, tmp_path, dockerd, [])

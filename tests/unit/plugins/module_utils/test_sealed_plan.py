@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError
-from ansible_collections.runbook.recovery.plugins.module_utils.sealed_plan import compare, seal
+from ansible_collections.runbook.recovery.plugins.module_utils.sealed_plan import compare, load, seal, write
 
 
 def lock(lock_id: str, who: str, at: float) -> dict:
@@ -41,3 +41,11 @@ def test_partial_compares_the_hosts_given_and_ignore_leaves_out_a_decision():
         compare(plan, {"b": [{"id": "3"}]}, partial=True)
     decided = seal("terraform-unlock", {}, ["aws"], {"locks": [{"id": "A", "action": "show"}]}, now=1.0)
     compare(decided, {"locks": [{"id": "A", "action": "remove"}]}, ignore=["action"])
+
+
+def test_a_plan_named_without_a_directory_is_written_and_read_in_the_working_directory(tmp_path, monkeypatch):
+    """-e plan_out=plan.json, as the README writes it: the file lands where the person runs the playbook."""
+    monkeypatch.chdir(tmp_path)
+    write("plan.json", seal("terraform-unlock", {}, ["aws"], {"locks": [lock("A", "alice", 1.0)]}, now=1.0))
+    assert (tmp_path / "plan.json").stat().st_mode & 0o777 == 0o600
+    assert load("plan.json", "terraform-unlock", max_age=3600, now=2.0)["resources"]["locks"][0]["id"] == "A"
