@@ -4,7 +4,7 @@ applies it with confirm=true, then checks that nothing is left to change. Reject
 
 from __future__ import annotations
 
-from runbook_airflow import PATTERNS, manual_procedure
+from runbook_airflow import NO_TEMPLATE, PATTERNS, manual_procedure
 
 recover_db = manual_procedure(
     "recover_db", "recover-db.yml", tags=["postgres", "recovery"],
@@ -53,6 +53,49 @@ recover_db_to_a_point_in_time = manual_procedure(
 the database is dumped out of it and swapped in like a backup recovery (the previous one kept, probes, rollback);
 with scope `cluster` the server's data directory is replaced instead. The plan names the base backup, the WAL range
 (a gap is refused), the window and the space. `target=latest` moves with every run: use the playbook for it.
+""")
+
+recover_rows = manual_procedure(
+    "recover_rows", "recover-rows.yml", tags=["postgres", "recovery", "rows"],
+    params={
+        "database": dict(default="chat", type="string", pattern=PATTERNS["database"], title="Database",
+                         description="The database the tables are in, as named in the inventory."),
+        "tables": dict(default="", type="string", minLength=1, title="Tables",
+                       pattern="^[A-Za-z0-9_$]+(\\.[A-Za-z0-9_$]+)?(, *[A-Za-z0-9_$]+(\\.[A-Za-z0-9_$]+)?)*$",
+                       description="One or more, comma-separated: NAME or SCHEMA.NAME."),
+        "mode": dict(default="side", type="string", enum=["side", "missing", "replace"], title="Mode",
+                     description="side: the rows the table had, in a new table beside it. missing: insert the rows "
+                                 "the table lacks (by its key), never changing one it has. replace: the table's "
+                                 "content becomes the source's (the current rows kept in a table of their own)."),
+        "where": dict(default="", type="string", pattern=NO_TEMPLATE + "[^;]*$", title="Which rows",
+                      description="Optional, one SQL expression such as created_at >= '2026-12-01' (not with "
+                                  "replace). Checked by PostgreSQL on the throwaway cluster, never run live."),
+        "with_parents": dict(default=False, type="boolean", title="Bring back parent rows",
+                             description="missing: also the parent rows (foreign keys) the rows need and the live "
+                                         "tables lack."),
+        "backup": dict(default="", type="string", pattern="^$|^(latest|[0-9]{8}T[0-9]{6}Z)$", title="Backup",
+                       description="A logical backup as the source (latest or an id); or give one target below."),
+        "target_time": dict(default="", type="string", title="Target time",
+                            pattern="^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?"
+                                    "(Z|[+-][0-9]{2}:?[0-9]{2})$",
+                            description="The tables as they were at this instant, with its zone, e.g. "
+                                        "2026-11-25T14:02:00Z (just before the bad statement)."),
+        "target_lsn": dict(default="", type="string", pattern="^$|^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$",
+                           title="Target LSN", description="Or an LSN."),
+        "target_name": dict(default="", type="string", pattern=PATTERNS["restore_point"], title="Target restore point",
+                            description="Or a restore point, e.g. the restore_point.name a run of ours recorded."),
+    },
+    extravars={"database": "{{ params.database }}", "tables": "{{ params.tables }}", "mode": "{{ params.mode }}",
+               "where": "{{ params.where }}", "with_parents": "{{ params.with_parents }}",
+               "backup": "{{ params.backup }}", "target_time": "{{ params.target_time }}",
+               "target_lsn": "{{ params.target_lsn }}", "target_name": "{{ params.target_name }}"},
+    sealed=True,  # the apply uses the source the approved plan resolved (base backup or backup), or refuses
+    doc_md="""
+### Bring back rows or tables (selective recovery)
+`recover-rows.yml`: the database at the source (a point in time replayed in a throwaway cluster, or a logical backup
+restored into one) gives back one table or the rows a bad statement deleted, while the live database keeps serving and
+keeps every later write. The approval shows, per table, the rows at the source, the rows live, how many would be
+written and a sample of their keys.
 """)
 
 emergency_shutdown = manual_procedure(

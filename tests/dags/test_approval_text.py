@@ -50,6 +50,19 @@ def test_recover_db(monkeypatch, pg, chat_db, tmp_path):
     assert backup_id in text and chat_db in text, text
 
 
+def test_recover_rows(monkeypatch, pg, chat_db, tmp_path):
+    ws = Workspace(pg, [chat_db], tmp_path)
+    assert ws.play("backup-db.yml").rc == 0
+    [backup_id] = ws.backups(chat_db)
+    with psycopg.connect(host="127.0.0.1", port=pg.port, user="postgres", password=pg.password, dbname=chat_db,
+                         autocommit=True) as conn:
+        gone = conn.execute("DELETE FROM chat_messages WHERE id % 4 = 0").rowcount
+    text = approval_of(monkeypatch, ws.inventory, "recover-rows.yml", {
+        "database": chat_db, "tables": "chat_messages", "mode": "missing", "backup": "latest"})
+    assert f"logical backup {backup_id}" in text and f"would insert {gone} of the" in text, text
+    assert "rows public.chat_messages had and lacks now" in text, text
+
+
 def test_emergency_shutdown_and_resume(monkeypatch, aws_world, tmp_path):
     t = aws_world.tag
     ws = AwsWorkspace(tmp_path, aws_world.env, {"incident": aws_world.scope()})
@@ -117,7 +130,7 @@ def test_every_manual_dag_is_read_here_or_elsewhere():
 
     manual = set(re.findall(r'^(\w+) = manual_procedure\(', (ROOT / "dags" / "manual.py").read_text(), re.M))
     here = {name[len("test_"):] for name in globals() if name.startswith("test_")}
-    covered = {"recover_db", "emergency_shutdown", "emergency_resume", "scale", "terraform_unlock",
+    covered = {"recover_db", "recover_rows", "emergency_shutdown", "emergency_resume", "scale", "terraform_unlock",
                "rollback_deploy", "kill_long_queries", "bootstrap_fixes"}
     assert covered - {"emergency_shutdown", "emergency_resume"} <= here
     elsewhere = {"restart_app", "recover_db_to_a_point_in_time"}

@@ -87,6 +87,13 @@ def open_world(aws_emulator, tmp_path_factory, name: str = "pitr"):
     world.destroy()
 
 
+def make_database(world: ArchivedCluster, name: str, sql: str) -> None:
+    with connect(world.cluster) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    with connect(world.cluster, name) as conn:
+        conn.execute(sql)
+
+
 def utc_iso(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

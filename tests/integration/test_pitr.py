@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import ROOT, connect, free_port
-from pitr_world import ArchivedCluster, archive_now, open_world, server_now, utc_iso
+from pitr_world import ArchivedCluster, archive_now, make_database, open_world, server_now, utc_iso
 
 from sandbox.pgcluster import PgCluster
 
@@ -90,13 +90,6 @@ class Writer(threading.Thread):
     def stop(self) -> None:
         self.halt.set()
         self.join(timeout=10)
-
-
-def make_database(world: ArchivedCluster, name: str, sql: str) -> None:
-    with connect(world.cluster) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    with connect(world.cluster, name) as conn:
-        conn.execute(sql)
 
 
 def one_row_then_another(world: ArchivedCluster, prefix: str) -> tuple[str, str]:
