@@ -161,6 +161,7 @@ bench: venv
 	$(BIN)/python bench/dag_parse.py
 	$(BIN)/python bench/app_services.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/recover_rows.py
 
 # The locks, with hashes, from the .in files: the runtime set, the whole development set (what make venv installs),
 # and the archive tools of the database hosts (for their Python, Debian's 3.11). A version already pinned is kept

@@ -142,6 +142,11 @@ restore_point:
   description: The restore point made just before the write (its name and LSN), which a point-in-time recovery can target.
   returned: when something was written
   type: dict
+seconds:
+  description: Where the time went - the source built (restore, replay), the plan decided on it, the write.
+  returned: always
+  type: dict
+  sample: {"source": 14.2, "plan": 3.1, "write": 2.4}
 elapsed_seconds:
   description: How long the run took (source built, rows written).
   returned: when something was written

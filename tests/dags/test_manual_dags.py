@@ -1,9 +1,9 @@
 """Every manual DAG end to end, the ones tests/dags/test_approvals.py does not run: dag.test() runs of scale,
-kill_long_queries, rollback_deploy, bootstrap_fixes and restart_app through plan -> approval (answered over the REST
-API by the configured approver, as a person answers in the UI) -> apply -> verify, against the test servers, the AWS
-emulator and a Docker daemon of the tests' own. What each changed is read back independently (boto3, PostgreSQL's
-own views, Docker's API), never through the collection's modules. And the scheduled DAGs test_dags.py does not run:
-log_retention and backup_dynamodb."""
+kill_long_queries, recover_rows, rollback_deploy, bootstrap_fixes and restart_app through plan -> approval (answered
+over the REST API by the configured approver, as a person answers in the UI) -> apply -> verify, against the test
+servers, the AWS emulator and a Docker daemon of the tests' own. What each changed is read back independently (boto3,
+PostgreSQL's own views, Docker's API), never through the collection's modules. And the scheduled DAGs test_dags.py
+does not run: log_retention and backup_dynamodb."""
 
 from __future__ import annotations
 
@@ -86,6 +86,22 @@ def test_kill_long_queries_ends_the_runaway_query_and_leaves_the_others(api_serv
         quick.close()
     [record] = [r for r in ws.audit() if r["procedure"] == "kill-long-queries" and r["result"] == "acted"]
     assert [s["application"] for s in record["sessions"]] == ["runaway-report"]
+
+
+def test_recover_rows_brings_back_the_deleted_messages_the_approval_counted(api_server, pg, chat_db, tmp_path):
+    ws = Workspace(pg, [chat_db], tmp_path)
+    assert ws.play("backup-db.yml").rc == 0
+    with connect(pg, chat_db) as conn:
+        every = conn.execute("SELECT id, session_id, content FROM chat_messages ORDER BY id").fetchall()
+        gone = conn.execute("DELETE FROM chat_messages WHERE id % 5 = 0").rowcount
+        conn.execute("INSERT INTO chat_messages (session_id, sender, content, created_at) SELECT session_id, 'user', "
+                     "'later', now() FROM chat_messages LIMIT 3")
+    approved(api_server, "recover_rows", {"database": chat_db, "tables": "chat_messages", "mode": "missing",
+                                          "backup": "latest"}, ws,
+             f"would insert {gone} of the {len(every)} rows public.chat_messages had and lacks now")
+    with connect(pg, chat_db) as conn:
+        now = conn.execute("SELECT id, session_id, content FROM chat_messages ORDER BY id").fetchall()
+    assert [row for row in now if row[2] != "later"] == every and len(now) == len(every) + 3
 
 
 def test_rollback_deploy_goes_back_one_revision_and_one_version(api_server, aws_emulator, tmp_path):

@@ -194,9 +194,16 @@ def test_from_a_logical_backup_and_parents_brought_back_when_asked(archived, db)
     assert orphaned.says("parent row(s) of public.posts are gone live") and orphaned.says("public.users (id) = 7")
     assert rows(archived, db, "SELECT count(*) FROM posts") == [(3,)]
 
-    run = archived.workspace.play("recover-rows.yml", database=db, tables="posts", mode="missing", backup="latest",
-                                  with_parents=True, confirm=True)
-    assert run.rc == 0, run.output[-3000:]
+    # A sealed plan pins the backup `latest` stood for: a newer backup (taken after the damage) changes nothing.
+    sealed = archived.workspace.base / "rows-plan.json"
+    plan = archived.workspace.play("recover-rows.yml", check=True, database=db, tables="posts", mode="missing",
+                                   backup="latest", with_parents=True, plan_out=str(sealed))
+    assert plan.rc == 0 and plan.says("would insert 3 of the 6 rows public.posts had"), plan.output[-3000:]
+    assert plan.says("would insert 1 of the 2 rows public.users had as parents"), plan.output[-3000:]
+    newer = archived.workspace.play("backup-db.yml", database=db, pg_databases=[db], pg_backup_skip_if_newer_than=0)
+    assert newer.rc == 0, newer.output[-3000:]
+    run = archived.workspace.play("recover-rows.yml", plan=str(sealed), confirm=True)
+    assert run.rc == 0 and run.changed, run.output[-3000:]
     assert rows(archived, db, "SELECT id, user_id, title FROM posts ORDER BY id") == posts
     assert rows(archived, db, "SELECT id, name FROM users ORDER BY id") == [(1, "ann"), (7, "bob")]
 
