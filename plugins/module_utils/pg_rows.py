@@ -16,6 +16,8 @@ table of its own."""
 from __future__ import annotations
 
 import re
+import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,7 +48,9 @@ from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
     DatabaseError,
     create_restore_point,
     exclusive_run,
+    pg_tool,
     restore_point_name,
+    tied_to_this_process,
 )
 
 try:
@@ -55,6 +59,8 @@ except ImportError:  # reported by ConnParams.connect
     sql = None
 
 PROCEDURE = "recover-rows"
+KEYS_SCHEMA = "runbook_recover_rows"  # on the throwaway only
+LIVE_KEYS: dict[int, dict] = {}  # per throwaway session: the key tables already copied
 MODES = ("side", "missing", "replace")
 SAMPLE = 5
 THROWAWAY_OVERHEAD = 64 << 20
@@ -236,6 +242,43 @@ def copy_rows(source_conn, query, target_conn, target, columns: list[str]) -> No
                 inp.write(chunk)
 
 
+class Pipe:
+    """Bulk copies from the live database into the throwaway through two psql processes and an OS pipe: the rows
+    stream at the speed of libpq, not of a Python loop over each row (the live table's keys can be millions)."""
+
+    def __init__(self, live: ConnParams, source: ConnParams, database: str):
+        self.live, self.source, self.database = live, source, database
+
+    def _env(self, params: ConnParams) -> dict:
+        env = params.env(self.database)
+        env["PGOPTIONS"] = "-c search_path=pg_catalog,pg_temp"  # every name below is qualified
+        return env
+
+    def copy(self, query: str, target: str) -> int:
+        """COPY (query) from live into `target` on the throwaway (both already quoted SQL); the rows copied."""
+        psql = pg_tool("psql")
+        with tempfile.TemporaryFile() as reader_errors:
+            reader = subprocess.Popen(tied_to_this_process([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                                                            f"COPY ({query}) TO STDOUT"]),
+                                      env=self._env(self.live), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=reader_errors)
+            try:
+                writer = subprocess.run(tied_to_this_process([psql, "-X", "-v", "ON_ERROR_STOP=1", "-c",
+                                                              f"COPY {target} FROM STDIN"]),
+                                        env=self._env(self.source), stdin=reader.stdout, capture_output=True,
+                                        text=True, check=False)
+            finally:
+                reader.stdout.close()
+                reader.wait()
+            reader_errors.seek(0)
+            problem = reader_errors.read().decode(errors="replace").strip()
+        if reader.returncode != 0 or writer.returncode != 0:
+            raise RunbookError(f"copying the live keys into the throwaway cluster failed: "
+                               f"{problem or writer.stderr.strip() or 'no message'}. Nothing was changed.")
+        found = re.search(r"COPY (\d+)", writer.stdout)
+        return int(found.group(1)) if found else 0
+
+
 # -- where the rows come from --------------------------------------------------------------------------------
 class Source:
     """The database as it was at the source, in a throwaway cluster of its own: a base backup replayed to a target,
@@ -316,6 +359,7 @@ class RowRecovery:
         self.params, self.database, self.given, self.source = params, database, tables, source
         self.mode, self.where, self.with_parents, self.lock_wait = mode, where, with_parents, lock_wait
         self.expect_source = expect_source or {}
+        self.pipe: Pipe | None = None
         self.result = {"changed": False, "database": database, "mode": mode, "tables": []}
 
     # checks that need no server
@@ -349,7 +393,9 @@ class RowRecovery:
             with self.source.opened() as source_params, source_params.connect(self.database) as src:
                 seconds["source"] = round(time.monotonic() - started, 3)
                 # The throwaway is ours alone: memory for the comparisons' hash joins, no wait for its disk.
-                src.execute("SET TIME ZONE 'UTC'; SET work_mem = '256MB'; SET synchronous_commit = off")
+                src.execute("SET TIME ZONE 'UTC'; SET work_mem = '256MB'; SET temp_buffers = '256MB'; "
+                            "SET synchronous_commit = off")
+                self.pipe = Pipe(self.params, source_params, self.database)
                 self._check_source(src, tables)
                 with self.params.connect(self.database) as live:
                     live.execute("SET TIME ZONE 'UTC'")
@@ -427,8 +473,10 @@ class RowRecovery:
     def _plan(self, src, live, tables: list[Table]) -> list:
         plans = {t.qualified: TablePlan(t, index) for index, t in enumerate(tables)}
         for plan in plans.values():
-            plan.rows_live = live.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(plan.table.ident())
-                                          ).fetchone()[0]
+            plan.pipe = self.pipe
+            if self.mode != "missing":  # missing counts the live rows as it copies their keys
+                plan.rows_live = live.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(plan.table.ident())
+                                              ).fetchone()[0]
             plan.rows_source = _count(src, plan.table, self.where)
         if self.mode == "side":
             for plan in plans.values():
@@ -472,6 +520,7 @@ class RowRecovery:
                         ).fetchone()[0])
                         self._check_source(src, [table])
                         parent = plans[fk.parent] = TablePlan(table, len(plans), brought_as_parent=True)
+                        parent.pipe = self.pipe
                         parent.rows_live = live.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(
                             table.ident())).fetchone()[0]
                         parent.rows_source = _count(src, table, "")
@@ -572,7 +621,7 @@ class TablePlan:
         self.written = 0
         self.sequences_moved = {}
         self.selection = sql.Identifier(f"rr_rows_{index}")
-        self.live_keys = {}
+        self.pipe: Pipe | None = None
 
     @property
     def needed(self) -> bool:
@@ -623,18 +672,26 @@ class TablePlan:
         return [row[0] if len(row) == 1 else list(row) for row in rows]
 
     def _live_key_table(self, src, live, columns: list[str], table: Table | None = None):
-        """The live table's values of `columns` (a key), copied into a temporary table on the throwaway."""
+        """The live table's values of `columns` (a key), copied into a table of the throwaway (unlogged, in a schema
+        of ours there, so that the pipe's own session can fill it). The rows copied are the live row count."""
         table = table or self.table
-        name = sql.Identifier(f"rr_live_{table.oid}_{'_'.join(columns)}"[:63])
+        name = sql.Identifier(KEYS_SCHEMA, f"live_{table.oid}_{'_'.join(columns)}"[:63])
         marker = (table.qualified, tuple(columns))
-        if marker in self.live_keys:
+        if marker in LIVE_KEYS.setdefault(id(src), {}):
             return name
-        src.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} AS SELECT {} FROM ONLY {} WITH NO DATA").format(
+        src.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(KEYS_SCHEMA)))
+        src.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA").format(
             name, _cols(columns), table.ident()))
-        src.execute(sql.SQL("TRUNCATE {}").format(name))
-        copy_rows(live, sql.SQL("SELECT {} FROM ONLY {}").format(_cols(columns), table.ident()), src, name, columns)
+        query = sql.SQL("SELECT {} FROM ONLY {}").format(_cols(columns), table.ident())
+        if self.pipe is not None:
+            copied = self.pipe.copy(query.as_string(live), f"{name.as_string(src)} ({_cols(columns).as_string(src)})")
+        else:
+            copy_rows(live, query, src, name, columns)
+            copied = None
         src.execute(sql.SQL("ANALYZE {}").format(name))
-        self.live_keys[marker] = name
+        if table is self.table and copied is not None:
+            self.rows_live = copied
+        LIVE_KEYS[id(src)][marker] = name
         return name
 
     def _select_into(self, src, query) -> None:
