@@ -15,7 +15,9 @@ table of its own."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -37,10 +39,12 @@ from ansible_collections.runbook.recovery.plugins.module_utils.pg_pitr import (
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.pg_restore import restore_into, restore_size
 from ansible_collections.runbook.recovery.plugins.module_utils.pitr import (
+    WORK_PREFIX,
     Archive,
     Target,
     Throwaway,
     check_free_space,
+    claimed_directory,
     remove_leftovers,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
@@ -231,6 +235,10 @@ def _match(left: str, left_cols: list[str], right: str, right_cols: list[str]):
                                  for a, b in zip(left_cols, right_cols, strict=True))
 
 
+def key_query(table: Table, columns: list[str]):
+    return sql.SQL("SELECT {} FROM ONLY {}").format(_cols(columns), table.ident())
+
+
 def copy_rows(source_conn, query, target_conn, target, columns: list[str]) -> None:
     """Stream the rows of `query` on one server into `target` on another (COPY text format: types that differ in
     binary between clusters, such as composites, travel as text)."""
@@ -246,8 +254,41 @@ class Pipe:
     """Bulk copies from the live database into the throwaway through two psql processes and an OS pipe: the rows
     stream at the speed of libpq, not of a Python loop over each row (the live table's keys can be millions)."""
 
-    def __init__(self, live: ConnParams, source: ConnParams, database: str):
-        self.live, self.source, self.database = live, source, database
+    def __init__(self, live: ConnParams, database: str, work_dir: str):
+        self.live, self.database, self.work_dir = live, database, work_dir
+        self.source: ConnParams | None = None
+        self.prefetched: dict[str, tuple] = {}
+        self.scratch = self._claim = None
+
+    @contextmanager
+    def prefetching(self, queries: list[str]):
+        """Read the live keys of `queries` into files while the source is being built (the replay takes seconds):
+        the keys as they are when the run starts; a row the application deletes or adds later is a later write,
+        which the run keeps either way (an insert never overwrites, a key read then stays present then)."""
+        if queries:
+            self.scratch, self._claim = claimed_directory(self.work_dir, f"{WORK_PREFIX}keys-")
+            os.chmod(self.scratch, 0o700)
+        try:
+            for number, query in enumerate(queries):
+                path = os.path.join(self.scratch, f"keys-{number}.copy")
+                out = open(path, "wb")
+                errors = tempfile.TemporaryFile()
+                process = subprocess.Popen(tied_to_this_process([pg_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                                                 "-c", f"COPY ({query}) TO STDOUT"]),
+                                           env=self._env(self.live), stdin=subprocess.DEVNULL, stdout=out,
+                                           stderr=errors)
+                self.prefetched[query] = (process, path, out, errors)
+            yield self
+        finally:
+            for process, _path, out, errors in self.prefetched.values():
+                if process.poll() is None:
+                    process.kill()
+                process.wait()
+                out.close()
+                errors.close()
+            if self.scratch:
+                shutil.rmtree(self.scratch, ignore_errors=True)
+                self._claim.close()
 
     def _env(self, params: ConnParams) -> dict:
         env = params.env(self.database)
@@ -257,6 +298,25 @@ class Pipe:
     def copy(self, query: str, target: str) -> int:
         """COPY (query) from live into `target` on the throwaway (both already quoted SQL); the rows copied."""
         psql = pg_tool("psql")
+        if query in self.prefetched:
+            process, path, out, errors = self.prefetched[query]
+            process.wait()
+            out.flush()
+            errors.seek(0)
+            if process.returncode != 0:
+                raise RunbookError("reading the live keys failed: "
+                                   f"{errors.read().decode(errors='replace').strip() or 'no message'}. Nothing was "
+                                   "changed.")
+            with open(path, "rb") as keys:
+                writer = subprocess.run(tied_to_this_process([psql, "-X", "-v", "ON_ERROR_STOP=1", "-c",
+                                                              f"COPY {target} FROM STDIN"]),
+                                        env=self._env(self.source), stdin=keys, capture_output=True, text=True,
+                                        check=False)
+            if writer.returncode != 0:
+                raise RunbookError(f"loading the live keys into the throwaway cluster failed: "
+                                   f"{writer.stderr.strip() or 'no message'}. Nothing was changed.")
+            found = re.search(r"COPY (\d+)", writer.stdout)
+            return int(found.group(1)) if found else 0
         with tempfile.TemporaryFile() as reader_errors:
             reader = subprocess.Popen(tied_to_this_process([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
                                                             f"COPY ({query}) TO STDOUT"]),
@@ -387,15 +447,19 @@ class RowRecovery:
             with self.params.connect(self.database) as live:
                 tables = self._live_tables(live)
                 self.result["source"] = self.source.resolve(live)
+                # missing: the live tables' keys, read while the source is built
+                keys = [key_query(t, t.key).as_string(live) for t in tables] if self.mode == "missing" else []
             self._compare_sealed()
             started = time.monotonic()
             seconds = self.result["seconds"] = {}
-            with self.source.opened() as source_params, source_params.connect(self.database) as src:
+            self.pipe = Pipe(self.params, self.database, self.source.work_dir)
+            with self.pipe.prefetching(keys), self.source.opened() as source_params, \
+                    source_params.connect(self.database) as src:
                 seconds["source"] = round(time.monotonic() - started, 3)
                 # The throwaway is ours alone: memory for the comparisons' hash joins, no wait for its disk.
                 src.execute("SET TIME ZONE 'UTC'; SET work_mem = '256MB'; SET temp_buffers = '256MB'; "
                             "SET synchronous_commit = off")
-                self.pipe = Pipe(self.params, source_params, self.database)
+                self.pipe.source = source_params
                 self._check_source(src, tables)
                 with self.params.connect(self.database) as live:
                     live.execute("SET TIME ZONE 'UTC'")
@@ -682,7 +746,7 @@ class TablePlan:
         src.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(KEYS_SCHEMA)))
         src.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA").format(
             name, _cols(columns), table.ident()))
-        query = sql.SQL("SELECT {} FROM ONLY {}").format(_cols(columns), table.ident())
+        query = key_query(table, columns)
         if self.pipe is not None:
             copied = self.pipe.copy(query.as_string(live), f"{name.as_string(src)} ({_cols(columns).as_string(src)})")
         else:
