@@ -101,7 +101,3 @@ options:
 requirements:
   - Barman's cloud tools (PyPI C(barman[cloud])) in O(archive.tools_dir); boto3 for the Python running the module
 """
-
-    # The same options for a module that takes the archive only for some sources (pg_recover_rows).
-    ARCHIVE_OPTIONAL = ARCHIVE.replace("    type: dict\n    required: true\n    suboptions:",
-                                       "    type: dict\n    required: false\n    suboptions:", 1)

@@ -34,7 +34,7 @@ version_added: 0.4.0
 author: runbook.recovery maintainers (@runbook-recovery)
 extends_documentation_fragment:
   - runbook.recovery.postgres
-  - runbook.recovery.postgres.ARCHIVE_OPTIONAL
+  - runbook.recovery.postgres.ARCHIVE
 attributes:
   check_mode:
     support: full
@@ -80,6 +80,12 @@ options:
   target_name:
     description: Or at this restore point (the C(restore_point.name) an audit record of ours gives).
     type: str
+  archive:
+    description:
+      - The WAL archive, for a point-in-time source (not needed with O(backup)). Its options are
+        M(runbook.recovery.pg_pitr)'s.
+    type: dict
+    required: false
   work_dir:
     description: Where the throwaway cluster lives; needs about the source's size free. Leftovers of killed runs go.
     type: path
