@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "dags"))
 
 PLAYBOOKS = {  # each manual DAG's playbook and its free-text inputs (dags/manual.py)
     "recover-db.yml": ["database", "backup", "target_name"],
+    "recover-rows.yml": ["database", "tables", "where", "backup", "target_time", "target_lsn", "target_name"],
     "emergency-shutdown.yml": ["shutdown_scope"],
     "emergency-resume.yml": ["shutdown_scope"],
     "scale.yml": ["scale_target", "dynamodb_billing_mode"],
