@@ -64,7 +64,6 @@ except ImportError:  # reported by ConnParams.connect
 
 PROCEDURE = "recover-rows"
 KEYS_SCHEMA = "runbook_recover_rows"  # on the throwaway only
-LIVE_KEYS: dict[int, dict] = {}  # per throwaway session: the key tables already copied
 MODES = ("side", "missing", "replace")
 SAMPLE = 5
 THROWAWAY_OVERHEAD = 64 << 20
@@ -220,6 +219,14 @@ def describe_table(conn, schema: str, name: str, oid: int) -> Table:
     return table
 
 
+def describe_named(conn, qualified: str) -> Table:
+    """describe_table of a table named SCHEMA.NAME (as a foreign key names its other side)."""
+    schema, name = qualified.split(".", 1)
+    oid = conn.execute("SELECT %s::regclass::oid::bigint", (sql.Identifier(schema, name).as_string(conn),)
+                       ).fetchone()[0]
+    return describe_table(conn, schema, name, oid)
+
+
 def _qualified(conn, oid: int) -> str:
     schema, name = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
                                 "ON n.oid = c.relnamespace WHERE c.oid = %s", (oid,)).fetchone()
@@ -258,6 +265,7 @@ class Pipe:
         self.live, self.database, self.work_dir = live, database, work_dir
         self.source: ConnParams | None = None
         self.prefetched: dict[str, tuple] = {}
+        self.loaded: dict[tuple, object] = {}  # (table, key columns) -> the table of the throwaway holding them
         self.scratch = self._claim = None
 
     @contextmanager
@@ -578,10 +586,7 @@ class RowRecovery:
                             orphans=[list(m) if isinstance(m, tuple) else m for m in missing[:SAMPLE]])
                     parent = plans.get(fk.parent)
                     if parent is None:
-                        schema, name = fk.parent.split(".", 1)
-                        table = describe_table(live, schema, name, live.execute(
-                            "SELECT %s::regclass::oid::bigint", (sql.Identifier(schema, name).as_string(live),)
-                        ).fetchone()[0])
+                        table = describe_named(live, fk.parent)
                         self._check_source(src, [table])
                         parent = plans[fk.parent] = TablePlan(table, len(plans), brought_as_parent=True)
                         parent.pipe = self.pipe
@@ -741,21 +746,17 @@ class TablePlan:
         table = table or self.table
         name = sql.Identifier(KEYS_SCHEMA, f"live_{table.oid}_{'_'.join(columns)}"[:63])
         marker = (table.qualified, tuple(columns))
-        if marker in LIVE_KEYS.setdefault(id(src), {}):
+        if marker in self.pipe.loaded:
             return name
         src.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(KEYS_SCHEMA)))
         src.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA").format(
             name, _cols(columns), table.ident()))
-        query = key_query(table, columns)
-        if self.pipe is not None:
-            copied = self.pipe.copy(query.as_string(live), f"{name.as_string(src)} ({_cols(columns).as_string(src)})")
-        else:
-            copy_rows(live, query, src, name, columns)
-            copied = None
+        copied = self.pipe.copy(key_query(table, columns).as_string(live),
+                                f"{name.as_string(src)} ({_cols(columns).as_string(src)})")
         src.execute(sql.SQL("ANALYZE {}").format(name))
-        if table is self.table and copied is not None:
+        if table is self.table:
             self.rows_live = copied
-        LIVE_KEYS[id(src)][marker] = name
+        self.pipe.loaded[marker] = name
         return name
 
     def _select_into(self, src, query) -> None:
@@ -808,9 +809,7 @@ class TablePlan:
         """Values of `fk` in the rows to write that no live row of the parent holds, nor a row written before."""
         if not self.to_write:
             return []
-        schema, name = fk.parent.split(".", 1)
-        parent_table = parent.table if parent else describe_table(live, schema, name, live.execute(
-            "SELECT %s::regclass::oid::bigint", (sql.Identifier(schema, name).as_string(live),)).fetchone()[0])
+        parent_table = parent.table if parent else describe_named(live, fk.parent)
         keys = self._live_key_table(src, live, fk.parent_columns, parent_table)
         query = sql.SQL("SELECT DISTINCT {} FROM {} r WHERE {} AND NOT EXISTS (SELECT 1 FROM {} k WHERE {})").format(
             _cols(fk.columns, "r"), self.selection,
