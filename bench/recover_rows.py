@@ -58,6 +58,7 @@ def main() -> int:
     parser.add_argument("--later-rows", type=int, default=5000, help="rows the application writes after T (5000)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds, alternating which side goes first; medians compared (3)")
+    parser.add_argument("--verbose", action="store_true", help="print each run's slowest tasks")
     parser.add_argument("--nice", type=int, default=0, help="niceness of the whole run (0)")
     args = parser.parse_args()
     os.nice(args.nice)
@@ -98,12 +99,16 @@ def main() -> int:
                     assert ours_state[0] == accounts, f"ours: {ours_state[0]} accounts, expected {accounts}"
                 else:
                     extra = ["pg_recover_force=true"] if whole_times else []
-                    seconds, _tasks = bench.play("recover-db.yml", f"database={DB}", f"target_time={target}",
+                    seconds, tasks = bench.play("recover-db.yml", f"database={DB}", f"target_time={target}",
                                                  "confirm=true", *extra)
                     whole_state = state(bench)
                     whole_times.append(seconds)
                     print(f"  whole  {seconds:7.1f} s  recover-db to T (database scope); later rows kept "
                           f"{whole_state[1]}", flush=True)
+                if args.verbose:
+                    slow = sorted(((s, n) for n, (s, _r) in tasks.items()), reverse=True)[:6]
+                    print("         slowest tasks: " + ", ".join(f"{n} {s:.1f} s" for s, n in slow), flush=True)
+                if side == "whole":
                     assert whole_state[0] == accounts, f"whole: {whole_state[0]} accounts, expected {accounts}"
                 later_kept = state(bench)[1]
                 # the later rows of this round: ours keeps them all, the whole-database recovery none

@@ -59,14 +59,17 @@ from ansible_collections.runbook.recovery.plugins.module_utils.postgres import (
 
 try:
     from psycopg import sql
+    from psycopg.errors import UniqueViolation
 except ImportError:  # reported by ConnParams.connect
     sql = None
+    UniqueViolation = DatabaseError
 
 PROCEDURE = "recover-rows"
 KEYS_SCHEMA = "runbook_recover_rows"  # on the throwaway only
 MODES = ("side", "missing", "replace")
 SAMPLE = 5
 THROWAWAY_OVERHEAD = 64 << 20
+WORK_MEM = "256MB"  # the throwaway is ours alone: memory for the comparisons' hash joins
 
 
 # -- input ------------------------------------------------------------------------------------------------
@@ -325,10 +328,22 @@ class Pipe:
                                    f"{writer.stderr.strip() or 'no message'}. Nothing was changed.")
             found = re.search(r"COPY (\d+)", writer.stdout)
             return int(found.group(1)) if found else 0
+        return self._stream(self.live, query, target, "copying the live keys into the throwaway cluster")
+
+    def select(self, query: str, target: str) -> int:
+        """COPY (query) on the throwaway into `target` there: the query (which may hold the operator's predicate)
+        runs in a read-only transaction, where PostgreSQL can plan it in parallel (an INSERT ... SELECT cannot)."""
+        return self._stream(self.source, query, target, "selecting the rows at the source",
+                            options=f" -c default_transaction_read_only=on -c work_mem={WORK_MEM}")
+
+    def _stream(self, reader_params: ConnParams, query: str, target: str, what: str, options: str = "") -> int:
+        psql = pg_tool("psql")
+        reader_env = self._env(reader_params)
+        reader_env["PGOPTIONS"] += options
         with tempfile.TemporaryFile() as reader_errors:
             reader = subprocess.Popen(tied_to_this_process([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
                                                             f"COPY ({query}) TO STDOUT"]),
-                                      env=self._env(self.live), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      env=reader_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=reader_errors)
             try:
                 writer = subprocess.run(tied_to_this_process([psql, "-X", "-v", "ON_ERROR_STOP=1", "-c",
@@ -341,8 +356,8 @@ class Pipe:
             reader_errors.seek(0)
             problem = reader_errors.read().decode(errors="replace").strip()
         if reader.returncode != 0 or writer.returncode != 0:
-            raise RunbookError(f"copying the live keys into the throwaway cluster failed: "
-                               f"{problem or writer.stderr.strip() or 'no message'}. Nothing was changed.")
+            raise RunbookError(f"{what} failed: {problem or writer.stderr.strip() or 'no message'}. Nothing was "
+                               "changed.")
         found = re.search(r"COPY (\d+)", writer.stdout)
         return int(found.group(1)) if found else 0
 
@@ -360,6 +375,7 @@ class Source:
         self.throwaway = None
         self.backup = None
         self.plan: dict = {}
+        self.seconds: dict = {}  # the parts of building the source, for the result
 
     def resolve(self, conn) -> dict:
         """Which backup (and WAL) the source is, refusing one that cannot be: read-only, before anything runs."""
@@ -404,14 +420,17 @@ class Source:
                 self.throwaway.initialize()
                 restore_into(self.throwaway.params(), self.backup, self.database, self.jobs, no_owner=True)
             else:
+                mark = time.monotonic()
                 if self.target.kind in ("time", "latest"):
                     with self.params.connect() as conn:  # a recent target: its WAL in the archive first
                         archive_everything_until_now(conn)
+                self.seconds["archive_wait"], mark = round(time.monotonic() - mark, 3), time.monotonic()
                 self.throwaway.create()
                 self.throwaway.restore(self.archive, self.plan["base_backup"])
                 self.throwaway.configure(self.archive, self.target)
+                self.seconds["restore"], mark = round(time.monotonic() - mark, 3), time.monotonic()
                 try:
-                    self.throwaway.start(self.replay_timeout)
+                    self.seconds["replay"] = round(self.throwaway.start(self.replay_timeout), 3)
                 except RunbookError as exc:
                     raise RunbookError(f"the replay to {self.target.describe()} failed, so nothing was changed: "
                                        f"{exc}") from exc
@@ -464,8 +483,9 @@ class RowRecovery:
             with self.pipe.prefetching(keys), self.source.opened() as source_params, \
                     source_params.connect(self.database) as src:
                 seconds["source"] = round(time.monotonic() - started, 3)
+                seconds.update({f"source_{k}": v for k, v in self.source.seconds.items()})
                 # The throwaway is ours alone: memory for the comparisons' hash joins, no wait for its disk.
-                src.execute("SET TIME ZONE 'UTC'; SET work_mem = '256MB'; SET temp_buffers = '256MB'; "
+                src.execute(f"SET TIME ZONE 'UTC'; SET work_mem = '{WORK_MEM}'; SET temp_buffers = '256MB'; "
                             "SET synchronous_commit = off")
                 self.pipe.source = source_params
                 self._check_source(src, tables)
@@ -689,7 +709,8 @@ class TablePlan:
         self.changes = {}
         self.written = 0
         self.sequences_moved = {}
-        self.selection = sql.Identifier(f"rr_rows_{index}")
+        # unlogged, in our schema on the throwaway: filled by the pipe's own session
+        self.selection = sql.Identifier(KEYS_SCHEMA, f"rows_{index}")
         self.pipe: Pipe | None = None
 
     @property
@@ -760,11 +781,14 @@ class TablePlan:
         return name
 
     def _select_into(self, src, query) -> None:
+        """The rows of `query` into the selection. The query runs in a read-only transaction (the predicate only
+        ever runs in one: here and in the checks)."""
+        src.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(KEYS_SCHEMA)))
         src.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.selection))
-        src.execute(sql.SQL("CREATE TEMP TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA").format(
+        src.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA").format(
             self.selection, _cols(self.table.columns), self.table.ident()))
-        with read_only(src):  # the predicate runs only here and in checks, read-only; temp tables may be written
-            src.execute(sql.SQL("INSERT INTO {} ({}) ").format(self.selection, _cols(self.table.columns)) + query)
+        self.pipe.select(query.as_string(src), f"{self.selection.as_string(src)} "
+                                               f"({_cols(self.table.columns).as_string(src)})")
 
     # side -----------------------------------------------------------------------------------------------------
     def plan_side(self, src, live, where: str, source: Source) -> None:
@@ -873,9 +897,7 @@ class TablePlan:
                                                        f"{self.to_write}")
             return
         if mode == "missing":
-            cursor = live.execute(sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
-                t.ident(), _cols(t.columns), overriding, _cols(t.columns), incoming))
-            self.written = cursor.rowcount
+            self.written = _insert_absent(live, t, incoming, overriding)
             absent = live.execute(sql.SQL("SELECT count(*) FROM {} i WHERE NOT EXISTS (SELECT 1 FROM ONLY {} l "
                                           "WHERE {})").format(incoming, t.ident(), _match("l", t.key, "i", t.key))
                                   ).fetchone()[0]
@@ -932,6 +954,24 @@ class TablePlan:
                     f"{', '.join(fk.columns)} = {', '.join(str(r[0] if len(r) == 1 else tuple(r)) for r in found)}): "
                     f"{fk.parent} keeps its later rows, so nothing was changed. Bring the rows back with "
                     "mode=missing, or add the child table to tables.")
+
+
+def _insert_absent(live, table: Table, incoming, overriding) -> int:
+    """Insert the incoming rows, never changing a row the live table has; the rows inserted. The rows were chosen
+    because the live table lacked their keys, so a plain insert is tried first (about twice as fast as ON CONFLICT's
+    speculative insertion); when the application has inserted one of those keys since, that insert is undone and
+    ON CONFLICT DO NOTHING leaves the application's row as it is."""
+    columns = _cols(table.columns)
+    insert = sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {}").format(table.ident(), columns, overriding, columns,
+                                                                       incoming)
+    live.execute("SAVEPOINT runbook_recover_rows")
+    try:
+        rows = live.execute(insert).rowcount
+    except UniqueViolation:
+        live.execute("ROLLBACK TO SAVEPOINT runbook_recover_rows")
+        rows = live.execute(insert + sql.SQL(" ON CONFLICT DO NOTHING")).rowcount
+    live.execute("RELEASE SAVEPOINT runbook_recover_rows")
+    return rows
 
 
 def _differences(conn, table: Table, wanted, current) -> dict:

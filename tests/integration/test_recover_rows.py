@@ -21,6 +21,7 @@ CREATE TABLE settings (k text PRIMARY KEY, v text NOT NULL);
 CREATE TABLE users (id int PRIMARY KEY, name text NOT NULL);
 CREATE TABLE posts (id serial PRIMARY KEY, user_id int NOT NULL REFERENCES users, title text NOT NULL);
 CREATE TABLE loose (n int);
+CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL);
 """
 
 
@@ -123,6 +124,42 @@ def test_missing_rows_come_back_while_the_application_keeps_writing(archived, db
                                     target_time=target, confirm=True)
     assert again.rc == 0 and again.changed == 0, again.output[-3000:]
     assert leftovers(archived) == [], "a throwaway cluster was left behind"
+
+
+def test_a_key_the_application_writes_again_during_the_run_keeps_its_row(archived, db):
+    """The application puts back one of the deleted keys itself while the source is being built (after the run read
+    the live keys): the run inserts the other rows and leaves the application's row as it wrote it."""
+    with connect(archived.cluster, db) as conn:
+        conn.execute("INSERT INTO notes SELECT g, 'then' FROM generate_series(1, 100) g")
+    target = moment(archived)
+    with connect(archived.cluster, db) as conn:
+        conn.execute("DELETE FROM notes WHERE id <= 50")
+
+    def building() -> bool:  # the throwaway cluster's data directory is being restored
+        return any((child / "data" / "PG_VERSION").exists() for child in leftovers(archived))
+
+    wrote = threading.Event()
+
+    def application():
+        deadline = time.monotonic() + 120
+        while not building() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if building():
+            with connect(archived.cluster, db) as conn:
+                conn.execute("INSERT INTO notes VALUES (7, 'written again by the application')")
+            wrote.set()
+
+    thread = threading.Thread(target=application, daemon=True)
+    thread.start()
+    run = archived.workspace.play("recover-rows.yml", database=db, tables="notes", mode="missing",
+                                  target_time=target, confirm=True)
+    thread.join(timeout=130)
+    assert run.rc == 0, run.output[-3000:]
+    assert wrote.is_set(), "the application's insert did not happen while the source was being built"
+    assert rows(archived, db, "SELECT id FROM notes ORDER BY id") == [(i,) for i in range(1, 101)]
+    assert rows(archived, db, "SELECT id, body FROM notes WHERE body <> 'then'") == [
+        (7, "written again by the application")]
+    assert archived.workspace.audit()[-1]["tables"][0]["written"] == 49
 
 
 def test_side_and_a_predicate_and_replace_in_place(archived, db):
