@@ -237,3 +237,36 @@ to an earlier published version, each waited for until it is steady; what each r
 the next rollback undoes this one. The approval shows each resource from -> to. The last step checks, in check mode
 with `to=recorded`, that every resource still runs what this rollback set.
 """)
+
+lambda_env = manual_procedure(
+    "lambda_env", "lambda-env.yml", tags=["aws", "lambda", "config"],
+    params={
+        "function": dict(default="", type="string", minLength=1, title="Functions",
+                         pattern="^[A-Za-z0-9_-]{1,64}(, *[A-Za-z0-9_-]{1,64})*$",
+                         description="One or more Lambda function names, comma-separated."),
+        "debug": dict(default=False, type="boolean", title="Debug logging",
+                      description="Set LOG_LEVEL=DEBUG (with the variables below, if any)."),
+        "variables": dict(default={}, type="object", title="Variables to set",
+                          propertyNames={"pattern": "^[A-Za-z][A-Za-z0-9_]+$"},
+                          additionalProperties={"type": "string", "pattern": NO_TEMPLATE + "[\\s\\S]*$"},
+                          description='{"NAME": "VALUE", ...}: only these change; every other variable is kept. '
+                                      "Plain text: {{, {% and {# are refused."),
+        "unset": dict(default="", type="string", pattern="^$|^[A-Za-z][A-Za-z0-9_]+(, *[A-Za-z][A-Za-z0-9_]+)*$",
+                      title="Variables to remove", description="Names, comma-separated."),
+        "lift_after": dict(default="", type="string", pattern="^$|^[0-9]+(\\.[0-9]+)?[smhdw]?$", title="For",
+                           description="Empty: until undone. Or 30m, 2h: lambda_env_expiry puts back what was "
+                                       "there then."),
+        "undo": dict(default=False, type="boolean", title="Undo",
+                     description="Put back exactly what an earlier run changed (and nothing it did not)."),
+    },
+    extravars={"function": "{{ params.function }}", "debug": "{{ params.debug }}",
+               "variables": "{{ params.variables }}", "unset": "{{ params.unset }}",
+               "for": "{{ params.lift_after }}", "undo": "{{ params.undo }}"},
+    sealed=True,  # the apply changes the variables the approved plan named, refused when they read differently now
+    doc_md="""
+### Lambda environment variables, one at a time
+`lambda-env.yml`: set or remove the named variables only, every other variable kept (the write carries the
+RevisionId it read, so a concurrent change is kept, not overwritten). What each variable held is recorded first
+(SSM SecureString `/runbook/lambda-env/FUNCTION`, the function tagged `runbook:env-*`), so Undo puts back exactly
+that. The approval shows each variable before and after; values are masked except LOG_LEVEL's.
+""")

@@ -112,6 +112,15 @@ PostgreSQL, Redis and AWS in one report (`health-sweep.yml`); the task fails on 
 others are still inspected. Times out after 10 minutes, before the next sweep is due.
 """)
 
+lambda_env_expiry = scheduled_procedure(
+    "lambda_env_expiry", "lambda-env.yml", schedule="*/5 * * * *", retries=1, tags=["aws", "lambda", "config"],
+    extravars={"lift_expired": True, "confirm": True}, timeout=timedelta(minutes=10), doc_md="""
+### Lambda variables set for a while, lifted, every 5 minutes
+`lambda-env.yml -e lift_expired=true`: every change made with `for` (such as debug logging for 30 minutes) whose
+time is up is undone: each variable back to what it held before, every other variable kept. A variable someone
+changed since is left as they set it, and the task fails naming it.
+""")
+
 log_retention = scheduled_procedure("log_retention", "rotate-logs.yml", schedule="30 2 * * *",
                                     tags=["aws", "logs"], timeout=timedelta(minutes=30), doc_md="""
 ### Log retention and rotation, daily

@@ -396,7 +396,10 @@ def seed_aws() -> bool:
     for name, reserved in LAMBDA_FUNCTIONS.items():
         lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="index.handler",
                             Code={"ZipFile": code}, MemorySize=256, Timeout=30,
-                            Environment={"Variables": {"SESSIONS_TABLE": "chatbot-sessions"}},
+                            # as runbook 000's "Enable Debug Logging" shows the function's variables
+                            Environment={"Variables": {"SESSIONS_TABLE": "chatbot-sessions",
+                                                       "CONVERSATIONS_TABLE": "chatbot-conversations",
+                                                       "ANALYTICS_TABLE": "chatbot-analytics", "LOG_LEVEL": "INFO"}},
                             Tags={"app": "chatbot" if name.startswith("Chatbot") else "sake-sensei"})
         if reserved is not None:
             lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)

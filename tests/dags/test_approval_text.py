@@ -104,6 +104,20 @@ def test_rollback_deploy(monkeypatch, aws_emulator, tmp_path):
     assert f"task_definition={app}:4 -> task_definition={app}:3" in text and "version=3" in text, text
 
 
+def test_lambda_env(monkeypatch, aws_emulator, tmp_path):
+    from test_lambda_env import SECRET, make_function
+
+    aws_emulator.clear_faults()
+    world = World(dict(aws_emulator))
+    name = make_function(world)
+    ws = AwsWorkspace(tmp_path, world.env, {})
+    text = approval_of(monkeypatch, ws.inventory, "lambda-env.yml",
+                       {"function": name, "debug": True, "variables": {"DB_PASSWORD": "new-one"}, "for": "30m"})
+    assert f"- {name}: " in text and "would set LOG_LEVEL ('INFO' -> 'DEBUG')" in text, text
+    assert "would set DB_PASSWORD (set (20 characters) -> set (7 characters))" in text and "lifted at" in text, text
+    assert SECRET not in text and "new-one" not in text, text
+
+
 def test_kill_long_queries(monkeypatch, pg, chat_db, tmp_path):
     ws = Workspace(pg, [chat_db], tmp_path)
     conn = psycopg.connect(**pg.conninfo(chat_db), autocommit=True, application_name="runaway-report")
@@ -131,7 +145,7 @@ def test_every_manual_dag_is_read_here_or_elsewhere():
     manual = set(re.findall(r'^(\w+) = manual_procedure\(', (ROOT / "dags" / "manual.py").read_text(), re.M))
     here = {name[len("test_"):] for name in globals() if name.startswith("test_")}
     covered = {"recover_db", "recover_rows", "emergency_shutdown", "emergency_resume", "scale", "terraform_unlock",
-               "rollback_deploy", "kill_long_queries", "bootstrap_fixes"}
+               "rollback_deploy", "kill_long_queries", "bootstrap_fixes", "lambda_env"}
     assert covered - {"emergency_shutdown", "emergency_resume"} <= here
     elsewhere = {"restart_app", "recover_db_to_a_point_in_time"}
     assert manual == covered | elsewhere, manual ^ (covered | elsewhere)

@@ -22,6 +22,7 @@ PLAYBOOKS = {  # each manual DAG's playbook and its free-text inputs (dags/manua
     "restart-app.yml": ["service"],
     "terraform-unlock.yml": ["lock_path", "lock_table", "lock_id", "min_age"],
     "rollback-deploy.yml": ["deploy_target", "to"],
+    "lambda-env.yml": ["function", "variables", "unset", "for"],
 }
 
 

@@ -1,9 +1,9 @@
 """Every manual DAG end to end, the ones tests/dags/test_approvals.py does not run: dag.test() runs of scale,
-kill_long_queries, recover_rows, rollback_deploy, bootstrap_fixes and restart_app through plan -> approval (answered
-over the REST API by the configured approver, as a person answers in the UI) -> apply -> verify, against the test
-servers, the AWS emulator and a Docker daemon of the tests' own. What each changed is read back independently (boto3,
-PostgreSQL's own views, Docker's API), never through the collection's modules. And the scheduled DAGs test_dags.py
-does not run: log_retention and backup_dynamodb."""
+kill_long_queries, recover_rows, rollback_deploy, lambda_env, bootstrap_fixes and restart_app through plan ->
+approval (answered over the REST API by the configured approver, as a person answers in the UI) -> apply -> verify,
+against the test servers, the AWS emulator and a Docker daemon of the tests' own. What each changed is read back
+independently (boto3, PostgreSQL's own views, Docker's API), never through the collection's modules. And the scheduled
+DAGs test_dags.py does not run: log_retention, backup_dynamodb and lambda_env_expiry."""
 
 from __future__ import annotations
 
@@ -114,6 +114,26 @@ def test_rollback_deploy_goes_back_one_revision_and_one_version(api_server, aws_
     [service] = ecs.describe_services(cluster=world.cluster, services=["app"])["services"]
     assert service["taskDefinition"].endswith(f":task-definition/{app}:3"), service["taskDefinition"]
     assert lam.get_alias(FunctionName=world.fn, Name="live")["FunctionVersion"] == "2"
+
+
+def test_lambda_env_sets_debug_logging_the_approval_showed_and_the_expiry_dag_lifts_it(api_server, airflow,
+                                                                                      aws_emulator, tmp_path):
+    import time
+
+    from test_lambda_env import make_function, variables
+
+    aws_emulator.clear_faults()
+    world = World(dict(aws_emulator))
+    name = make_function(world)
+    before = variables(world, name, cli=False)
+    ws = AwsWorkspace(tmp_path, world.env, {})
+    approved(api_server, "lambda_env", {"function": name, "debug": True, "lift_after": "3s"}, ws,
+             f"{name}: would set LOG_LEVEL ('INFO' -> 'DEBUG')")
+    assert variables(world, name, cli=False) == {**before, "LOG_LEVEL": "DEBUG"}  # only what was asked
+    time.sleep(3)
+    output, result = airflow.run_dag("scheduled", "lambda_env_expiry", env=env_of(ws))
+    assert result and result["state"] == "success", output[-6000:]
+    assert variables(world, name, cli=False) == before
 
 
 def test_bootstrap_fixes_fixes_what_the_approval_listed(api_server, broken):  # noqa: F811
