@@ -152,8 +152,8 @@ class FunctionEnvironment:
         rows = []
         for name in [*values, *unset]:
             before, after = self.variables.get(name), values.get(name)
-            rows.append({"name": name, "action": "unchanged" if before == after else ("unset" if after is None
-                                                                                       else "set"),
+            action = "unchanged" if before == after else ("unset" if after is None else "set")
+            rows.append({"name": name, "action": action,
                          "before": describe_value(name, before, self.shown),
                          "after": describe_value(name, after, self.shown)})
         return rows

@@ -30,6 +30,7 @@ attributes:
     description: Reads the functions and their records and says per variable what would change; writes nothing.
   diff_mode:
     support: none
+    description: The plan and the result list each variable before and after (values masked), not a diff.
 options:
   functions:
     description: Function names. Required with O(state=present) and O(state=undone).
