@@ -254,7 +254,7 @@ lambda_env = manual_procedure(
         "unset": dict(default="", type="string", pattern="^$|^[A-Za-z][A-Za-z0-9_]+(, *[A-Za-z][A-Za-z0-9_]+)*$",
                       title="Variables to remove", description="Names, comma-separated."),
         "lift_after": dict(default="", type="string", pattern="^$|^[0-9]+(\\.[0-9]+)?[smhdw]?$", title="For",
-                           description="Empty: until undone. Or 30m, 2h: lambda_env_expiry puts back what was "
+                           description="Empty: until undone. Or 30m, 2h: lift_expired puts back what was "
                                        "there then."),
         "undo": dict(default=False, type="boolean", title="Undo",
                      description="Put back exactly what an earlier run changed (and nothing it did not)."),
@@ -269,4 +269,66 @@ lambda_env = manual_procedure(
 RevisionId it read, so a concurrent change is kept, not overwritten). What each variable held is recorded first
 (SSM SecureString `/runbook/lambda-env/FUNCTION`, the function tagged `runbook:env-*`), so Undo puts back exactly
 that. The approval shows each variable before and after; values are masked except LOG_LEVEL's.
+""")
+
+WAF_ADDRESSES = "^$|^[0-9A-Fa-f:./]+([, ]+[0-9A-Fa-f:./]+)*$"  # addresses and CIDRs, comma- or space-separated
+
+
+def waf_form(which: str, duration: str) -> dict:
+    """The form and the extra variables of waf_block and waf_allow."""
+    params = {
+        "addresses": dict(default="", type="string", pattern=WAF_ADDRESSES, title="Addresses",
+                          description="Addresses or CIDRs, e.g. 198.51.100.0/24, 192.0.2.1. Empty with Undo: every "
+                                      "address the earlier runs added."),
+        duration: dict(default="", type="string", pattern="^$|^[0-9]+(\\.[0-9]+)?[smhdw]?$", title="For",
+                       description="Empty: until undone. Or 24h, 7d: lift_expired takes them out then."),
+        "undo": dict(default=False, type="boolean", title="Undo",
+                     description="Take out exactly the addresses the earlier runs added (or those named)."),
+        "remove": dict(default=False, type="boolean", title="Remove the addresses named",
+                       description="Take out exactly the addresses named, whoever added them."),
+        "ip_set": dict(default="", type="string", pattern="^$|^[A-Za-z0-9_-]{1,128}$", title="IP set",
+                       description=f"Empty: the inventory's waf_{which}_ip_set."),
+    }
+    extravars = {"addresses": "{{ params.addresses }}", duration: f"{{{{ params.{duration} }}}}",
+                 "undo": "{{ params.undo }}", "remove": "{{ params.remove }}", "ip_set": "{{ params.ip_set }}"}
+    return {"params": params, "extravars": extravars}
+
+
+waf_block = manual_procedure(
+    "waf_block", "waf-block.yml", tags=["aws", "waf", "security"], **waf_form("block", "block_for"),
+    sealed=True,  # the apply adds or removes the addresses the approved plan named, as it read the set
+    doc_md="""
+### Block addresses at the WAF
+`waf-block.yml`: only the addresses named are added to the block IP set, every address it holds kept (the runbook's
+`update-ip-set` replaces the whole list), written with the LockToken read so a concurrent change is kept. A range
+wider than /16, or one covering an address of the allow list, is refused in the plan. What was added is recorded, so
+Undo takes out exactly those. The approval shows the set, how many addresses it holds, and what would be added.
+""")
+
+waf_allow = manual_procedure(
+    "waf_allow", "waf-allow.yml", tags=["aws", "waf", "security"], **waf_form("allow", "allow_for"),
+    sealed=True,
+    doc_md="""
+### Let addresses through the WAF
+`waf-allow.yml`: only the addresses named are added to the allow IP set, every address it holds kept, written with
+the LockToken read. What was added is recorded, so Undo takes out exactly those.
+""")
+
+waf_count_rule = manual_procedure(
+    "waf_count_rule", "waf-count-rule.yml", tags=["aws", "waf", "security"],
+    params={
+        "rule": dict(default="", type="string", minLength=1, pattern="^[A-Za-z0-9_-]{1,128}(, *[A-Za-z0-9_-]{1,128})*$",
+                     title="Rules", description="Rule names of the web ACL, comma-separated (e.g. RateLimitRule)."),
+        "undo": dict(default=False, type="boolean", title="Undo",
+                     description="Put back what each rule did before it was set to count."),
+        "web_acl": dict(default="", type="string", pattern="^$|^[A-Za-z0-9_-]{1,128}$", title="Web ACL",
+                        description="Empty: the inventory's waf_web_acl."),
+    },
+    extravars={"rule": "{{ params.rule }}", "undo": "{{ params.undo }}", "web_acl": "{{ params.web_acl }}"},
+    sealed=True,  # the apply changes the rules the approved plan read, refused when they read differently now
+    doc_md="""
+### Let a WAF rule count instead of block
+`waf-count-rule.yml`: the rules named count (Action Count; OverrideAction Count for a rule group) while legitimate
+traffic is investigated; every other rule is sent back as read, with the web ACL's LockToken. What each did before is
+recorded, so Undo puts exactly that back. The approval shows each rule's action now and after.
 """)

@@ -112,14 +112,19 @@ PostgreSQL, Redis and AWS in one report (`health-sweep.yml`); the task fails on 
 others are still inspected. Times out after 10 minutes, before the next sweep is due.
 """)
 
-lambda_env_expiry = scheduled_procedure(
-    "lambda_env_expiry", "lambda-env.yml", schedule="*/5 * * * *", retries=1, tags=["aws", "lambda", "config"],
-    extravars={"lift_expired": True, "confirm": True}, timeout=timedelta(minutes=10), doc_md="""
-### Lambda variables set for a while, lifted, every 5 minutes
-`lambda-env.yml -e lift_expired=true`: every change made with `for` (such as debug logging for 30 minutes) whose
-time is up is undone: each variable back to what it held before, every other variable kept. A variable someone
-changed since is left as they set it, and the task fails naming it.
-""")
+with DAG("lift_expired", schedule="*/5 * * * *", start_date=START, catchup=False, max_active_runs=1,
+         tags=["runbook", "scheduled", "aws", "lambda", "waf"],
+         default_args=default_args(retries=1, timeout=timedelta(minutes=10)), doc_md="""
+### Changes made for a while, lifted, every 5 minutes
+Each change made with a duration whose time is up is undone, exactly: a Lambda variable set with `for=30m` back to
+what it held (`lambda-env.yml -e lift_expired=true`; a variable someone changed since is left as they set it, and the
+task fails naming it), an address blocked with `block_for=24h` or allowed with `allow_for=7d` taken out of the IP set
+(`waf-block.yml`, `waf-allow.yml -e lift_expired=true`), every other address kept. The three tasks are independent.
+""") as lift_expired:
+
+    for task_id, playbook in (("lambda_env", "lambda-env.yml"), ("waf_block", "waf-block.yml"),
+                              ("waf_allow", "waf-allow.yml")):
+        PlaybookOperator(task_id=task_id, playbook=playbook, extravars={"lift_expired": True, "confirm": True})
 
 log_retention = scheduled_procedure("log_retention", "rotate-logs.yml", schedule="30 2 * * *",
                                     tags=["aws", "logs"], timeout=timedelta(minutes=30), doc_md="""

@@ -58,6 +58,9 @@ FLEET_TEMPLATE = "fleet_template"
 # server is alone in zone-b, which only worker-2 of make airflow-cluster reaches.
 FLEET_POOL_SLOTS = 2
 
+WAF_WEB_ACL = "SakeSensei-WebACL"
+WAF_IP_SETS = {"SakeSensei-BlockedIPs": ["192.0.2.10/32", "192.0.2.11/32", "198.18.0.0/24"],
+               "SakeSensei-AllowedIPs": ["203.0.113.0/24"]}
 LAMBDA_FUNCTIONS = {
     # name: reserved concurrency (None = unreserved)
     "ChatbotLambdaStack-WebSocketHandler": 7,
@@ -437,7 +440,29 @@ def seed_aws() -> bool:
     seed_stacks(session)
     seed_terraform_lock(session)
     session.client("s3").create_bucket(Bucket=BACKUP_BUCKET)
+    waf = session.client("wafv2")  # runbook 001's block and allow lists, the block list already in use
+    for name, addresses in WAF_IP_SETS.items():
+        waf.create_ip_set(Name=name, Scope="REGIONAL", IPAddressVersion="IPV4", Addresses=addresses,
+                          Description="runbook.recovery sandbox")
+    seed_web_acl(waf)
     return True
+
+
+def seed_web_acl(waf) -> None:
+    """Runbook 001's web ACL: a rate limit, AWS's common rule set, and the block list."""
+    blocked = next(s for s in waf.list_ip_sets(Scope="REGIONAL")["IPSets"] if s["Name"] == "SakeSensei-BlockedIPs")
+    seen = {"SampledRequestsEnabled": True, "CloudWatchMetricsEnabled": True, "MetricName": "sakesensei"}
+
+    def rule(name: str, priority: int, statement: dict, group: bool = False) -> dict:
+        action = {"OverrideAction": {"None": {}}} if group else {"Action": {"Block": {}}}
+        return {"Name": name, "Priority": priority, **action, "Statement": statement,
+                "VisibilityConfig": {**seen, "MetricName": name}}
+
+    waf.create_web_acl(Name=WAF_WEB_ACL, Scope="REGIONAL", DefaultAction={"Allow": {}}, VisibilityConfig=seen, Rules=[
+        rule("RateLimitRule", 1, {"RateBasedStatement": {"Limit": 2000, "AggregateKeyType": "IP"}}),
+        rule("AWSManagedRulesCommonRuleSet", 2, {"ManagedRuleGroupStatement": {
+            "VendorName": "AWS", "Name": "AWSManagedRulesCommonRuleSet"}}, group=True),
+        rule("BlockedIPs", 3, {"IPSetReferenceStatement": {"ARN": blocked["ARN"]}})])
 
 
 def seed_terraform_lock(session) -> None:

@@ -17,7 +17,7 @@ description:
     function is tagged C(runbook:env-record), C(runbook:env-set-at) and, with O(lift_after), C(runbook:env-expires-at).
   - O(state=undone) puts every recorded variable back to what it held before and removes the record. A variable
     changed since by someone else is refused, named, unless O(force).
-  - O(state=expired) undoes every record whose expiry has passed (the scheduled DAG C(lambda_env_expiry)); a record
+  - O(state=expired) undoes every record whose expiry has passed (the scheduled DAG C(lift_expired)); a record
     of a function that no longer exists is removed.
   - Values never appear in the result or a message, except those of the variables named in O(show_values).
 version_added: 0.4.0
@@ -53,7 +53,7 @@ options:
     elements: str
     default: []
   lift_after:
-    description: Undo the change after this long (C(30m), C(2h)); the scheduled DAG C(lambda_env_expiry) does it.
+    description: Undo the change after this long (C(30m), C(2h)); the scheduled DAG C(lift_expired) does it.
     type: str
   force:
     description: With O(state=undone), put back what was recorded even over a variable someone changed since.

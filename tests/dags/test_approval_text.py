@@ -118,6 +118,43 @@ def test_lambda_env(monkeypatch, aws_emulator, tmp_path):
     assert SECRET not in text and "new-one" not in text, text
 
 
+def waf_world(aws_emulator, tmp_path) -> tuple[World, AwsWorkspace]:
+    from test_waf import BLOCKED_BEFORE, clients
+
+    aws_emulator.clear_faults()
+    world = World(dict(aws_emulator))
+    [waf] = clients(world.env, "wafv2")
+    for name, addresses in ((f"{world.tag}-blocked", BLOCKED_BEFORE), (f"{world.tag}-allowed", ["203.0.113.0/24"])):
+        waf.create_ip_set(Name=name, Scope="REGIONAL", IPAddressVersion="IPV4", Addresses=addresses)
+    ws = AwsWorkspace(tmp_path, world.env, {})
+    ws.extra = {"waf_block_ip_set": f"{world.tag}-blocked", "waf_allow_ip_set": f"{world.tag}-allowed"}
+    ws.write_inventory({})
+    return world, ws
+
+
+def test_waf_block(monkeypatch, aws_emulator, tmp_path):
+    world, ws = waf_world(aws_emulator, tmp_path)
+    text = approval_of(monkeypatch, ws.inventory, "waf-block.yml",
+                       {"addresses": "198.51.100.0/24 192.0.2.1", "block_for": "24h", "ip_set": ""})
+    assert f"{world.tag}-blocked (3 addresses): would add 198.51.100.0/24, 192.0.2.1/32 until " in text, text
+    assert "every other address kept" in text, text
+
+
+def test_waf_allow(monkeypatch, aws_emulator, tmp_path):
+    world, ws = waf_world(aws_emulator, tmp_path)
+    text = approval_of(monkeypatch, ws.inventory, "waf-allow.yml", {"addresses": "198.51.100.44", "allow_for": ""})
+    assert f"{world.tag}-allowed (1 addresses): would add 198.51.100.44/32; every other address kept" in text, text
+
+
+def test_waf_count_rule(monkeypatch, aws_emulator, tmp_path):
+    from test_waf import web_acl
+
+    world, ws = waf_world(aws_emulator, tmp_path)
+    acl = web_acl(world)
+    text = approval_of(monkeypatch, ws.inventory, "waf-count-rule.yml", {"rule": "RateLimitRule", "web_acl": acl})
+    assert f"{acl} rule RateLimitRule: would Action Block -> Count; every other rule as it was" in text, text
+
+
 def test_kill_long_queries(monkeypatch, pg, chat_db, tmp_path):
     ws = Workspace(pg, [chat_db], tmp_path)
     conn = psycopg.connect(**pg.conninfo(chat_db), autocommit=True, application_name="runaway-report")
@@ -145,7 +182,8 @@ def test_every_manual_dag_is_read_here_or_elsewhere():
     manual = set(re.findall(r'^(\w+) = manual_procedure\(', (ROOT / "dags" / "manual.py").read_text(), re.M))
     here = {name[len("test_"):] for name in globals() if name.startswith("test_")}
     covered = {"recover_db", "recover_rows", "emergency_shutdown", "emergency_resume", "scale", "terraform_unlock",
-               "rollback_deploy", "kill_long_queries", "bootstrap_fixes", "lambda_env"}
+               "rollback_deploy", "kill_long_queries", "bootstrap_fixes", "lambda_env", "waf_block", "waf_allow",
+               "waf_count_rule"}
     assert covered - {"emergency_shutdown", "emergency_resume"} <= here
     elsewhere = {"restart_app", "recover_db_to_a_point_in_time"}
     assert manual == covered | elsewhere, manual ^ (covered | elsewhere)

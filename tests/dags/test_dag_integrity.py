@@ -20,10 +20,10 @@ def dagbag(airflow):
 
 
 SCHEDULED = {"backup_postgres", "verify_backups", "pg_integrity", "pg_maintenance", "health_sweep", "log_retention",
-             "backup_dynamodb", "pitr_drill", "base_backup_postgres", "lambda_env_expiry"}
+             "backup_dynamodb", "pitr_drill", "base_backup_postgres", "lift_expired"}
 MANUAL = {"recover_db", "recover_db_to_a_point_in_time", "recover_rows", "emergency_shutdown", "emergency_resume",
           "scale", "bootstrap_fixes", "kill_long_queries", "restart_app", "terraform_unlock", "rollback_deploy",
-          "lambda_env"}
+          "lambda_env", "waf_block", "waf_allow", "waf_count_rule"}
 
 
 def test_no_import_errors_and_every_dag_is_there(dagbag):

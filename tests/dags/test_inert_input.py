@@ -23,6 +23,9 @@ PLAYBOOKS = {  # each manual DAG's playbook and its free-text inputs (dags/manua
     "terraform-unlock.yml": ["lock_path", "lock_table", "lock_id", "min_age"],
     "rollback-deploy.yml": ["deploy_target", "to"],
     "lambda-env.yml": ["function", "variables", "unset", "for"],
+    "waf-block.yml": ["addresses", "block_for", "ip_set"],
+    "waf-allow.yml": ["addresses", "allow_for", "ip_set"],
+    "waf-count-rule.yml": ["rule", "web_acl"],
 }
 
 

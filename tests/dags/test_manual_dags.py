@@ -1,9 +1,9 @@
 """Every manual DAG end to end, the ones tests/dags/test_approvals.py does not run: dag.test() runs of scale,
-kill_long_queries, recover_rows, rollback_deploy, lambda_env, bootstrap_fixes and restart_app through plan ->
-approval (answered over the REST API by the configured approver, as a person answers in the UI) -> apply -> verify,
+kill_long_queries, recover_rows, rollback_deploy, lambda_env, waf_block, bootstrap_fixes and restart_app through plan
+-> approval (answered over the REST API by the configured approver, as a person answers in the UI) -> apply -> verify,
 against the test servers, the AWS emulator and a Docker daemon of the tests' own. What each changed is read back
 independently (boto3, PostgreSQL's own views, Docker's API), never through the collection's modules. And the scheduled
-DAGs test_dags.py does not run: log_retention, backup_dynamodb and lambda_env_expiry."""
+DAGs test_dags.py does not run: log_retention, backup_dynamodb and lift_expired."""
 
 from __future__ import annotations
 
@@ -131,9 +131,22 @@ def test_lambda_env_sets_debug_logging_the_approval_showed_and_the_expiry_dag_li
              f"{name}: would set LOG_LEVEL ('INFO' -> 'DEBUG')")
     assert variables(world, name, cli=False) == {**before, "LOG_LEVEL": "DEBUG"}  # only what was asked
     time.sleep(3)
-    output, result = airflow.run_dag("scheduled", "lambda_env_expiry", env=env_of(ws))
+    output, result = airflow.run_dag("scheduled", "lift_expired", env=env_of(ws))
     assert result and result["state"] == "success", output[-6000:]
     assert variables(world, name, cli=False) == before
+
+
+def test_waf_block_adds_the_addresses_the_approval_showed_and_keeps_the_others(api_server, aws_emulator, tmp_path):
+    from test_approval_text import waf_world
+    from test_waf import BLOCKED_BEFORE, addresses
+
+    world, ws = waf_world(aws_emulator, tmp_path)
+    approved(api_server, "waf_block", {"addresses": "198.51.100.0/24, 192.0.2.1"}, ws,
+             f"{world.tag}-blocked (3 addresses): would add 198.51.100.0/24, 192.0.2.1/32")
+    assert addresses(world, f"{world.tag}-blocked", cli=False) == sorted(
+        BLOCKED_BEFORE + ["198.51.100.0/24", "192.0.2.1/32"])
+    approved(api_server, "waf_block", {"undo": True}, ws, "would remove 192.0.2.1/32, 198.51.100.0/24")
+    assert addresses(world, f"{world.tag}-blocked", cli=False) == sorted(BLOCKED_BEFORE)
 
 
 def test_bootstrap_fixes_fixes_what_the_approval_listed(api_server, broken):  # noqa: F811
