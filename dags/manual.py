@@ -332,3 +332,33 @@ waf_count_rule = manual_procedure(
 traffic is investigated; every other rule is sent back as read, with the web ACL's LockToken. What each did before is
 recorded, so Undo puts exactly that back. The approval shows each rule's action now and after.
 """)
+
+security_group_rule = manual_procedure(
+    "security_group_rule", "security-group-rule.yml", tags=["aws", "ec2", "security"],
+    params={
+        "group": dict(default="", type="string", minLength=1, pattern="^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$",
+                      title="Security group", description="Its id (sg-...) or name."),
+        "port": dict(default="", type="string", pattern="^$|^[0-9]{1,5}(-[0-9]{1,5})?$", title="Port",
+                     description="443, or a range 8000-8080 (empty with protocol all, or with Undo)."),
+        "protocol": dict(default="tcp", type="string", enum=["tcp", "udp", "icmp", "icmpv6", "all"], title="Protocol"),
+        "cidr": dict(default="", type="string", pattern=WAF_ADDRESSES, title="From",
+                     description="CIDRs, comma-separated. 0.0.0.0/0 and ::/0 only on 80 and 443 without force."),
+        "undo": dict(default=False, type="boolean", title="Undo",
+                     description="Revoke exactly the rules the earlier runs added."),
+        "remove": dict(default=False, type="boolean", title="Revoke the rule named",
+                       description="Revoke exactly the rule named, whoever added it."),
+        "force": dict(default=False, type="boolean", title="Force",
+                      description="Allow the whole internet on another port than 80 and 443."),
+        "force_reason": dict(default="", type="string", pattern=NO_TEMPLATE + "[^\\n]*$", title="Why (with force)",
+                             description="Recorded with the rule."),
+    },
+    extravars={"group": "{{ params.group }}", "port": "{{ params.port }}", "protocol": "{{ params.protocol }}",
+               "cidr": "{{ params.cidr }}", "undo": "{{ params.undo }}", "remove": "{{ params.remove }}",
+               "force": "{{ params.force }}", "force_reason": "{{ params.force_reason }}"},
+    sealed=True,  # the apply adds or revokes the rule the approved plan named, refused when the group reads differently
+    doc_md="""
+### One ingress rule of a security group
+`security-group-rule.yml`: the rule named is added when the group lacks it (or revoked), every other rule untouched;
+each rule added is recorded as a tag on the group, so Undo revokes exactly those. The whole internet is refused on any
+port but 80 and 443 unless forced with a reason, which is recorded. The approval shows the group and the rule.
+""")

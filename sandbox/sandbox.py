@@ -59,6 +59,7 @@ FLEET_TEMPLATE = "fleet_template"
 FLEET_POOL_SLOTS = 2
 
 WAF_WEB_ACL = "SakeSensei-WebACL"
+SECURITY_GROUP = "chat-alb"
 WAF_IP_SETS = {"SakeSensei-BlockedIPs": ["192.0.2.10/32", "192.0.2.11/32", "198.18.0.0/24"],
                "SakeSensei-AllowedIPs": ["203.0.113.0/24"]}
 LAMBDA_FUNCTIONS = {
@@ -445,6 +446,11 @@ def seed_aws() -> bool:
         waf.create_ip_set(Name=name, Scope="REGIONAL", IPAddressVersion="IPV4", Addresses=addresses,
                           Description="runbook.recovery sandbox")
     seed_web_acl(waf)
+    ec2 = session.client("ec2")  # runbook 001's load balancer, HTTP open to everyone
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    alb = ec2.create_security_group(GroupName=SECURITY_GROUP, Description="chat load balancer", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=alb, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
     return True
 
 

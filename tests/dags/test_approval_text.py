@@ -155,6 +155,19 @@ def test_waf_count_rule(monkeypatch, aws_emulator, tmp_path):
     assert f"{acl} rule RateLimitRule: would Action Block -> Count; every other rule as it was" in text, text
 
 
+def test_security_group_rule(monkeypatch, aws_emulator, tmp_path):
+    from test_security_group_rule import make_group
+
+    aws_emulator.clear_faults()
+    world = World(dict(aws_emulator))
+    group = make_group(world)
+    ws = AwsWorkspace(tmp_path, world.env, {})
+    text = approval_of(monkeypatch, ws.inventory, "security-group-rule.yml",
+                       {"group": group, "port": "443", "cidr": "0.0.0.0/0", "protocol": "tcp"})
+    assert f"{group} ({world.tag}-alb): would allow tcp port 443 from 0.0.0.0/0; every other rule untouched" in text, \
+        text
+
+
 def test_kill_long_queries(monkeypatch, pg, chat_db, tmp_path):
     ws = Workspace(pg, [chat_db], tmp_path)
     conn = psycopg.connect(**pg.conninfo(chat_db), autocommit=True, application_name="runaway-report")
@@ -183,7 +196,7 @@ def test_every_manual_dag_is_read_here_or_elsewhere():
     here = {name[len("test_"):] for name in globals() if name.startswith("test_")}
     covered = {"recover_db", "recover_rows", "emergency_shutdown", "emergency_resume", "scale", "terraform_unlock",
                "rollback_deploy", "kill_long_queries", "bootstrap_fixes", "lambda_env", "waf_block", "waf_allow",
-               "waf_count_rule"}
+               "waf_count_rule", "security_group_rule"}
     assert covered - {"emergency_shutdown", "emergency_resume"} <= here
     elsewhere = {"restart_app", "recover_db_to_a_point_in_time"}
     assert manual == covered | elsewhere, manual ^ (covered | elsewhere)

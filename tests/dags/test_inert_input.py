@@ -26,6 +26,7 @@ PLAYBOOKS = {  # each manual DAG's playbook and its free-text inputs (dags/manua
     "waf-block.yml": ["addresses", "block_for", "ip_set"],
     "waf-allow.yml": ["addresses", "allow_for", "ip_set"],
     "waf-count-rule.yml": ["rule", "web_acl"],
+    "security-group-rule.yml": ["group", "port", "cidr", "force_reason"],
 }
 
 
