@@ -5,6 +5,7 @@ the AWS CLI."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import time
 
@@ -80,7 +81,7 @@ def test_debug_logging_keeps_every_other_variable_and_undo_puts_back_exactly_tha
     assert kept["type"] == "SecureString" and kept["variables"]["LOG_LEVEL"]["previous"] == "INFO"
     tags = runbook_tags(world, name)
     assert tags["runbook:env-record"] == f"/runbook/lambda-env/{name}"
-    lifted = time.mktime(time.strptime(tags["runbook:env-expires-at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    lifted = calendar.timegm(time.strptime(tags["runbook:env-expires-at"][:19], "%Y-%m-%dT%H:%M:%S"))
     assert 25 * 60 < lifted - time.time() <= 30 * 60
 
     again = ws.play(PLAYBOOK, function=name, debug=True, confirm=True, **{"for": "30m"})
