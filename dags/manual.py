@@ -363,3 +363,30 @@ security_group_rule = manual_procedure(
 each rule added is recorded as a tag on the group, so Undo revokes exactly those. The whole internet is refused on any
 port but 80 and 443 unless forced with a reason, which is recorded. The approval shows the group and the rule.
 """)
+
+cognito_user = manual_procedure(
+    "cognito_user", "cognito-user.yml", tags=["aws", "cognito", "security"],
+    params={
+        "action": dict(default="confirm", type="string", title="Action",
+                       enum=["confirm", "reset_password", "disable", "enable", "sign_out", "mfa", "mfa_undone"],
+                       description="confirm an UNCONFIRMED sign-up; reset a locked-out user's password; disable or "
+                                   "enable sign-in; sign out everywhere; the pool's MFA (and back). Deleting a user "
+                                   "is not offered: disable instead."),
+        "user": dict(default="", type="string", pattern="^$|^[^\\s,{}%#'\"]+(, *[^\\s,{}%#'\"]+)*$", title="Users",
+                     description="Usernames, comma-separated (or a filter below)."),
+        "filter": dict(default="", type="string", title="Filter", pattern='^$|^[a-z_:]+ \\^?= "[^"{}%#\\\\]*"$',
+                       description='A Cognito user filter, e.g. email = "kenji@example.com".'),
+        "mfa": dict(default="", type="string", enum=["", "ON", "OPTIONAL", "OFF"], title="MFA",
+                    description="With action mfa: ON (every user), OPTIONAL or OFF."),
+        "user_pool": dict(default="", type="string", pattern="^$|^[\\w-]{1,128}$", title="User pool",
+                          description="Empty: the inventory's cognito_user_pool."),
+    },
+    extravars={"action": "{{ params.action }}", "user": "{{ params.user }}", "filter": "{{ params.filter }}",
+               "mfa": "{{ params.mfa }}", "user_pool": "{{ params.user_pool }}"},
+    sealed=True,  # the apply acts on the users the approved plan found, in the states it read them, or refuses
+    doc_md="""
+### Cognito users and MFA
+`cognito-user.yml`: each action only where the user's state calls for it (confirm an UNCONFIRMED sign-up, reset a
+locked-out user's password, disable or enable, sign out everywhere), or the pool's MFA with its previous value
+recorded for the undo. The approval shows each user, the state it is in and what the action does.
+""")

@@ -60,6 +60,7 @@ FLEET_POOL_SLOTS = 2
 
 WAF_WEB_ACL = "SakeSensei-WebACL"
 SECURITY_GROUP = "chat-alb"
+USER_POOL = "SakeSensei-Users"
 WAF_IP_SETS = {"SakeSensei-BlockedIPs": ["192.0.2.10/32", "192.0.2.11/32", "198.18.0.0/24"],
                "SakeSensei-AllowedIPs": ["203.0.113.0/24"]}
 LAMBDA_FUNCTIONS = {
@@ -451,7 +452,19 @@ def seed_aws() -> bool:
     alb = ec2.create_security_group(GroupName=SECURITY_GROUP, Description="chat load balancer", VpcId=vpc)["GroupId"]
     ec2.authorize_security_group_ingress(GroupId=alb, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    seed_user_pool(session.client("cognito-idp"))
     return True
+
+
+def seed_user_pool(idp) -> None:
+    """Runbook 001's user pool: a sign-up waiting for its confirmation, and a confirmed user with a verified email."""
+    pool = idp.create_user_pool(PoolName=USER_POOL)["UserPool"]["Id"]
+    client = idp.create_user_pool_client(UserPoolId=pool, ClientName="sakesensei-web")["UserPoolClient"]["ClientId"]
+    idp.sign_up(ClientId=client, Username="newcomer", Password="Sandbox!Passw0rd",
+                UserAttributes=[{"Name": "email", "Value": "newcomer@example.com"}])
+    idp.admin_create_user(UserPoolId=pool, Username="kenji", MessageAction="SUPPRESS", UserAttributes=[
+        {"Name": "email", "Value": "kenji@example.com"}, {"Name": "email_verified", "Value": "true"}])
+    idp.admin_set_user_password(UserPoolId=pool, Username="kenji", Password="Sandbox!Passw0rd", Permanent=True)
 
 
 def seed_web_acl(waf) -> None:

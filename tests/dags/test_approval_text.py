@@ -168,6 +168,19 @@ def test_security_group_rule(monkeypatch, aws_emulator, tmp_path):
         text
 
 
+def test_cognito_user(monkeypatch, aws_emulator, tmp_path):
+    from test_cognito_user import make_pool
+
+    aws_emulator.clear_faults()
+    world = World(dict(aws_emulator))
+    pool_id = make_pool(world)
+    ws = AwsWorkspace(tmp_path, world.env, {})
+    text = approval_of(monkeypatch, ws.inventory, "cognito-user.yml",
+                       {"user": "newcomer,kenji", "action": "confirm", "user_pool": pool_id, "filter": "", "mfa": ""})
+    assert f"user pool {world.tag}-users ({pool_id}), confirm: newcomer: would UNCONFIRMED -> CONFIRMED; " \
+           "kenji: already CONFIRMED" in text, text
+
+
 def test_kill_long_queries(monkeypatch, pg, chat_db, tmp_path):
     ws = Workspace(pg, [chat_db], tmp_path)
     conn = psycopg.connect(**pg.conninfo(chat_db), autocommit=True, application_name="runaway-report")
@@ -196,7 +209,7 @@ def test_every_manual_dag_is_read_here_or_elsewhere():
     here = {name[len("test_"):] for name in globals() if name.startswith("test_")}
     covered = {"recover_db", "recover_rows", "emergency_shutdown", "emergency_resume", "scale", "terraform_unlock",
                "rollback_deploy", "kill_long_queries", "bootstrap_fixes", "lambda_env", "waf_block", "waf_allow",
-               "waf_count_rule", "security_group_rule"}
+               "waf_count_rule", "security_group_rule", "cognito_user"}
     assert covered - {"emergency_shutdown", "emergency_resume"} <= here
     elsewhere = {"restart_app", "recover_db_to_a_point_in_time"}
     assert manual == covered | elsewhere, manual ^ (covered | elsewhere)

@@ -24,7 +24,7 @@ SCHEDULED = {"backup_postgres", "verify_backups", "pg_integrity", "pg_maintenanc
 MANUAL = {"recover_db", "recover_db_to_a_point_in_time", "recover_rows", "emergency_shutdown", "emergency_resume",
           "scale", "bootstrap_fixes", "kill_long_queries", "restart_app", "terraform_unlock", "rollback_deploy",
           "lambda_env", "waf_block", "waf_allow", "waf_count_rule",
-          "security_group_rule"}
+          "security_group_rule", "cognito_user"}
 
 
 def test_no_import_errors_and_every_dag_is_there(dagbag):
