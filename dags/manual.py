@@ -374,6 +374,8 @@ cognito_user = manual_procedure(
                                    "is not offered: disable instead."),
         "user": dict(default="", type="string", pattern="^$|^[^\\s,{}%#'\"]+(, *[^\\s,{}%#'\"]+)*$", title="Users",
                      description="Usernames, comma-separated (or a filter below)."),
+        "email": dict(default="", type="string", pattern="^$|^[^\\s\"\\\\{}%#]+@[^\\s\"\\\\{}%#]+$", title="Email",
+                      description="Or the user with this email."),
         "filter": dict(default="", type="string", title="Filter", pattern='^$|^[a-z_:]+ \\^?= "[^"{}%#\\\\]*"$',
                        description='A Cognito user filter, e.g. email = "kenji@example.com".'),
         "mfa": dict(default="", type="string", enum=["", "ON", "OPTIONAL", "OFF"], title="MFA",
@@ -382,6 +384,7 @@ cognito_user = manual_procedure(
                           description="Empty: the inventory's cognito_user_pool."),
     },
     extravars={"action": "{{ params.action }}", "user": "{{ params.user }}", "filter": "{{ params.filter }}",
+               "email": "{{ params.email }}",
                "mfa": "{{ params.mfa }}", "user_pool": "{{ params.user_pool }}"},
     sealed=True,  # the apply acts on the users the approved plan found, in the states it read them, or refuses
     doc_md="""

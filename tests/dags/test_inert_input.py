@@ -27,7 +27,7 @@ PLAYBOOKS = {  # each manual DAG's playbook and its free-text inputs (dags/manua
     "waf-allow.yml": ["addresses", "allow_for", "ip_set"],
     "waf-count-rule.yml": ["rule", "web_acl"],
     "security-group-rule.yml": ["group", "port", "cidr", "force_reason"],
-    "cognito-user.yml": ["user", "filter", "user_pool"],
+    "cognito-user.yml": ["user", "filter", "email", "user_pool"],
 }
 
 

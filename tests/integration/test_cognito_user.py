@@ -66,7 +66,7 @@ def test_a_sign_up_is_confirmed_once_and_other_states_are_refused(ws, world, poo
 
 
 def test_a_locked_out_user_found_by_email_gets_a_password_reset_once(ws, world, pool):
-    run = ws.play(PLAYBOOK, filter='email = "kenji@example.com"', action="reset_password", confirm=True)
+    run = ws.play(PLAYBOOK, email="kenji@example.com", action="reset_password", confirm=True)
     assert run.rc == 0 and run.changed and run.says("kenji: CONFIRMED -> RESET_REQUIRED"), run.output[-3000:]
     assert user(world, pool, "kenji")["status"] == "RESET_REQUIRED"
     assert user(world, pool, "mallory")["status"] == "CONFIRMED"  # only the user the filter found
