@@ -71,8 +71,9 @@ def check_rule(protocol: str, from_port: int | None, to_port: int | None, cidrs:
 
 
 def ports_text(from_port: int, to_port: int) -> str:
-    return "all ports" if from_port < 0 else (f"port {from_port}" if from_port == to_port
-                                               else f"ports {from_port}-{to_port}")
+    if from_port < 0:
+        return "all ports"
+    return f"port {from_port}" if from_port == to_port else f"ports {from_port}-{to_port}"
 
 
 def permission(proto: str, from_port: int, to_port: int, cidr: str, description: str = "") -> dict:
@@ -136,8 +137,8 @@ def add_rules(group: SecurityGroup, proto: str, from_port: int, to_port: int, ci
     if reason:
         stamp = f"{stamp}: {reason}"[:256]
     # the record first: a crash after it leaves a tag an undo acts on (revoking a rule that is not there is a no-op)
-    group.ec2.create_tags(Resources=[group.id], Tags=[{"Key": rule_key(proto, from_port, to_port, c), "Value": stamp}
-                                                       for c in new])
+    tags = [{"Key": rule_key(proto, from_port, to_port, c), "Value": stamp} for c in new]
+    group.ec2.create_tags(Resources=[group.id], Tags=tags)
     for cidr in new:
         try:
             group.ec2.authorize_security_group_ingress(

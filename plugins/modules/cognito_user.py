@@ -49,7 +49,7 @@ options:
   mfa:
     description: With O(action=mfa) - ON (every user), OPTIONAL, or OFF; ON and OPTIONAL turn on authenticator apps.
     type: str
-    choices: [ON, OPTIONAL, OFF]
+    choices: ["ON", "OPTIONAL", "OFF"]
   actor:
     description: Who asked (recorded with the MFA record).
     type: str
