@@ -7,6 +7,7 @@ resources at once and keeps going when one of them fails."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -129,6 +130,38 @@ def paginate(aws_client, operation: str, key: str, **kwargs) -> list:
     for page in aws_client.get_paginator(operation).paginate(**kwargs):
         items.extend(page.get(key, []))
     return items
+
+
+# -- records kept in SSM Parameter Store (what a change replaced, where the resource has no tags for it) -------------
+def read_json_parameter(ssm, name: str, decrypt: bool = False) -> dict | None:
+    """The JSON document of a parameter, None when there is none; one that is not JSON (edited by hand) refused."""
+    try:
+        text = ssm.get_parameter(Name=name, WithDecryption=decrypt)["Parameter"]["Value"]
+    except Exception as exc:
+        if error_code(exc) == "ParameterNotFound":
+            return None
+        raise
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise RunbookError(f"the record {name} is not a JSON document: it was edited by hand. Nothing was changed; "
+                           "fix or delete it.") from None
+
+
+def put_json_parameter(ssm, name: str, document: dict, description: str, secure: bool = False) -> None:
+    ssm.put_parameter(Name=name, Type="SecureString" if secure else "String", Overwrite=True,
+                      Value=json.dumps(document, sort_keys=True), Description=description)
+
+
+def delete_parameter(ssm, name: str) -> bool:
+    """Whether there was one to delete."""
+    try:
+        ssm.delete_parameter(Name=name)
+        return True
+    except Exception as exc:
+        if error_code(exc) == "ParameterNotFound":
+            return False
+        raise
 
 
 def exit_with_rows(module, result: dict, rows: list[dict], failures: str, name: str = "name") -> None:

@@ -17,10 +17,15 @@ Users are named by username, or found by an attribute filter (`email = "a@exampl
 
 from __future__ import annotations
 
-import json
 import re
 
-from ansible_collections.runbook.recovery.plugins.module_utils.aws import error_code
+from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
+    delete_parameter,
+    error_code,
+    paginate,
+    put_json_parameter,
+    read_json_parameter,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.common import RunbookError, isoformat, utc_now
 
 ACTIONS = ("confirm", "reset_password", "disable", "enable", "sign_out")
@@ -42,13 +47,7 @@ def find_pool(idp, given: str) -> tuple[str, str]:
         except Exception as exc:
             if error_code(exc) != "ResourceNotFoundException":
                 raise
-    found, token = [], None
-    while True:
-        page = idp.list_user_pools(MaxResults=60, **({"NextToken": token} if token else {}))
-        found += [p for p in page.get("UserPools", []) if p["Name"] == given]
-        token = page.get("NextToken")
-        if not token:
-            break
+    found = [p for p in paginate(idp, "list_user_pools", "UserPools", MaxResults=60) if p["Name"] == given]
     if not found:
         raise RunbookError(f"user pool {given!r} does not exist (by id or name): check it and the region. Nothing was "
                            "changed.")
@@ -74,13 +73,7 @@ def find_users(idp, pool: str, usernames: list[str], filter_text: str) -> list[d
         if not FILTER.match(filter_text):
             raise RunbookError(f"filter {filter_text!r} is not a Cognito user filter: ATTRIBUTE = \"VALUE\" (or ^= for "
                                "a prefix), e.g. email = \"a@example.com\". Nothing was changed.")
-        found, token = [], None
-        while True:
-            page = idp.list_users(UserPoolId=pool, Filter=filter_text, **({"PaginationToken": token} if token else {}))
-            found += page.get("Users", [])
-            token = page.get("PaginationToken")
-            if not token:
-                break
+        found = paginate(idp, "list_users", "Users", UserPoolId=pool, Filter=filter_text)
         if not found:
             raise RunbookError(f"no user of {pool} matches {filter_text}. Nothing was changed.")
         known = {u["username"] for u in users}
@@ -161,25 +154,18 @@ def set_mfa(idp, ssm, pool: str, wanted: str, check_mode: bool, actor: str = "")
     row = {"pool": pool, "before": describe_mfa(now), "after": describe_mfa(target), "changed": now != target}
     if not row["changed"] or check_mode:
         return row
-    try:
-        ssm.get_parameter(Name=MFA_RECORD_PATH + pool)
-    except Exception as exc:  # the first change keeps what the pool had before any of ours
-        if error_code(exc) != "ParameterNotFound":
-            raise
-        ssm.put_parameter(Name=MFA_RECORD_PATH + pool, Type="String", Overwrite=True,
-                          Value=json.dumps({"previous": now, "at": isoformat(utc_now()), "by": actor or None}),
-                          Description=f"runbook.recovery: user pool {pool}'s MFA before cognito-user.yml set it")
+    if read_json_parameter(ssm, MFA_RECORD_PATH + pool) is None:  # the first change keeps what was there before ours
+        record = {"previous": now, "at": isoformat(utc_now()), "by": actor or None}
+        put_json_parameter(ssm, MFA_RECORD_PATH + pool, record,
+                           f"runbook.recovery: user pool {pool}'s MFA before cognito-user.yml set it")
     idp.set_user_pool_mfa_config(UserPoolId=pool, **target)
     return row
 
 
 def undo_mfa(idp, ssm, pool: str, check_mode: bool) -> dict:
     now = mfa_state(idp, pool)
-    try:
-        record = json.loads(ssm.get_parameter(Name=MFA_RECORD_PATH + pool)["Parameter"]["Value"])
-    except Exception as exc:
-        if error_code(exc) != "ParameterNotFound":
-            raise
+    record = read_json_parameter(ssm, MFA_RECORD_PATH + pool)
+    if record is None:
         return {"pool": pool, "before": describe_mfa(now), "after": describe_mfa(now), "changed": False}
     previous = record["previous"]
     row = {"pool": pool, "before": describe_mfa(now), "after": describe_mfa(previous), "changed": True}
@@ -187,5 +173,5 @@ def undo_mfa(idp, ssm, pool: str, check_mode: bool) -> dict:
         return row
     if now != previous:
         idp.set_user_pool_mfa_config(UserPoolId=pool, **previous)
-    ssm.delete_parameter(Name=MFA_RECORD_PATH + pool)
+    delete_parameter(ssm, MFA_RECORD_PATH + pool)
     return row

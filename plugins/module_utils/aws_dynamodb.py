@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
+    delete_parameter,
     describe_error,
     error_code,
     fail_at_once,
@@ -461,13 +462,7 @@ def recorded_count(ssm, name: str, backup_arn: str) -> int | None:
 
 
 def forget_count(ssm, name: str) -> bool:
-    try:
-        ssm.delete_parameter(Name=name)
-        return True
-    except Exception as exc:
-        if error_code(exc) == "ParameterNotFound":
-            return False
-        raise
+    return delete_parameter(ssm, name)
 
 
 def backup_table(clients, table: str, keep_last: int, max_age_days: float | None, skip_if_newer_than: float,

@@ -25,15 +25,21 @@ import hashlib
 import json
 import re
 
-from ansible_collections.runbook.recovery.plugins.module_utils.aws import error_code, paginate
+from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
+    delete_parameter,
+    error_code,
+    paginate,
+    put_json_parameter,
+    read_json_parameter,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda import (
     LAMBDA_UPDATE_WAIT_SECONDS,
     update_function_configuration,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
+    expires_at,
     isoformat,
-    parse_duration,
     parse_iso,
     utc_now,
 )
@@ -95,12 +101,7 @@ def check_changes(values: dict, unset: list) -> None:
 
 
 def expiry(lift_after: str | None, now: datetime.datetime) -> str | None:
-    if lift_after in (None, "", "0"):
-        return None
-    seconds = parse_duration(lift_after)
-    if seconds <= 0:
-        raise RunbookError(f"for={lift_after}: give a positive duration (30m, 2h). Nothing was changed.")
-    return isoformat(now + datetime.timedelta(seconds=seconds))
+    return expires_at(lift_after, now, "for")
 
 
 def describe_value(name: str, value: str | None, shown: tuple) -> str:
@@ -135,17 +136,7 @@ class FunctionEnvironment:
         self.tags = self.lam.list_tags(Resource=self.arn).get("Tags") or {}
 
     def record(self) -> dict | None:
-        try:
-            found = self.ssm.get_parameter(Name=record_name(self.function), WithDecryption=True)
-        except Exception as exc:
-            if error_code(exc) == "ParameterNotFound":
-                return None
-            raise
-        try:
-            return json.loads(found["Parameter"]["Value"])
-        except ValueError:
-            raise RunbookError(f"the record {record_name(self.function)} is not a JSON document: it was edited by "
-                               "hand. Nothing was changed; fix or delete it.") from None
+        return read_json_parameter(self.ssm, record_name(self.function), decrypt=True)
 
     # -- deciding -----------------------------------------------------------------------------------------
     def plan_set(self, values: dict, unset: list) -> list[dict]:
@@ -199,9 +190,8 @@ class FunctionEnvironment:
                            "done.")
 
     def put_record(self, record: dict) -> None:
-        self.ssm.put_parameter(Name=record_name(self.function), Type="SecureString", Overwrite=True,
-                               Value=json.dumps(record, sort_keys=True),
-                               Description=f"runbook.recovery: what lambda-env.yml changed on {self.function}")
+        put_json_parameter(self.ssm, record_name(self.function), record,
+                           f"runbook.recovery: what lambda-env.yml changed on {self.function}", secure=True)
         tags = {TAG_RECORD: record_name(self.function), TAG_SET_AT: record["set_at"]}
         if record.get("expires_at"):
             tags[TAG_EXPIRES] = record["expires_at"]
@@ -214,11 +204,7 @@ class FunctionEnvironment:
         present = [k for k in (TAG_RECORD, TAG_SET_AT, TAG_EXPIRES) if k in self.tags]
         if present:
             self.lam.untag_resource(Resource=self.arn, TagKeys=present)
-        try:
-            self.ssm.delete_parameter(Name=record_name(self.function))
-        except Exception as exc:
-            if error_code(exc) != "ParameterNotFound":
-                raise
+        delete_parameter(self.ssm, record_name(self.function))
 
 
 def set_variables(env: FunctionEnvironment, values: dict, unset: list, lift_after: str | None, check_mode: bool,

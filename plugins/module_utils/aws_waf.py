@@ -20,11 +20,17 @@ import datetime
 import ipaddress
 import json
 
-from ansible_collections.runbook.recovery.plugins.module_utils.aws import error_code
+from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
+    delete_parameter,
+    error_code,
+    paginate,
+    put_json_parameter,
+    read_json_parameter,
+)
 from ansible_collections.runbook.recovery.plugins.module_utils.common import (
     RunbookError,
+    expires_at,
     isoformat,
-    parse_duration,
     parse_iso,
     utc_now,
 )
@@ -82,12 +88,25 @@ def covering(blocked: list[str], allowed: list[str]) -> list[tuple[str, str]]:
 
 
 def expiry(block_for: str | None, now: datetime.datetime) -> str | None:
-    if block_for in (None, "", "0"):
-        return None
-    seconds = parse_duration(block_for)
-    if seconds <= 0:
-        raise RunbookError(f"block_for={block_for}: give a positive duration (24h, 7d). Nothing was changed.")
-    return isoformat(now + datetime.timedelta(seconds=seconds))
+    return expires_at(block_for, now, "block_for")
+
+
+def find_by_name(waf, operation: str, key: str, scope: str, name: str, what: str) -> str:
+    """The id of the one WAF resource of `scope` named `name` (list_ip_sets / list_web_acls, NextMarker pages)."""
+    found, marker = [], None
+    while True:
+        page = getattr(waf, operation)(Scope=scope, **({"NextMarker": marker} if marker else {}))
+        found += [item for item in page.get(key, []) if item["Name"] == name]
+        marker = page.get("NextMarker")
+        if not marker or not page.get(key):
+            break
+    if not found:
+        raise RunbookError(f"WAF {what} {name!r} ({scope}) does not exist: check the name and the scope (CLOUDFRONT "
+                           "ones live in us-east-1). Nothing was changed.")
+    if len(found) > 1:
+        raise RunbookError(f"{len(found)} WAF {what}s are named {name!r} ({scope}): give its id "
+                           f"({', '.join(item['Id'] for item in found)}). Nothing was changed.")
+    return found[0]["Id"]
 
 
 class IpSet:
@@ -101,26 +120,8 @@ class IpSet:
         self.arn = self.lock_token = self.version = None
         self.addresses: list[str] = []
 
-    def find(self) -> None:
-        if self.id:
-            return
-        marker, found = None, []
-        while True:
-            page = self.waf.list_ip_sets(Scope=self.scope, **({"NextMarker": marker} if marker else {}))
-            found += [s for s in page.get("IPSets", []) if s["Name"] == self.name]
-            marker = page.get("NextMarker")
-            if not marker or not page.get("IPSets"):
-                break
-        if not found:
-            raise RunbookError(f"WAF IP set {self.name!r} ({self.scope}) does not exist: check the name and the scope "
-                               "(CLOUDFRONT sets live in us-east-1). Nothing was changed.")
-        if len(found) > 1:
-            raise RunbookError(f"{len(found)} WAF IP sets are named {self.name!r} ({self.scope}): give its id "
-                               f"({', '.join(s['Id'] for s in found)}). Nothing was changed.")
-        self.id = found[0]["Id"]
-
     def read(self) -> None:
-        self.find()
+        self.id = self.id or find_by_name(self.waf, "list_ip_sets", "IPSets", self.scope, self.name, "IP set")
         try:
             answer = self.waf.get_ip_set(Name=self.name, Scope=self.scope, Id=self.id)
         except Exception as exc:
@@ -165,31 +166,16 @@ class IpSet:
 
     # -- the record of what we added ----------------------------------------------------------------------------
     def record(self) -> dict:
-        try:
-            found = self.ssm.get_parameter(Name=record_name(self.scope, self.name))
-        except Exception as exc:
-            if error_code(exc) == "ParameterNotFound":
-                return {"ip_set": self.name, "scope": self.scope, "added": {}}
-            raise
-        try:
-            return json.loads(found["Parameter"]["Value"])
-        except ValueError:
-            raise RunbookError(f"the record {record_name(self.scope, self.name)} is not a JSON document: it was "
-                               "edited by hand. Nothing was changed; fix or delete it.") from None
+        return (read_json_parameter(self.ssm, record_name(self.scope, self.name))
+                or {"ip_set": self.name, "scope": self.scope, "added": {}})
 
     def save_record(self, record: dict) -> None:
         if not record["added"]:
-            try:
-                self.ssm.delete_parameter(Name=record_name(self.scope, self.name))
-            except Exception as exc:
-                if error_code(exc) != "ParameterNotFound":
-                    raise
+            delete_parameter(self.ssm, record_name(self.scope, self.name))
             self.waf.untag_resource(ResourceARN=self.arn, TagKeys=[TAG_RECORD])
             return
-        self.ssm.put_parameter(Name=record_name(self.scope, self.name), Type="String", Overwrite=True,
-                               Value=json.dumps(record, sort_keys=True),
-                               Description=f"runbook.recovery: the addresses waf-block.yml/waf-allow.yml added to "
-                                           f"{self.name}")
+        put_json_parameter(self.ssm, record_name(self.scope, self.name), record,
+                           f"runbook.recovery: the addresses waf-block.yml/waf-allow.yml added to {self.name}")
         self.waf.tag_resource(ResourceARN=self.arn, Tags=[{"Key": TAG_RECORD,
                                                            "Value": record_name(self.scope, self.name)}])
 
@@ -242,15 +228,8 @@ def remove(ip_set: IpSet, addresses: list[str] | None, check_mode: bool, only_re
 
 def due_ip_sets(clients) -> list[tuple[str, str]]:
     """(scope, name) of every record under /runbook/waf-ip-set/ holding an address whose time is up."""
-    ssm = clients("ssm")
-    found, token = [], None
-    while True:
-        page = ssm.get_parameters_by_path(Path=RECORD_PATH.rstrip("/"), Recursive=True, MaxResults=10,
-                                          **({"NextToken": token} if token else {}))
-        found += page.get("Parameters", [])
-        token = page.get("NextToken")
-        if not token:
-            break
+    found = paginate(clients("ssm"), "get_parameters_by_path", "Parameters", Path=RECORD_PATH.rstrip("/"),
+                     Recursive=True)
     now, due = utc_now(), []
     for parameter in found:
         try:
@@ -291,19 +270,7 @@ class WebAcl:
         self.lock_token = None
 
     def read(self) -> None:
-        if not self.id:
-            listed, marker = [], None
-            while True:
-                page = self.waf.list_web_acls(Scope=self.scope, **({"NextMarker": marker} if marker else {}))
-                listed += [a for a in page.get("WebACLs", []) if a["Name"] == self.name]
-                marker = page.get("NextMarker")
-                if not marker or not page.get("WebACLs"):
-                    break
-            if len(listed) != 1:
-                raise RunbookError(f"WAF web ACL {self.name!r} ({self.scope}) "
-                                   f"{'does not exist' if not listed else 'is not unique: give its id'}. Nothing was "
-                                   "changed.")
-            self.id = listed[0]["Id"]
+        self.id = self.id or find_by_name(self.waf, "list_web_acls", "WebACLs", self.scope, self.name, "web ACL")
         answer = self.waf.get_web_acl(Name=self.name, Scope=self.scope, Id=self.id)
         self.acl, self.lock_token = answer["WebACL"], answer["LockToken"]
 
@@ -337,13 +304,7 @@ class WebAcl:
             self.read()
 
     def record(self, rule: str) -> dict | None:
-        try:
-            found = self.ssm.get_parameter(Name=rule_record_name(self.scope, self.name, rule))
-        except Exception as exc:
-            if error_code(exc) == "ParameterNotFound":
-                return None
-            raise
-        return json.loads(found["Parameter"]["Value"])
+        return read_json_parameter(self.ssm, rule_record_name(self.scope, self.name, rule))
 
 
 def count_rule(acl: WebAcl, rule_name: str, check_mode: bool, actor: str = "") -> dict:
@@ -356,10 +317,9 @@ def count_rule(acl: WebAcl, rule_name: str, check_mode: bool, actor: str = "") -
     if not row["changed"] or check_mode:
         return row
     if acl.record(rule_name) is None:  # a second count keeps what the rule did before the first
-        acl.ssm.put_parameter(Name=rule_record_name(acl.scope, acl.name, rule_name), Type="String", Overwrite=True,
-                              Value=json.dumps({"member": member, "previous": now, "at": isoformat(utc_now()),
-                                                "by": actor or None}, sort_keys=True),
-                              Description=f"runbook.recovery: what rule {rule_name} of {acl.name} did before COUNT")
+        put_json_parameter(acl.ssm, rule_record_name(acl.scope, acl.name, rule_name),
+                           {"member": member, "previous": now, "at": isoformat(utc_now()), "by": actor or None},
+                           f"runbook.recovery: what rule {rule_name} of {acl.name} did before COUNT")
     acl.write(rule_name, member, COUNT)
     return row
 
@@ -383,5 +343,5 @@ def uncount_rule(acl: WebAcl, rule_name: str, check_mode: bool, force: bool = Fa
         return row
     if now != previous:
         acl.write(rule_name, member, previous)
-    acl.ssm.delete_parameter(Name=rule_record_name(acl.scope, acl.name, rule_name))
+    delete_parameter(acl.ssm, rule_record_name(acl.scope, acl.name, rule_name))
     return row

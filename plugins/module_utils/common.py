@@ -101,6 +101,16 @@ def parse_duration(value) -> float:
     return seconds
 
 
+def expires_at(duration, now: datetime.datetime, option: str) -> str | None:
+    """When a change made for `duration` (30m, 24h) is lifted, as isoformat; None for none (empty, 0)."""
+    if duration in (None, "", "0"):
+        return None
+    seconds = parse_duration(duration)
+    if seconds <= 0:
+        raise RunbookError(f"{option}={duration}: give a positive duration (30m, 24h). Nothing was changed.")
+    return isoformat(now + datetime.timedelta(seconds=seconds))
+
+
 def parse_size(value) -> int:
     """'512', '512MB', '1.5G', '10GiB' -> bytes (binary multiples)."""
     if isinstance(value, bool):

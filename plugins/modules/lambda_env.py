@@ -107,6 +107,7 @@ from ansible_collections.runbook.recovery.plugins.module_utils.aws import (
     Clients,
     aws_argument_spec,
     aws_failures_reported,
+    delete_parameter,
 )
 from ansible_collections.runbook.recovery.plugins.module_utils.aws_lambda_env import (
     FunctionEnvironment,
@@ -177,7 +178,7 @@ def main():
                     raise
                 if "does not exist" in str(exc):  # an expired record of a function deleted since
                     if not module.check_mode:
-                        clients("ssm").delete_parameter(Name=record_name(function))
+                        delete_parameter(clients("ssm"), record_name(function))
                     rows.append({"function": function, "variables": [], "changed": True, "gone": True})
                 else:  # the others are still lifted; this one is named at the end
                     rows.append({"function": function, "variables": exc.details.get("variables", []),
